@@ -23,6 +23,7 @@ export function demuxLogs(buf: Buffer): string {
 export function lastChars(text: string, maxChars: number): string {
   if (text.length <= maxChars) return text;
   const cut = text.slice(text.length - maxChars);
+  if (text[text.length - maxChars - 1] === "\n") return cut; // already starts a line
   const nl = cut.indexOf("\n");
   return nl >= 0 && nl < cut.length - 1 ? cut.slice(nl + 1) : cut;
 }

@@ -8,5 +8,5 @@ export type { PreviewDeps } from "./deps.js";
 
 /** Every function this app serves, bound to its dependencies. */
 export function createFunctions(inngest: Inngest, deps: PreviewDeps) {
-  return [createLaunchPreview(inngest, deps), createStopPreview(inngest, deps), createRemovePreview(inngest, deps)];
+  return [createLaunchPreview(inngest, deps), createStopPreview(inngest, deps), createRemovePreview(inngest, deps)] as const;
 }

@@ -91,9 +91,10 @@ export interface PreviewStore {
   /**
    * Upserts the row and appends an audit event when the status changes. Replaying the same
    * transition leaves the row as it is and appends nothing, so retried steps converge.
-   * With `ifExists`, a project with no row is left without one (returns null).
+   * With `from`, the transition applies only to an existing row whose status is listed (a
+   * compare-and-set); otherwise nothing is written and null is returned.
    */
-  record(projectId: ProjectId, transition: Transition, options?: { ifExists?: boolean }): Promise<PreviewRecord | null>;
+  record(projectId: ProjectId, transition: Transition, options?: { from?: readonly PreviewStatus[] }): Promise<PreviewRecord | null>;
   /** Throws when the database cannot be reached (readiness probe). */
   ping(): Promise<void>;
 }

@@ -20,7 +20,15 @@ export type ProjectId = v.InferOutput<typeof ProjectIdSchema>;
 export class InvalidProjectIdError extends Error {
   override readonly name = "InvalidProjectIdError";
   constructor(readonly value: unknown) {
-    super(`invalid projectId ${JSON.stringify(value)}: ${ProjectIdSchema.pipe[1].message as string}`);
+    super(`invalid projectId ${show(value)}: ${ProjectIdSchema.pipe[1].message as string}`);
+  }
+}
+
+function show(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value); // BigInt, circular objects
   }
 }
 

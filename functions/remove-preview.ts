@@ -6,6 +6,10 @@
 import type { Inngest } from "inngest";
 import { previewRemoved, projectDeleted } from "../inngest.config.js";
 import { PER_PROJECT, RETRIES, type PreviewDeps } from "./deps.js";
+import { PREVIEW_STATUSES } from "./ports.js";
+
+/** Every status but `removed`: a removed row is left as it is (no new audit event). */
+const REMOVABLE = PREVIEW_STATUSES.filter((s) => s !== "removed");
 
 export function createRemovePreview(inngest: Inngest, deps: PreviewDeps) {
   return inngest.createFunction(
@@ -21,7 +25,7 @@ export function createRemovePreview(inngest: Inngest, deps: PreviewDeps) {
       const reason = `${event.name}: project deleted`;
 
       await step.run("record-removing", async () => {
-        await deps.store.record(projectId, { status: "removing", reason }, { ifExists: true });
+        await deps.store.record(projectId, { status: "removing", reason }, { from: REMOVABLE });
       });
       const outcome = await step.run("remove-container", () => deps.runtime.remove(projectId));
       await step.run("delete-site-files", () => deps.site.remove(projectId));
@@ -29,7 +33,7 @@ export function createRemovePreview(inngest: Inngest, deps: PreviewDeps) {
         await deps.store.record(
           projectId,
           { status: "removed", reason: `${reason} (container ${outcome})`, url: null, containerId: null, logTail: null },
-          { ifExists: true },
+          { from: REMOVABLE },
         );
       });
       await step.sendEvent("emit-removed", previewRemoved.create({ projectId }));

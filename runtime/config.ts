@@ -11,6 +11,18 @@ const DOMAIN = /^(?=.{1,200}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a
 
 const optionalString = v.optional(v.pipe(v.string(), v.trim(), v.minLength(1)));
 
+function parsesAsUrl(s: string): boolean {
+  try {
+    new URL(s);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const INNGEST_DEV_FLAG = /^(1|0|true|false)$/i;
+const isDevMode = (raw: string | undefined): boolean => raw !== undefined && !/^(0|false)$/i.test(raw);
+
 /** "512m", "1g", "1073741824" -> bytes (binary units, as Docker reads them). */
 export function parseBytes(input: string): number | undefined {
   const m = /^(\d+(?:\.\d+)?)\s*([kmg]?)b?$/i.exec(input.trim());
@@ -46,13 +58,19 @@ const bool = (fallback: string) =>
     v.transform((s) => s === "1" || s === "true" || s === "yes"),
   );
 
-const EnvSchema = v.object({
-  PORT: intIn("PORT", 1, 65535, "3000"),
+const EnvFields = v.object({
+  // 0 binds any free port (tests, side-by-side instances).
+  PORT: intIn("PORT", 0, 65535, "3000"),
   HOST: v.optional(v.string(), "0.0.0.0"),
   LOG_LEVEL: v.optional(v.picklist(["trace", "debug", "info", "warn", "error", "fatal", "silent"]), "info"),
 
   DATABASE_URL: v.optional(
-    v.pipe(v.string(), v.trim(), v.regex(/^postgres(ql)?:\/\/.+/, "DATABASE_URL must be a postgres:// URL")),
+    v.pipe(
+      v.string(),
+      v.trim(),
+      v.regex(/^postgres(ql)?:\/\/.+/, "DATABASE_URL must be a postgres:// URL"),
+      v.check(parsesAsUrl, "DATABASE_URL is not a valid URL"),
+    ),
   ),
   DATABASE_DRIVER: v.optional(v.picklist(["auto", "pg", "neon", "pglite"]), "auto"),
   DATA_PATH: v.optional(v.pipe(v.string(), v.minLength(1)), "./.data"),
@@ -64,7 +82,11 @@ const EnvSchema = v.object({
   ),
 
   DOCKER_HOST: v.optional(
-    v.pipe(v.string(), v.regex(/^(unix:\/\/\/.+|tcp:\/\/[^/]+:\d+)$/, "DOCKER_HOST must be unix:///path or tcp://host:port")),
+    v.pipe(
+      v.string(),
+      v.regex(/^(unix:\/\/\/.+|tcp:\/\/[^/]+:\d+)$/, "DOCKER_HOST must be unix:///path or tcp://host:port"),
+      v.check((s) => s.startsWith("unix:") || parsesAsUrl(s.replace(/^tcp:/, "http:")), "DOCKER_HOST has an invalid host or port"),
+    ),
   ),
   INSTANCE_ID: v.optional(v.pipe(v.string(), v.regex(LABEL_VALUE, "INSTANCE_ID must be a label value (a-z, 0-9, '.', '_', '-')")), "previews"),
   PREVIEW_IMAGE: v.optional(v.pipe(v.string(), v.regex(/^[a-z0-9][a-z0-9._\/:@-]*$/i, "PREVIEW_IMAGE must be an image reference")), "preview-base:latest"),
@@ -95,7 +117,9 @@ const EnvSchema = v.object({
   API_TOKEN: v.optional(v.pipe(v.string(), v.minLength(16, "API_TOKEN must be at least 16 characters"))),
 
   // The Inngest SDK's own variables, validated here and passed to the client explicitly.
-  INNGEST_DEV: optionalString,
+  INNGEST_DEV: v.optional(
+    v.pipe(v.string(), v.trim(), v.check((s) => INNGEST_DEV_FLAG.test(s) || /^https?:\/\/./.test(s), "INNGEST_DEV must be 1, 0 or the dev server URL")),
+  ),
   INNGEST_BASE_URL: v.optional(v.pipe(v.string(), v.url("INNGEST_BASE_URL must be a URL"))),
   INNGEST_SIGNING_KEY: optionalString,
   INNGEST_SIGNING_KEY_FALLBACK: optionalString,
@@ -104,6 +128,35 @@ const EnvSchema = v.object({
   INNGEST_SERVE_ORIGIN: v.optional(v.pipe(v.string(), v.url("INNGEST_SERVE_ORIGIN must be a URL"))),
   INNGEST_CHECKPOINTING: bool("true"),
 });
+
+/** Rules across variables: `partialCheck` runs them even when unrelated variables are bad. */
+const EnvSchema = v.pipe(
+  EnvFields,
+  v.forward(
+    v.partialCheck(
+      [["DATABASE_DRIVER"], ["DATABASE_URL"]],
+      (e) => !(e.DATABASE_DRIVER === "pglite" && e.DATABASE_URL),
+      "DATABASE_DRIVER pglite takes no DATABASE_URL",
+    ),
+    ["DATABASE_DRIVER"],
+  ),
+  v.forward(
+    v.partialCheck(
+      [["DATABASE_DRIVER"], ["DATABASE_URL"]],
+      (e) => !((e.DATABASE_DRIVER === "pg" || e.DATABASE_DRIVER === "neon") && !e.DATABASE_URL),
+      "DATABASE_URL is required when DATABASE_DRIVER is pg or neon",
+    ),
+    ["DATABASE_URL"],
+  ),
+  v.forward(
+    v.partialCheck(
+      [["INNGEST_DEV"], ["INNGEST_SIGNING_KEY"]],
+      (e) => isDevMode(e.INNGEST_DEV) || Boolean(e.INNGEST_SIGNING_KEY),
+      "INNGEST_SIGNING_KEY is required unless INNGEST_DEV is set (cloud mode verifies every request)",
+    ),
+    ["INNGEST_SIGNING_KEY"],
+  ),
+);
 
 export type Env = v.InferOutput<typeof EnvSchema>;
 
@@ -175,9 +228,8 @@ function dockerTarget(raw: string | undefined): Config["docker"] {
 }
 
 function inngestDev(raw: string | undefined): boolean | string {
-  if (raw === undefined || raw === "0" || raw.toLowerCase() === "false") return false;
-  if (raw === "1" || raw.toLowerCase() === "true") return true;
-  return raw;
+  if (!isDevMode(raw)) return false;
+  return INNGEST_DEV_FLAG.test(raw!) ? true : raw!;
 }
 
 /** Parses the environment; throws `ConfigError` listing every bad variable. */
@@ -194,17 +246,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     throw new ConfigError(problems);
   }
   const env = parsed.output;
-  const problems: string[] = [];
-  if (env.DATABASE_DRIVER === "pglite" && env.DATABASE_URL) problems.push("DATABASE_DRIVER: pglite takes no DATABASE_URL");
-  if ((env.DATABASE_DRIVER === "pg" || env.DATABASE_DRIVER === "neon") && !env.DATABASE_URL) {
-    problems.push(`DATABASE_URL: required when DATABASE_DRIVER is ${env.DATABASE_DRIVER}`);
-  }
   const dev = inngestDev(env.INNGEST_DEV);
-  if (dev === false && !env.INNGEST_SIGNING_KEY) {
-    problems.push("INNGEST_SIGNING_KEY: required unless INNGEST_DEV is set (cloud mode verifies every request)");
-  }
-  if (typeof dev === "string" && !/^https?:\/\//.test(dev)) problems.push("INNGEST_DEV: must be 1, 0 or the dev server URL");
-  if (problems.length) throw new ConfigError(problems);
 
   const storagePath = path.resolve(cwd, env.STORAGE_PATH);
   return {

@@ -6,7 +6,7 @@
 import { randomBytes } from "node:crypto";
 import Docker from "dockerode";
 import type { TestProject } from "vitest/node";
-import { STUB_IMAGE, TEST_LABEL, removeRun } from "./helpers/docker.js";
+import { TEST_LABEL, stubImage, removeRun } from "./helpers/docker.js";
 import { buildStubImage } from "./helpers/stub-image.js";
 
 export default async function setup(project: TestProject) {
@@ -17,7 +17,7 @@ export default async function setup(project: TestProject) {
     throw new Error(`tests need a Docker engine at /var/run/docker.sock (run scripts/provision.sh as root): ${(err as Error).message}`);
   }
   const runId = `${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`;
-  await buildStubImage(docker, STUB_IMAGE, { [TEST_LABEL]: runId });
+  await buildStubImage(docker, stubImage(runId), { [TEST_LABEL]: runId });
   project.provide("testRunId", runId);
 
   return async () => {

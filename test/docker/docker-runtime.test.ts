@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NonRetriableError } from "inngest";
-import { createDockerTestEnv, STUB_IMAGE, TEST_LABEL, type DockerTestEnv } from "../helpers/docker.js";
+import { createDockerTestEnv, TEST_LABEL, type DockerTestEnv } from "../helpers/docker.js";
 import { DockerPreviewRuntime } from "../../docker/docker-runtime.js";
 import { LABELS } from "../../docker/labels.js";
 
@@ -27,7 +27,7 @@ describe("DockerPreviewRuntime on a real engine (traefik routing)", () => {
     const info = await env.docker.getContainer(`preview-${id}`).inspect();
     expect(info.Id).toBe(ensured.containerId);
     expect(info.Name).toBe(`/preview-${id}`);
-    expect(info.Config.Image).toBe(STUB_IMAGE);
+    expect(info.Config.Image).toBe(env.image);
     expect(info.Config.Labels).toMatchObject({
       [LABELS.MANAGED]: "true",
       [LABELS.PROJECT_ID]: id,
@@ -168,7 +168,7 @@ describe("DockerPreviewRuntime on a real engine (traefik routing)", () => {
     await env.writeSite(id);
     const foreign = await env.docker.createContainer({
       name: `preview-${id}`,
-      Image: STUB_IMAGE,
+      Image: env.image,
       Cmd: ["/bin/busybox", "sleep", "3600"],
       Labels: { [TEST_LABEL]: env.runId },
       HostConfig: { NetworkMode: env.options.network, Init: true },

@@ -13,7 +13,8 @@ import { DockerPreviewRuntime, type DockerRuntimeOptions } from "../../docker/do
 import { LocalSiteFiles } from "../../storage/site-files.js";
 
 export const TEST_LABEL = "sitebuilder.test-run";
-export const STUB_IMAGE = "sitebuilder-previews-test/stub:latest";
+/** The stub image of a test run: tagged by run id, so concurrent runs never remove each other's. */
+export const stubImage = (runId: string): string => `sitebuilder-previews-test/stub:${runId}`;
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -39,6 +40,8 @@ export type SiteKind = keyof typeof SITE_SCRIPTS;
 
 export interface DockerTestEnv {
   docker: Docker;
+  /** The stub preview image of this run. */
+  image: string;
   runId: string;
   storageRoot: string;
   options: DockerRuntimeOptions;
@@ -57,7 +60,7 @@ export async function createDockerTestEnv(overrides: Partial<DockerRuntimeOption
   const storageRoot = await mkdtemp(path.join(os.tmpdir(), "sbp-storage-"));
   const options: DockerRuntimeOptions = {
     instanceId: "previews",
-    image: STUB_IMAGE,
+    image: stubImage(runId),
     network: `sbp-test-${suffix}`,
     domain: "preview.localhost",
     routing: "traefik",
@@ -72,6 +75,7 @@ export async function createDockerTestEnv(overrides: Partial<DockerRuntimeOption
   let counter = 0;
   const env: DockerTestEnv = {
     docker,
+    image: stubImage(runId),
     runId,
     storageRoot,
     options,

@@ -1,0 +1,9 @@
+# The service itself. It needs the Docker socket and the storage folder (see docker-compose.yml).
+FROM node:20-bookworm-slim
+WORKDIR /srv/previews
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund
+COPY . .
+ENV NODE_ENV=production
+EXPOSE 3000
+CMD ["npm", "start"]

@@ -1,0 +1,104 @@
+/**
+ * The HTTP host: the Inngest serve endpoint, health and readiness probes, and a small JSON API
+ * over previews. Everything it needs is passed in; it opens nothing itself.
+ */
+import { Hono } from "hono";
+import { bearerAuth } from "hono/bearer-auth";
+import type { Inngest, InngestFunction } from "inngest";
+import { serve } from "inngest/hono";
+import type { Logger } from "pino";
+import type { PreviewRecord, PreviewRuntime, PreviewStore } from "../functions/ports.js";
+import { PROJECT_ID_PATTERN } from "../functions/project-id.js";
+
+export interface AppDeps {
+  inngest: Inngest;
+  functions: readonly InngestFunction.Like[];
+  store: PreviewStore;
+  runtime: Pick<PreviewRuntime, "ping">;
+  /** When set, `/previews*` require `Authorization: Bearer <token>`. */
+  apiToken: string | null;
+  /** Public origin Inngest should call back (behind a proxy); default: the request's. */
+  serveOrigin?: string | null;
+  /** How long a readiness check may take before it counts as failed. */
+  readinessTimeoutMs?: number;
+  log?: Logger;
+}
+
+export const INNGEST_PATH = "/api/inngest";
+
+/** The API's JSON shape of a preview (dates as ISO strings). */
+export function previewJson(r: PreviewRecord) {
+  return {
+    projectId: r.projectId,
+    status: r.status,
+    url: r.url,
+    containerId: r.containerId,
+    reason: r.reason,
+    logTail: r.logTail,
+    stoppedAt: r.stoppedAt?.toISOString() ?? null,
+    createdAt: r.createdAt.toISOString(),
+    updatedAt: r.updatedAt.toISOString(),
+  };
+}
+
+async function check(name: string, probe: () => Promise<void>, timeoutMs: number): Promise<[string, string | null]> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs}ms`)), timeoutMs);
+  });
+  try {
+    await Promise.race([probe(), timeout]);
+    return [name, null];
+  } catch (err) {
+    return [name, err instanceof Error ? err.message : String(err)];
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export function createApp(deps: AppDeps): Hono {
+  const app = new Hono();
+
+  const inngestHandler = serve({
+    client: deps.inngest,
+    functions: deps.functions,
+    servePath: INNGEST_PATH,
+    ...(deps.serveOrigin ? { serveOrigin: deps.serveOrigin } : {}),
+  });
+  app.on(["GET", "PUT", "POST"], INNGEST_PATH, (c) => inngestHandler(c));
+
+  app.get("/healthz", (c) => c.json({ status: "ok" }));
+
+  app.get("/readyz", async (c) => {
+    const timeoutMs = deps.readinessTimeoutMs ?? 2_000;
+    const results = await Promise.all([
+      check("docker", () => deps.runtime.ping(), timeoutMs),
+      check("database", () => deps.store.ping(), timeoutMs),
+    ]);
+    const failing = Object.fromEntries(results.filter(([, err]) => err !== null));
+    if (Object.keys(failing).length === 0) return c.json({ status: "ready" });
+    return c.json({ status: "unavailable", failing }, 503);
+  });
+
+  const api = new Hono();
+  if (deps.apiToken) api.use("*", bearerAuth({ token: deps.apiToken }));
+  api.get("/", async (c) => c.json({ previews: (await deps.store.list()).map(previewJson) }));
+  api.get("/:projectId", async (c) => {
+    const projectId = c.req.param("projectId");
+    if (!PROJECT_ID_PATTERN.test(projectId)) {
+      return c.json({ error: `invalid projectId ${JSON.stringify(projectId)}: must be a DNS label (a-z, 0-9, '-', 1-63 characters)` }, 400);
+    }
+    const record = await deps.store.get(projectId);
+    if (!record) return c.json({ error: `no preview for project ${projectId}` }, 404);
+    return c.json(previewJson(record));
+  });
+  app.route("/previews", api);
+
+  app.onError((err, c) => {
+    // Hono's own HTTP errors (e.g. 401 from bearerAuth) carry their response.
+    if ("getResponse" in err && typeof err.getResponse === "function") return err.getResponse() as Response;
+    deps.log?.error({ err, method: c.req.method, path: c.req.path }, "request failed");
+    return c.json({ error: "internal error" }, 500);
+  });
+  return app;
+}

@@ -1,0 +1,239 @@
+/**
+ * The composition root for real: `startService` with a file-backed PGlite and storage in a temp
+ * dir, the local Docker engine and an Inngest stand-in; then `runtime/main.ts` as a process.
+ */
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdtemp, rm, stat } from "node:fs/promises";
+import net from "node:net";
+import type { AddressInfo } from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { pino } from "pino";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { loadConfig, type Config } from "../../runtime/config.js";
+import { startService, type RunningService } from "../../runtime/service.js";
+import { SqlPreviewStore } from "../../sql/preview-store.js";
+import { startInngestStandIn, type InngestStandIn } from "../helpers/inngest-server.js";
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const silent = pino({ level: "silent" });
+
+let tmp: string;
+let standIn: InngestStandIn;
+const running: RunningService[] = [];
+
+beforeAll(async () => {
+  tmp = await mkdtemp(path.join(os.tmpdir(), "sbp-service-"));
+  standIn = await startInngestStandIn();
+});
+
+afterEach(async () => {
+  for (const service of running.splice(0)) await service.close().catch(() => undefined);
+});
+
+afterAll(async () => {
+  await standIn?.close();
+  await rm(tmp, { recursive: true, force: true });
+});
+
+/** A port that was free a moment ago (for the child process, which must be told one). */
+async function freePort(): Promise<number> {
+  const probe = net.createServer();
+  await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
+  const { port } = probe.address() as AddressInfo;
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  return port;
+}
+
+function env(dir: string, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    PORT: "3000",
+    HOST: "127.0.0.1",
+    LOG_LEVEL: "silent",
+    DATA_PATH: path.join(dir, "data"),
+    STORAGE_PATH: path.join(dir, "storage"),
+    INNGEST_DEV: standIn.url,
+    ...extra,
+  };
+}
+
+/**
+ * loadConfig refuses PORT=0 (see the PORT=0 test below), so the config is loaded with a fixed
+ * port and then told to bind any free one, as RunningService.port documents.
+ */
+const anyPort = (config: Config): Config => ({ ...config, port: 0 });
+
+async function start(vars: Record<string, string>): Promise<RunningService> {
+  const service = await startService(anyPort(loadConfig(vars)), silent);
+  running.push(service);
+  return service;
+}
+
+describe("startService", () => {
+  it("starts from loadConfig with PORT=0 (any free port), as RunningService.port documents", async () => {
+    const service = await startService(loadConfig(env(path.join(tmp, "port-zero"), { PORT: "0" })), silent);
+    running.push(service);
+    expect(service.port).toBeGreaterThan(0);
+    expect((await fetch(`http://127.0.0.1:${service.port}/healthz`)).status).toBe(200);
+  });
+
+  it("serves health and readiness, creates storage, and closes", async () => {
+    const dir = path.join(tmp, "basic");
+    const service = await start(env(dir));
+    expect(service.port).toBeGreaterThan(0);
+    expect(service.config.storage.path).toBe(path.join(dir, "storage"));
+    expect(service.db.driver).toBe("pglite");
+    const base = `http://127.0.0.1:${service.port}`;
+
+    const health = await fetch(`${base}/healthz`);
+    expect(health.status).toBe(200);
+    expect(await health.json()).toEqual({ status: "ok" });
+
+    const ready = await fetch(`${base}/readyz`);
+    expect(await ready.json()).toEqual({ status: "ready" });
+    expect(ready.status).toBe(200);
+
+    expect((await stat(path.join(dir, "storage"))).isDirectory()).toBe(true);
+    // PGlite is file-backed under DATA_PATH.
+    expect((await stat(path.join(dir, "data", "pglite"))).isDirectory()).toBe(true);
+
+    const list = await fetch(`${base}/previews`);
+    expect(list.status).toBe(200);
+    expect(await list.json()).toEqual({ previews: [] });
+
+    const inngest = await fetch(`${base}/api/inngest`);
+    expect(inngest.status).toBe(200);
+    expect(await inngest.json()).toMatchObject({ function_count: 3 });
+
+    running.splice(running.indexOf(service), 1);
+    await service.close();
+    await expect(fetch(`${base}/healthz`)).rejects.toThrow();
+    // The PGlite lock is released: the same data path opens again.
+    expect(existsSync(path.join(dir, "data", "pglite.lock"))).toBe(false);
+  });
+
+  it("keeps state across a restart on the same data path", async () => {
+    const dir = path.join(tmp, "restart");
+    const first = await start(env(dir));
+    await new SqlPreviewStore(first.db).record("svc-1", { status: "running", reason: "ready", url: "http://svc-1.preview.localhost", containerId: "c1" });
+    running.splice(running.indexOf(first), 1);
+    await first.close();
+
+    const second = await start(env(dir));
+    const res = await fetch(`http://127.0.0.1:${second.port}/previews/svc-1`);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ projectId: "svc-1", status: "running", containerId: "c1" });
+  });
+
+  it("guards the previews API with API_TOKEN", async () => {
+    const token = "service-token-0123456789";
+    const service = await start(env(path.join(tmp, "token"), { API_TOKEN: token }));
+    const base = `http://127.0.0.1:${service.port}`;
+    expect((await fetch(`${base}/previews`)).status).toBe(401);
+    expect((await fetch(`${base}/previews`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
+    expect((await fetch(`${base}/healthz`)).status).toBe(200);
+  });
+
+  it("releases the database when the port is taken, so a retry can start", async () => {
+    const dir = path.join(tmp, "port-taken");
+    const blocker = net.createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, "127.0.0.1", resolve));
+    try {
+      const port = String((blocker.address() as AddressInfo).port);
+      await expect(startService(loadConfig(env(dir, { PORT: port })), silent)).rejects.toMatchObject({ code: "EADDRINUSE" });
+    } finally {
+      await new Promise<void>((resolve) => blocker.close(() => resolve()));
+    }
+    // The failed start must not keep the PGlite data directory open (and locked) in this process.
+    const retry = await start(env(dir));
+    expect((await fetch(`http://127.0.0.1:${retry.port}/healthz`)).status).toBe(200);
+  });
+});
+
+interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `node --import tsx runtime/main.ts` with exactly `vars` (plus PATH/HOME). */
+function runMain(vars: Record<string, string>, onStdout?: (text: string, kill: (s: NodeJS.Signals) => void) => void): Promise<Exit> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["--import", "tsx", "runtime/main.ts"], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? tmp, ...vars },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    const timer = setTimeout(() => child.kill("SIGKILL"), 45_000);
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+      stdout += chunk;
+      onStdout?.(stdout, (s) => child.kill(s));
+    });
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+    child.on("error", reject);
+    child.on("close", (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+}
+
+describe("runtime/main.ts as a process", () => {
+  it("exits 2 with one message naming every bad variable, without a stack trace", async () => {
+    const bad = {
+      PORT: "abc",
+      PREVIEW_ROUTING: "nginx",
+      PREVIEW_MEMORY: "lots",
+      READY_TIMEOUT: "soon",
+      STORAGE_HOST_PATH: "relative",
+      DOCKER_HOST: "ftp://x",
+      API_TOKEN: "short",
+    };
+    const result = await runMain({ INNGEST_DEV: "1", DATA_PATH: path.join(tmp, "main-bad"), ...bad });
+    expect(result.code).toBe(2);
+    for (const name of Object.keys(bad)) expect(result.stderr).toContain(`${name}:`);
+    expect(result.stderr.match(/invalid configuration/g)).toHaveLength(1);
+    expect(result.stderr).not.toMatch(/^\s+at /m);
+    expect(result.stderr).not.toContain("ConfigError");
+    expect(result.stdout).toBe("");
+    // Nothing was started or created.
+    expect(existsSync(path.join(tmp, "main-bad"))).toBe(false);
+  });
+
+  it("exits 2 for cloud mode without a signing key", async () => {
+    const result = await runMain({ DATA_PATH: path.join(tmp, "main-cloud") });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain("INNGEST_SIGNING_KEY");
+    expect(result.stderr).not.toMatch(/^\s+at /m);
+  });
+
+  it("starts with a valid environment and exits 0 on SIGTERM", async () => {
+    const dir = path.join(tmp, "main-ok");
+    let port: number | undefined;
+    let healthz: Promise<number> | undefined;
+    const result = await runMain(
+      { ...env(dir), PORT: String(await freePort()), LOG_LEVEL: "info" },
+      (text, kill) => {
+        if (port !== undefined) return;
+        for (const line of text.split("\n")) {
+          if (!line.includes("previews service listening")) continue;
+          port = (JSON.parse(line) as { port: number }).port;
+          healthz = fetch(`http://127.0.0.1:${port}/healthz`)
+            .then((r) => r.status)
+            .finally(() => kill("SIGTERM"));
+        }
+      },
+    );
+    expect(port).toBeGreaterThan(0);
+    expect(await healthz).toBe(200);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain('"msg":"shutting down"');
+    expect((await stat(path.join(dir, "storage"))).isDirectory()).toBe(true);
+    expect(existsSync(path.join(dir, "data", "pglite.lock"))).toBe(false);
+  });
+});
