@@ -1,0 +1,45 @@
+/** `@neondatabase/serverless` Pool (node-postgres over a WebSocket) for Neon. */
+import { Client, Pool } from "@neondatabase/serverless";
+import ws from "ws";
+import type { Database } from "../database.js";
+
+/**
+ * @param wsProxy host:port[/path] of a plain WebSocket-to-TCP proxy (local development, tests);
+ *   null for Neon itself (its own secure proxy).
+ */
+export function openNeon(url: string, wsProxy: string | null): Database {
+  // The settings go on each client's own `neonConfig` rather than the library's global one, so
+  // two databases in one process (tests) can use different proxies.
+  class ConfiguredClient extends Client {
+    constructor(config?: ConstructorParameters<typeof Client>[0]) {
+      super(config);
+      // Node 20 has no global WebSocket.
+      this.neonConfig.webSocketConstructor = ws;
+      if (wsProxy !== null) {
+        this.neonConfig.wsProxy = (host, port) => `${wsProxy}?address=${host}:${port}`;
+        this.neonConfig.useSecureWebSocket = false;
+        // Pipelining the password only works with cleartext auth; a local server uses scram.
+        this.neonConfig.pipelineConnect = false;
+        this.neonConfig.pipelineTLS = false;
+      }
+    }
+  }
+  // Neon's Pool overwrites the `Client` pool option with its own class in its constructor, so
+  // the subclass is installed after it.
+  const pool = new Pool({ connectionString: url, connectionTimeoutMillis: 10_000 });
+  pool.Client = ConfiguredClient;
+  pool.on("error", () => {}); // see drivers/pg.ts
+  return {
+    driver: "neon",
+    async query<T extends Record<string, unknown>>(text: string, params: unknown[] = []) {
+      const result = await pool.query<T>(text, params);
+      return result.rows;
+    },
+    async exec(text: string) {
+      await pool.query(text); // simple protocol: several statements, one implicit transaction
+    },
+    async close() {
+      await pool.end();
+    },
+  };
+}
