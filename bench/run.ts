@@ -22,6 +22,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { InngestTestEngine } from "@inngest/test";
 import Docker from "dockerode";
+import { pino } from "pino";
 import { DockerPreviewRuntime, type DockerRuntimeOptions } from "../docker/docker-runtime.js";
 import { LABELS } from "../docker/labels.js";
 import { createFunctions } from "../functions/index.js";
@@ -115,7 +116,7 @@ await migrate(db);
 const standIn = await startInngestStandIn();
 const runtime = new DockerPreviewRuntime(docker, options);
 await runtime.ensureNetwork();
-const inngest = createInngest(inngestConfig({ dev: standIn.url }));
+const inngest = createInngest(inngestConfig({ dev: standIn.url }), pino({ level: "silent" }));
 const [launchFn] = createFunctions(inngest, {
   runtime,
   store: new SqlPreviewStore(db),
@@ -204,9 +205,19 @@ try {
       launch: async (id) => {
         await launchThroughFunction(id);
       },
-      start: async (id) => {
-        await docker.getContainer(`raw-${id}`).start();
+      // The Docker runtime alone, without Inngest steps, state or events: where the cost sits.
+      runtime: async (id) => {
+        await runtime.ensureContainer(id);
+        await runtime.start(id);
+        await runtime.waitUntilReady(id, 30_000);
+      },
+      cli: async (id) => {
+        await run("docker", ["start", `raw-${id}`]);
         await pollHttp(await ipOf(`raw-${id}`));
+      },
+      api: async (id) => {
+        await docker.getContainer(`api-${id}`).start();
+        await pollHttp(await ipOf(`api-${id}`));
       },
     },
     async (id) => {
@@ -215,10 +226,13 @@ try {
       await launchThroughFunction(id);
       await runtime.stop(id);
       await dockerRunCli(id);
-      await docker.getContainer(`raw-${id}`).stop({ t: 5 });
+      await dockerApiCreateStart(id);
+      await Promise.all([docker.getContainer(`raw-${id}`).stop({ t: 5 }), docker.getContainer(`api-${id}`).stop({ t: 5 })]);
     },
   );
-  results.push({ name: "resume: launch-preview vs docker start + poll", a: resume.launch!, b: resume.start! , target: 1.1 });
+  results.push({ name: "resume: launch-preview vs docker start + poll", a: resume.launch!, b: resume.cli!, target: 1.1 });
+  results.push({ name: "resume: launch-preview vs API start + poll", a: resume.launch!, b: resume.api!, target: null });
+  results.push({ name: "resume: DockerPreviewRuntime alone vs API start + poll", a: resume.runtime!, b: resume.api!, target: null });
 
   // 2. crowd of other previews
   const alone = await compare({ launch: launchThroughFunction });

@@ -4,6 +4,7 @@
  * in dev mode whose events go to an Inngest stand-in that keeps them.
  */
 import type { Inngest } from "inngest";
+import { pino } from "pino";
 import { createFunctions, type PreviewDeps } from "../../functions/index.js";
 import { createInngest } from "../../inngest.config.js";
 import type { Config } from "../../runtime/config.js";
@@ -48,7 +49,8 @@ export async function createPreviewTestEnv(
   const database = await openTestDatabase(opts.driver ?? "pglite");
   const inngestServer = await startInngestStandIn();
   const store = new SqlPreviewStore(database.db);
-  const inngest = createInngest(inngestConfig({ dev: inngestServer.url, ...opts.inngest }));
+  // Function logs are quiet unless TEST_LOG_LEVEL asks for them (e.g. "info" when debugging).
+  const inngest = createInngest(inngestConfig({ dev: inngestServer.url, ...opts.inngest }), pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }));
   const deps: PreviewDeps = { runtime: docker.runtime, store, site: docker.site, readyTimeoutMs: opts.readyTimeoutMs ?? 10_000 };
   const functions = createFunctions(inngest, deps);
   const [launch, stop, remove] = functions;
