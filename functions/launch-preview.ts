@@ -2,7 +2,7 @@
  * launch-preview: `pipeline.step7` / `preview.requested` -> a running preview and `preview.ready`.
  *
  * Steps (each idempotent; a replay after a crash between any two converges):
- *   check-site -> ensure-container -> [record-starting -> start-container] -> wait-ready
+ *   check-site -> ensure-container -> [start-container (records `starting`)] -> wait-ready
  *   -> record-running -> emit-ready
  * A preview that does not come up (no site folder, process exits, no HTTP answer in time, or a
  * step that failed for good) is recorded `failed` with the reason and log tail, `preview.failed`
@@ -40,15 +40,12 @@ export function createLaunchPreview(inngest: Inngest, deps: PreviewDeps) {
       try {
         const container = await step.run("ensure-container", () => deps.runtime.ensureContainer(projectId));
         if (!container.running) {
-          await step.run("record-starting", async () => {
-            await deps.store.record(projectId, {
-              status: "starting",
-              reason: `${event.name}: starting container`,
-              containerId: container.containerId,
-              logTail: null,
-            });
+          // Both halves are idempotent, so they share a step and run side by side (start is
+          // the slow part of a launch; the row says `starting` meanwhile).
+          await step.run("start-container", async () => {
+            const starting = { status: "starting", reason: `${event.name}: starting container`, containerId: container.containerId, logTail: null } as const;
+            await Promise.all([deps.store.record(projectId, starting), deps.runtime.start(projectId)]);
           });
-          await step.run("start-container", () => deps.runtime.start(projectId));
         }
         ready = await step.run("wait-ready", () => deps.runtime.waitUntilReady(projectId, deps.readyTimeoutMs));
       } catch (err) {

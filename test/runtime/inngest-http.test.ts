@@ -52,9 +52,9 @@ describe("/api/inngest in dev mode", () => {
     });
     expect(run.status).toBe(200);
     expect(run.body).toMatchObject({ projectId: id, url: `http://${id}.preview.localhost` });
-    // check-site, ensure-container, record-starting, start-container, wait-ready, record-running, emit-ready
-    expect(run.ops).toEqual(Array(7).fill("StepRun"));
-    expect(run.requests).toBe(8);
+    // check-site, ensure-container, start-container, wait-ready, record-running, emit-ready
+    expect(run.ops).toEqual(Array(6).fill("StepRun"));
+    expect(run.requests).toBe(7);
     expect((await env.docker.docker.getContainer(`preview-${id}`).inspect()).State.Running).toBe(true);
     expect((await env.store.get(id))?.status).toBe("running");
     expect(env.inngestServer.eventsNamed("preview.ready").some((e) => e.data.projectId === id)).toBe(true);
@@ -73,7 +73,7 @@ describe("/api/inngest in dev mode", () => {
     });
     expect(run.status).toBe(200);
     expect(run.body).toMatchObject({ containerId: ensured.containerId });
-    expect(run.ops).toHaveLength(5); // the two memoized steps did not run again
+    expect(run.ops).toHaveLength(4); // the two memoized steps did not run again
     const all = await env.docker.docker.listContainers({ all: true, filters: { name: [`preview-${id}`] } });
     expect(all.map((c) => c.Id)).toEqual([ensured.containerId]);
   });
