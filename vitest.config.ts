@@ -9,5 +9,6 @@ export default defineConfig({
     hookTimeout: 120_000,
     // 2 cores: a few files at a time keeps timing-sensitive tests honest.
     maxWorkers: 3,
+    reporters: ["default", "./test/summary-reporter.ts"],
   },
 });

@@ -30,11 +30,15 @@ const settle = setTimeout(() => {
 
 async function unavailable(why: string): Promise<void> {
   clearTimeout(settle);
-  const logFile = path.join(service.config.database.dataPath, "inngest-dev.log");
-  await mkdir(path.dirname(logFile), { recursive: true });
-  await writeFile(logFile, Buffer.concat(held));
+  let where = "no output";
+  if (held.length) {
+    const logFile = path.join(service.config.database.dataPath, "inngest-dev.log");
+    await mkdir(path.dirname(logFile), { recursive: true });
+    await writeFile(logFile, Buffer.concat(held));
+    where = `output in ${logFile}`;
+  }
   service.log.warn(
-    `Inngest dev server unavailable (${why}; output in ${logFile}): the host keeps running in dev mode at ${serveUrl}; start a dev server where it can be installed with \`npx inngest-cli@latest dev -u ${serveUrl}\``,
+    `Inngest dev server unavailable (${why}, ${where}): the host keeps running in dev mode at ${serveUrl}; start a dev server where it can be installed with \`npx inngest-cli@latest dev -u ${serveUrl}\``,
   );
 }
 
