@@ -5,26 +5,20 @@
 import path from "node:path";
 import type { ContainerCreateOptions } from "dockerode";
 import type { ProjectId } from "../functions/project-id.js";
+import type { Config } from "../runtime/config.js";
 import { assertProjectId } from "../functions/project-id.js";
 import { LABELS, containerName, traefikLabels } from "./labels.js";
 
 export const PREVIEW_PORT = 3000;
 export const APP_DIR = "/app";
 
-export interface PreviewSettings {
-  instanceId: string;
-  image: string;
-  network: string;
-  domain: string;
-  routing: "traefik" | "port";
-  memoryBytes: number;
-  nanoCpus: number;
-  pidsLimit: number;
+/** The preview settings of the config, plus where the daemon sees storage. */
+export type PreviewSettings = Omit<Config["preview"], "readyTimeoutMs"> & {
   /** Storage root as the Docker daemon sees it; never `process.cwd()`. */
   storageHostPath: string;
   /** Extra labels put on everything created (e.g. a test-run marker). */
   extraLabels?: Record<string, string>;
-}
+};
 
 /** Folder of a project's site, relative to the storage root. */
 export const siteRelativePath = (projectId: ProjectId): string => path.posix.join("projects", projectId, "site");

@@ -3,7 +3,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { InngestTestEngine } from "@inngest/test";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createPreviewTestEnv, type PreviewTestEnv } from "../helpers/preview-env.js";
+import { createPreviewTestEnv, runOnce as run, type PreviewTestEnv } from "../helpers/preview-env.js";
 
 let env: PreviewTestEnv;
 beforeAll(async () => {
@@ -13,9 +13,6 @@ afterAll(async () => {
   await env?.cleanup();
 });
 
-type TestedFunction = ConstructorParameters<typeof InngestTestEngine>[0]["function"];
-const run = (fn: TestedFunction, name: string, projectId: unknown) =>
-  new InngestTestEngine({ function: fn }).execute({ events: [{ name, data: { projectId } }] });
 const launch = (id: unknown) => run(env.launch, "pipeline.step7", id);
 const stop = (id: unknown) => run(env.stop, "preview.closed", id);
 const remove = (id: unknown) => run(env.remove, "project.deleted", id);

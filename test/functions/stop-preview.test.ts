@@ -1,6 +1,5 @@
-import { InngestTestEngine } from "@inngest/test";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createPreviewTestEnv, type PreviewTestEnv } from "../helpers/preview-env.js";
+import { createPreviewTestEnv, runOnce as run, type PreviewTestEnv } from "../helpers/preview-env.js";
 
 let env: PreviewTestEnv;
 beforeAll(async () => {
@@ -10,9 +9,6 @@ afterAll(async () => {
   await env?.cleanup();
 });
 
-type TestedFunction = ConstructorParameters<typeof InngestTestEngine>[0]["function"];
-const run = (fn: TestedFunction, name: string, projectId: unknown) =>
-  new InngestTestEngine({ function: fn }).execute({ events: [{ name, data: { projectId } }] });
 const launch = (id: unknown) => run(env.launch, "pipeline.step7", id);
 const stop = (id: unknown, name = "preview.closed") => run(env.stop, name, id);
 const running = async (id: string) => (await env.docker.docker.getContainer(`preview-${id}`).inspect()).State.Running;

@@ -3,6 +3,7 @@
  * image, own network), local site files in a temp dir, a migrated database, and an Inngest client
  * in dev mode whose events go to an Inngest stand-in that keeps them.
  */
+import { InngestTestEngine } from "@inngest/test";
 import type { Inngest } from "inngest";
 import { pino } from "pino";
 import { createFunctions, type PreviewDeps } from "../../functions/index.js";
@@ -27,6 +28,12 @@ export function inngestConfig(overrides: Partial<Config["inngest"]> = {}): Confi
     ...overrides,
   };
 }
+
+type TestedFunction = ConstructorParameters<typeof InngestTestEngine>[0]["function"];
+
+/** Runs a function on one event with real steps; a new engine each time (clones share a step cache). */
+export const runOnce = (fn: TestedFunction, name: string, projectId: unknown) =>
+  new InngestTestEngine({ function: fn }).execute({ events: [{ name, data: { projectId } }] });
 
 export interface PreviewTestEnv {
   docker: DockerTestEnv;

@@ -13,11 +13,11 @@ import { DockerPreviewRuntime } from "../../docker/docker-runtime.js";
 import { createFunctions } from "../../functions/index.js";
 import { createInngest } from "../../inngest.config.js";
 import { createApp, previewJson, type AppDeps } from "../../runtime/app.js";
-import type { Config } from "../../runtime/config.js";
 import { SqlPreviewStore } from "../../sql/preview-store.js";
 import { createDockerTestEnv, type DockerTestEnv } from "../helpers/docker.js";
 import { startInngestStandIn, type InngestStandIn } from "../helpers/inngest-server.js";
 import { openTestDatabase, type TestDatabase } from "../helpers/postgres.js";
+import { inngestConfig } from "../helpers/preview-env.js";
 
 const TOKEN = "test-token-0123456789abcdef";
 
@@ -27,19 +27,6 @@ let database: TestDatabase;
 let store: SqlPreviewStore;
 let inngest: Inngest;
 const cleanups: Array<() => Promise<unknown>> = [];
-
-function inngestConfig(dev: string): Config["inngest"] {
-  return {
-    dev,
-    baseUrl: null,
-    signingKey: null,
-    signingKeyFallback: null,
-    eventKey: null,
-    env: null,
-    serveOrigin: null,
-    checkpointing: true,
-  };
-}
 
 function deps(overrides: Partial<AppDeps> = {}): AppDeps {
   const functions = createFunctions(inngest, { runtime: dockerEnv.runtime, store, site: dockerEnv.site, readyTimeoutMs: 5_000 });
@@ -82,7 +69,7 @@ beforeAll(async () => {
   database = await openTestDatabase("pglite");
   cleanups.push(() => database.cleanup());
   store = new SqlPreviewStore(database.db);
-  inngest = createInngest(inngestConfig(standIn.url));
+  inngest = createInngest(inngestConfig({ dev: standIn.url, checkpointing: true }));
 });
 
 afterAll(async () => {

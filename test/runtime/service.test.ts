@@ -12,7 +12,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { pino } from "pino";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { loadConfig, type Config } from "../../runtime/config.js";
+import { loadConfig } from "../../runtime/config.js";
 import { startService, type RunningService } from "../../runtime/service.js";
 import { SqlPreviewStore } from "../../sql/preview-store.js";
 import { startInngestStandIn, type InngestStandIn } from "../helpers/inngest-server.js";
@@ -49,7 +49,7 @@ async function freePort(): Promise<number> {
 
 function env(dir: string, extra: Record<string, string> = {}): Record<string, string> {
   return {
-    PORT: "3000",
+    PORT: "0", // any free port
     HOST: "127.0.0.1",
     LOG_LEVEL: "silent",
     DATA_PATH: path.join(dir, "data"),
@@ -59,14 +59,8 @@ function env(dir: string, extra: Record<string, string> = {}): Record<string, st
   };
 }
 
-/**
- * loadConfig refuses PORT=0 (see the PORT=0 test below), so the config is loaded with a fixed
- * port and then told to bind any free one, as RunningService.port documents.
- */
-const anyPort = (config: Config): Config => ({ ...config, port: 0 });
-
 async function start(vars: Record<string, string>): Promise<RunningService> {
-  const service = await startService(anyPort(loadConfig(vars)), silent);
+  const service = await startService(loadConfig(vars), silent);
   running.push(service);
   return service;
 }
