@@ -4,7 +4,6 @@
  */
 import net from "node:net";
 import type { AddressInfo } from "node:net";
-import { serve, type ServerType } from "@hono/node-server";
 import Docker from "dockerode";
 import type { Hono } from "hono";
 import type { Inngest } from "inngest";
@@ -17,6 +16,7 @@ import { SqlPreviewStore } from "../../sql/preview-store.js";
 import { createDockerTestEnv, type DockerTestEnv } from "../helpers/docker.js";
 import { startInngestStandIn, type InngestStandIn } from "../helpers/inngest-server.js";
 import { openTestDatabase, type TestDatabase } from "../helpers/postgres.js";
+import { listen as listenHttp } from "../helpers/http.js";
 import { inngestConfig } from "../helpers/preview-env.js";
 
 const TOKEN = "test-token-0123456789abcdef";
@@ -35,18 +35,9 @@ function deps(overrides: Partial<AppDeps> = {}): AppDeps {
 
 /** Serves the app on a random loopback port; closed in afterAll. */
 async function listen(app: Hono): Promise<string> {
-  const server = await new Promise<ServerType>((resolve, reject) => {
-    const s = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }, () => resolve(s));
-    s.once("error", reject);
-  });
-  cleanups.push(
-    () =>
-      new Promise<void>((resolve) => {
-        (server as { closeAllConnections?: () => void }).closeAllConnections?.();
-        server.close(() => resolve());
-      }),
-  );
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const server = await listenHttp(app);
+  cleanups.push(server.close);
+  return server.url;
 }
 
 async function getJson(url: string, init?: RequestInit): Promise<{ status: number; body: any; headers: Headers }> {
