@@ -155,13 +155,10 @@ export class DockerPreviewRuntime implements PreviewRuntime {
 
   async start(projectId: ProjectId): Promise<void> {
     const name = containerName(projectId);
-    let info = await this.find(projectId, "start");
-    if (!info) {
-      // Removed since it was ensured (e.g. by hand): create it again rather than fail forever.
-      await this.ensureContainer(projectId);
-      info = await this.find(projectId, "start");
-    }
-    if (!info) throw new Error(`docker: start container ${name} failed: it disappeared right after creation`);
+    const info = await this.find(projectId, "start");
+    // Only ensureContainer creates: a container removed since then (by a remove that slipped in,
+    // or by hand) must not come back behind that remove's back.
+    if (!info) throw new NonRetriableError(`docker: start container ${name} failed: it no longer exists`);
     if (info.State.Running) return;
     try {
       await this.docker.getContainer(info.Id).start();

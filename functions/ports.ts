@@ -85,16 +85,23 @@ export interface Transition {
   logTail?: string | null;
 }
 
+export interface RecordOptions {
+  /** Apply only to an existing row whose status is listed. */
+  from?: readonly PreviewStatus[];
+  /** Apply unless the row exists with one of these statuses (a missing row is created). */
+  unless?: readonly PreviewStatus[];
+}
+
 export interface PreviewStore {
   get(projectId: ProjectId): Promise<PreviewRecord | null>;
   list(): Promise<PreviewRecord[]>;
   /**
    * Upserts the row and appends an audit event when the status changes. Replaying the same
    * transition leaves the row as it is and appends nothing, so retried steps converge.
-   * With `from`, the transition applies only to an existing row whose status is listed (a
-   * compare-and-set); otherwise nothing is written and null is returned.
+   * The options make it a compare-and-set on the current status; when it does not apply,
+   * nothing is written and null is returned.
    */
-  record(projectId: ProjectId, transition: Transition, options?: { from?: readonly PreviewStatus[] }): Promise<PreviewRecord | null>;
+  record(projectId: ProjectId, transition: Transition, options?: RecordOptions): Promise<PreviewRecord | null>;
   /** Throws when the database cannot be reached (readiness probe). */
   ping(): Promise<void>;
 }

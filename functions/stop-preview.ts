@@ -6,7 +6,7 @@
  */
 import type { Inngest } from "inngest";
 import { previewClosed, previewIdle, previewStopped } from "../inngest.config.js";
-import { PER_PROJECT, RETRIES, type PreviewDeps } from "./deps.js";
+import { PER_PROJECT, RETRIES, sameProject, type PreviewDeps } from "./deps.js";
 import type { PreviewStatus } from "./ports.js";
 
 /** Statuses a stop moves to `stopping`: a preview that is (or may be) up. */
@@ -19,6 +19,8 @@ export function createStopPreview(inngest: Inngest, deps: PreviewDeps) {
       name: "Stop preview",
       triggers: [previewIdle, previewClosed],
       concurrency: PER_PROJECT,
+      // A later launch (the user came back) or remove wins over a stop still in flight.
+      cancelOn: [sameProject("pipeline.step7"), sameProject("preview.requested"), sameProject("project.deleted")],
       retries: RETRIES,
     },
     async ({ event, step, logger }) => {

@@ -1,5 +1,5 @@
 /** `PreviewStore` over the `previews` table and its `preview_events` audit log. */
-import type { PreviewRecord, PreviewStatus, PreviewStore, Transition } from "../functions/ports.js";
+import type { PreviewRecord, PreviewStatus, PreviewStore, RecordOptions, Transition } from "../functions/ports.js";
 import type { ProjectId } from "../functions/project-id.js";
 import type { Database } from "./database.js";
 import { databaseError } from "./errors.js";
@@ -31,7 +31,8 @@ const COLUMNS = "project_id, status, url, container_id, reason, log_tail, stoppe
  *
  * Parameters: $1 project, $2 status, $3 reason, then a (set?, value) pair for url ($4, $5),
  * container_id ($6, $7) and log_tail ($8, $9): "set" false keeps the stored value, which is how
- * `undefined` differs from `null`. $10: the `from` statuses (text[]), or null for a plain upsert.
+ * `undefined` differs from `null`. $10: the `from` statuses (text[]), or null for a plain upsert;
+ * $11: the `unless` statuses (text[]), or null.
  *
  * - `prev` locks the existing row (FOR UPDATE), so under concurrency the status checked against
  *   `from` (compare-and-set) and compared for the audit event is the latest committed one.
@@ -55,7 +56,8 @@ saved as (
          case when $2::text = 'stopped' then now() end
   -- the join makes prev run BEFORE the upsert (see above)
   from (select 1) as one left join prev on true
-  where $10::text[] is null or prev.status = any($10::text[])
+  where ($10::text[] is null or prev.status = any($10::text[]))
+    and ($11::text[] is null or prev.status is null or not (prev.status = any($11::text[])))
   on conflict (project_id) do update set
     status       = excluded.status,
     reason       = excluded.reason,
@@ -99,7 +101,7 @@ export class SqlPreviewStore implements PreviewStore {
    * (list the target status too if a replay must succeed); otherwise nothing is written and the
    * result is null.
    */
-  async record(projectId: ProjectId, transition: Transition, options: { from?: readonly PreviewStatus[] } = {}): Promise<PreviewRecord | null> {
+  async record(projectId: ProjectId, transition: Transition, options: RecordOptions = {}): Promise<PreviewRecord | null> {
     const { status, reason, url, containerId, logTail } = transition;
     const rows = await this.run(`record ${JSON.stringify(status)} for project ${JSON.stringify(projectId)}`, RECORD_SQL, [
       projectId,
@@ -112,6 +114,7 @@ export class SqlPreviewStore implements PreviewStore {
       logTail !== undefined,
       logTail ?? null,
       options.from ? [...options.from] : null,
+      options.unless ? [...options.unless] : null,
     ]);
     return rows[0] ? toRecord(rows[0]) : null;
   }

@@ -152,15 +152,15 @@ describe("DockerPreviewRuntime on a real engine (traefik routing)", () => {
     expect(await env.runtime.stop(id)).toBe("absent");
   });
 
-  it("start re-creates a container removed since it was ensured", async () => {
+  it("start does not re-create a container removed since it was ensured", async () => {
     const id = env.projectId();
     await env.writeSite(id);
     const first = await env.runtime.ensureContainer(id);
     await env.docker.getContainer(first.containerId).remove({ force: true });
-    await env.runtime.start(id);
-    const info = await env.docker.getContainer(`preview-${id}`).inspect();
-    expect(info.Id).not.toBe(first.containerId);
-    expect(info.State.Running).toBe(true);
+    const err = await env.runtime.start(id).then(() => null, (e: unknown) => e);
+    expect(err).toBeInstanceOf(NonRetriableError);
+    expect((err as Error).message).toBe(`docker: start container preview-${id} failed: it no longer exists`);
+    await expect(env.docker.getContainer(`preview-${id}`).inspect()).rejects.toMatchObject({ statusCode: 404 });
   });
 
   it("never touches a container it does not manage", async () => {

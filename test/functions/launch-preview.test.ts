@@ -101,6 +101,8 @@ describe("launch-preview", () => {
     const { error } = await launch(id);
     expect(error).toBeDefined();
     expect(await env.store.get(id)).toMatchObject({ status: "failed", reason: `container preview-${id} did not answer HTTP on port 3000 within 3s`, logTail: "compiling...\n" });
+    // Not left running unattended; kept (stopped) so its logs can still be read.
+    expect((await env.docker.docker.getContainer(`preview-${id}`).inspect()).State.Running).toBe(false);
   });
 
   it("recovers a failed preview once its site is fixed", async () => {
@@ -176,8 +178,8 @@ describe("launch-preview", () => {
     const filesBefore = readdirSync(path.join(env.docker.storageRoot, "projects")).sort();
     const eventsBefore = env.inngestServer.events.length;
     const { error } = await launch(bad);
-    expect(error).toBeDefined();
-    expect(String((error as Error).message)).toMatch(/projectId/);
+    // Refused by the event schema, before the first step (not by a check deeper down).
+    expect(error).toMatchObject({ name: "EventValidationError", message: expect.stringMatching(/projectId must be/) });
     expect((await containersOnNetwork()).length).toBe(containersBefore);
     expect((await env.store.list()).length).toBe(rowsBefore);
     expect(readdirSync(path.join(env.docker.storageRoot, "projects")).sort()).toEqual(filesBefore);

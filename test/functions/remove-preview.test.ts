@@ -64,6 +64,32 @@ describe("remove-preview", () => {
     expect(await env.store.get(never)).toBeNull();
   });
 
+  it("a project whose site is generated again after removal can be launched again", async () => {
+    const id = env.docker.projectId();
+    await env.docker.writeSite(id);
+    const first = (await launch(id)).result as { containerId: string };
+    await remove(id);
+    await env.docker.writeSite(id);
+    const again = await launch(id);
+    expect(again.error).toBeUndefined();
+    const second = again.result as { containerId: string };
+    expect(second.containerId).not.toBe(first.containerId);
+    expect((await env.docker.docker.getContainer(second.containerId).inspect()).State.Running).toBe(true);
+    expect(await env.store.get(id)).toMatchObject({ status: "running", containerId: second.containerId });
+  });
+
+  it("a launch after the project was deleted records nothing over `removed`", async () => {
+    const id = env.docker.projectId();
+    await env.docker.writeSite(id);
+    await launch(id);
+    await remove(id);
+    const late = await launch(id);
+    expect(late.error).toBeUndefined();
+    expect(late.result).toEqual({ projectId: id, superseded: true });
+    expect(await env.store.get(id)).toMatchObject({ status: "removed" });
+    await expect(env.docker.docker.getContainer(`preview-${id}`).inspect()).rejects.toMatchObject({ statusCode: 404 });
+  });
+
   it("a late stop does not bring a removed preview back", async () => {
     const id = env.docker.projectId();
     await env.docker.writeSite(id);
@@ -94,7 +120,7 @@ describe("remove-preview", () => {
     const outside = path.join(env.docker.storageRoot, "keep");
     await mkdir(outside, { recursive: true });
     const { error } = await remove("../keep");
-    expect(String((error as Error).message)).toMatch(/projectId/);
+    expect(error).toMatchObject({ name: "EventValidationError", message: expect.stringMatching(/projectId must be/) });
     expect(existsSync(outside)).toBe(true);
   });
 });

@@ -82,7 +82,7 @@ describe("stop-preview", () => {
   it("refuses an invalid projectId before touching anything", async () => {
     const rows = (await env.store.list()).length;
     const { error } = await stop("../etc");
-    expect(String((error as Error).message)).toMatch(/projectId/);
+    expect(error).toMatchObject({ name: "EventValidationError", message: expect.stringMatching(/projectId must be/) });
     expect((await env.store.list()).length).toBe(rows);
   });
 });

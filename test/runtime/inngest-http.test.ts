@@ -4,13 +4,14 @@
  * function step by step with memoized state, in dev mode and in signed cloud mode.
  */
 import { randomBytes } from "node:crypto";
+import { InngestTestEngine } from "@inngest/test";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApp } from "../../runtime/app.js";
 import { createFunctions } from "../../functions/index.js";
 import { createInngest } from "../../inngest.config.js";
 import { listen } from "../helpers/http.js";
 import { runFunction, signRequest } from "../helpers/inngest-server.js";
-import { createPreviewTestEnv, inngestConfig, type PreviewTestEnv } from "../helpers/preview-env.js";
+import { createPreviewTestEnv, inngestConfig, runOnce, type PreviewTestEnv } from "../helpers/preview-env.js";
 
 let env: PreviewTestEnv;
 let host: Awaited<ReturnType<typeof listen>>;
@@ -34,12 +35,20 @@ describe("/api/inngest in dev mode", () => {
     expect(sync.url).toBe(`${host.url}/api/inngest`);
     const byId = Object.fromEntries(sync.functions.map((f) => [f.id, f]));
     expect(Object.keys(byId).sort()).toEqual(["previews-launch-preview", "previews-remove-preview", "previews-stop-preview"]);
+    const same = (event: string) => ({ event, if: "async.data.projectId == event.data.projectId" });
     expect(byId["previews-launch-preview"]).toMatchObject({
       triggers: [{ event: "pipeline.step7" }, { event: "preview.requested" }],
       concurrency: PER_PROJECT,
+      cancel: [same("preview.idle"), same("preview.closed"), same("project.deleted")],
     });
-    expect(byId["previews-stop-preview"]).toMatchObject({ triggers: [{ event: "preview.idle" }, { event: "preview.closed" }], concurrency: PER_PROJECT });
+    expect(byId["previews-stop-preview"]).toMatchObject({
+      triggers: [{ event: "preview.idle" }, { event: "preview.closed" }],
+      concurrency: PER_PROJECT,
+      cancel: [same("pipeline.step7"), same("preview.requested"), same("project.deleted")],
+    });
+    // Deleting a project is final: nothing cancels a remove.
     expect(byId["previews-remove-preview"]).toMatchObject({ triggers: [{ event: "project.deleted" }], concurrency: PER_PROJECT });
+    expect(byId["previews-remove-preview"]!.cancel).toBeUndefined();
   });
 
   it("runs launch-preview to completion through call requests, one step per request", async () => {
@@ -99,6 +108,50 @@ describe("/api/inngest in dev mode", () => {
     expect(await env.store.get(id)).toMatchObject({ status: "failed", reason: expect.stringContaining("400 bad spec") });
   });
 
+  it("a remove that slips in between launch steps wins: the launch neither re-creates nor reports", async () => {
+    const id = env.docker.projectId("overtaken");
+    await env.docker.writeSite(id);
+    // The launch ran up to ensure-container (container created, row `starting`), then the
+    // project was deleted before its next step.
+    const partial = await new InngestTestEngine({ function: env.launch }).executeStep("ensure-container", { events: [launchEvent(id)] });
+    expect(await env.store.get(id)).toMatchObject({ status: "starting" });
+    expect((await runOnce(env.remove, "project.deleted", id)).error).toBeUndefined();
+    const run = await runFunction({
+      serveUrl: `${host.url}/api/inngest`,
+      fnId: "previews-launch-preview",
+      event: launchEvent(id),
+      memoized: { "check-site": { ok: true }, "ensure-container": partial.result },
+    });
+    expect(run.status).toBe(200);
+    expect(run.body).toEqual({ projectId: id, superseded: true });
+    await expect(env.docker.docker.getContainer(`preview-${id}`).inspect()).rejects.toMatchObject({ statusCode: 404 });
+    expect(await env.store.get(id)).toMatchObject({ status: "removed" });
+    expect(env.inngestServer.events.filter((e) => e.data.projectId === id).map((e) => e.name)).toEqual(["preview.removed"]);
+  });
+
+  it("a stop that slips in after wait-ready wins: the launch does not record running or emit ready", async () => {
+    const id = env.docker.projectId("stopped-under");
+    await env.docker.writeSite(id);
+    const partial = await new InngestTestEngine({ function: env.launch }).executeStep("wait-ready", { events: [launchEvent(id)] });
+    const memo = async (stepId: string) => (partial.state as Record<string, Promise<unknown>>)[sha1(stepId)];
+    expect((await runOnce(env.stop, "preview.closed", id)).error).toBeUndefined();
+    const run = await runFunction({
+      serveUrl: `${host.url}/api/inngest`,
+      fnId: "previews-launch-preview",
+      event: launchEvent(id),
+      memoized: {
+        "check-site": await memo("check-site"),
+        "ensure-container": await memo("ensure-container"),
+        "start-container": null,
+        "wait-ready": partial.result,
+      },
+    });
+    expect(run.body).toEqual({ projectId: id, superseded: true });
+    expect(await env.store.get(id)).toMatchObject({ status: "stopped" });
+    expect((await env.docker.docker.getContainer(`preview-${id}`).inspect()).State.Running).toBe(false);
+    expect(env.inngestServer.eventsNamed("preview.ready").filter((e) => e.data.projectId === id)).toEqual([]);
+  });
+
   it("refuses an invalid projectId before any step runs", async () => {
     const run = await runFunction({
       serveUrl: `${host.url}/api/inngest`,
@@ -107,8 +160,7 @@ describe("/api/inngest in dev mode", () => {
     });
     expect(run.status).toBeGreaterThanOrEqual(400);
     expect(run.ops).toEqual([]);
-    expect(JSON.stringify(run.body)).toContain("projectId");
-    expect(await env.store.get("etc")).toBeNull();
+    expect(run.body).toMatchObject({ name: "EventValidationError", message: expect.stringContaining("projectId must be a DNS label") });
   });
 });
 
@@ -163,6 +215,7 @@ describe("/api/inngest in cloud mode (signed requests)", () => {
 
 import { createHash, randomUUID } from "node:crypto";
 const sha1 = (s: string) => createHash("sha1").update(s).digest("hex");
+const launchEvent = (projectId: string) => ({ name: "pipeline.step7", data: { projectId } });
 
 function callBody(projectId: string, state: { steps?: Record<string, unknown>; stack?: string[] } = {}) {
   const event = { name: "pipeline.step7", data: { projectId }, id: randomUUID(), ts: Date.now() };

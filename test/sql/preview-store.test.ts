@@ -109,6 +109,20 @@ describe.each(drivers)("SqlPreviewStore on %s", (driver) => {
     expect((await store.events(id)).map((e) => e.type)).toEqual(["running", "stopping"]);
   });
 
+  it("with `unless`, a missing row is created and a listed current status blocks the write", async () => {
+    const id = newId("unless");
+    const created = await store.record(id, { status: "starting", reason: "launch" }, { unless: ["removing"] });
+    expect(created).toMatchObject({ projectId: id, status: "starting" });
+    await store.record(id, { status: "removing", reason: "deleted" });
+    const before = await store.get(id);
+    expect(await store.record(id, { status: "running", reason: "late" }, { unless: ["removing", "removed"] })).toBeNull();
+    expect(await store.get(id)).toEqual(before);
+    expect((await store.events(id)).map((e) => e.type)).toEqual(["starting", "removing"]);
+    // from and unless combine: both must allow the write.
+    expect(await store.record(id, { status: "removed", reason: "done" }, { from: ["removing"], unless: ["removing"] })).toBeNull();
+    expect(await store.record(id, { status: "removed", reason: "done" }, { from: ["removing"], unless: ["removed"] })).toMatchObject({ status: "removed" });
+  });
+
   it("with `from`, concurrent compare-and-sets from one status: exactly one wins", async () => {
     const id = newId("from-race");
     await store.record(id, { status: "running", reason: "ready" });
