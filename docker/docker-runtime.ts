@@ -112,9 +112,9 @@ export class DockerPreviewRuntime implements PreviewRuntime {
       if (statusOf(err) === 404) return null;
       throw dockerError("inspect", `container ${name}`, err);
     }
-    if (!isOwned(info.Config.Labels, this.options.instanceId)) {
+    if (!isOwned(info.Config.Labels, this.options.instanceId) || info.Config.Labels[LABELS.PROJECT_ID] !== projectId) {
       throw new NonRetriableError(
-        `docker: refusing to ${action} container ${name} (${info.Id.slice(0, 12)}): it is not managed by "${this.options.instanceId}" (labels ${LABELS.MANAGED}/${LABELS.OWNER} missing or different)`,
+        `docker: refusing to ${action} container ${name} (${info.Id.slice(0, 12)}): it is not managed by "${this.options.instanceId}" for project ${projectId} (labels ${LABELS.MANAGED}/${LABELS.OWNER}/${LABELS.PROJECT_ID} missing or different)`,
       );
     }
     return info;
@@ -254,7 +254,10 @@ export class DockerPreviewRuntime implements PreviewRuntime {
       await this.docker.getContainer(info.Id).remove({ force: true, v: true });
       return "removed";
     } catch (err) {
-      if (statusOf(err) === 404) return "absent";
+      const status = statusOf(err);
+      if (status === 404) return "absent";
+      // "removal already in progress": the next attempt finds it gone.
+      if (status === 409) throw new Error(`docker: remove container ${name} is already in progress; retrying`, { cause: err });
       throw dockerError("remove", `container ${name}`, err);
     }
   }

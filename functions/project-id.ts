@@ -1,3 +1,4 @@
+import { NonRetriableError } from "inngest";
 import * as v from "valibot";
 
 /**
@@ -17,7 +18,8 @@ export const ProjectIdSchema = v.pipe(
 
 export type ProjectId = v.InferOutput<typeof ProjectIdSchema>;
 
-export class InvalidProjectIdError extends Error {
+/** Not retriable: the same id is refused every time. */
+export class InvalidProjectIdError extends NonRetriableError {
   override readonly name = "InvalidProjectIdError";
   constructor(readonly value: unknown) {
     super(`invalid projectId ${show(value)}: ${ProjectIdSchema.pipe[1].message as string}`);

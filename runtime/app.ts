@@ -2,8 +2,8 @@
  * The HTTP host: the Inngest serve endpoint, health and readiness probes, and a small JSON API
  * over previews. Everything it needs is passed in; it opens nothing itself.
  */
-import { Hono } from "hono";
-import { bearerAuth } from "hono/bearer-auth";
+import { createHash, timingSafeEqual } from "node:crypto";
+import { Hono, type MiddlewareHandler } from "hono";
 import type { Inngest, InngestFunction } from "inngest";
 import { serve } from "inngest/hono";
 import type { Logger } from "pino";
@@ -56,6 +56,24 @@ async function check(name: string, probe: () => Promise<void>, timeoutMs: number
   }
 }
 
+const digest = (s: string) => createHash("sha256").update(s).digest();
+
+/**
+ * `Authorization: Bearer <token>` or 401, whatever is wrong with the header (missing, another
+ * scheme, a wrong token). Compared in constant time over digests, so lengths leak nothing.
+ */
+function requireBearer(token: string): MiddlewareHandler {
+  const expected = digest(token);
+  return async (c, next) => {
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(c.req.header("authorization") ?? "");
+    if (!match || !timingSafeEqual(digest(match[1]!), expected)) {
+      c.header("WWW-Authenticate", 'Bearer realm="previews"');
+      return c.json({ error: "unauthorized: send Authorization: Bearer <API_TOKEN>" }, 401);
+    }
+    await next();
+  };
+}
+
 export function createApp(deps: AppDeps): Hono {
   const app = new Hono();
 
@@ -81,7 +99,7 @@ export function createApp(deps: AppDeps): Hono {
   });
 
   const api = new Hono();
-  if (deps.apiToken) api.use("*", bearerAuth({ token: deps.apiToken }));
+  if (deps.apiToken) api.use("*", requireBearer(deps.apiToken));
   api.get("/", async (c) => c.json({ previews: (await deps.store.list()).map(previewJson) }));
   api.get("/:projectId", async (c) => {
     const projectId = c.req.param("projectId");
@@ -95,8 +113,6 @@ export function createApp(deps: AppDeps): Hono {
   app.route("/previews", api);
 
   app.onError((err, c) => {
-    // Hono's own HTTP errors (e.g. 401 from bearerAuth) carry their response.
-    if ("getResponse" in err && typeof err.getResponse === "function") return err.getResponse() as Response;
     deps.log?.error({ err, method: c.req.method, path: c.req.path }, "request failed");
     return c.json({ error: "internal error" }, 500);
   });

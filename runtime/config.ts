@@ -61,7 +61,8 @@ const bool = (fallback: string) =>
 const EnvFields = v.object({
   // 0 binds any free port (tests, side-by-side instances).
   PORT: intIn("PORT", 0, 65535, "3000"),
-  HOST: v.optional(v.string(), "0.0.0.0"),
+  // Loopback by default: /api/inngest is unauthenticated in dev mode. Set 0.0.0.0 in a container.
+  HOST: v.optional(v.string(), "127.0.0.1"),
   LOG_LEVEL: v.optional(v.picklist(["trace", "debug", "info", "warn", "error", "fatal", "silent"]), "info"),
 
   DATABASE_URL: v.optional(
@@ -108,7 +109,8 @@ const EnvFields = v.object({
   ),
   PREVIEW_PIDS_LIMIT: intIn("PREVIEW_PIDS_LIMIT", 16, 1_000_000, "512"),
   READY_TIMEOUT: v.pipe(
-    v.optional(v.string(), "120s"),
+    // A first start of a real preview installs its dependencies: minutes, not seconds.
+    v.optional(v.string(), "300s"),
     v.transform(parseDuration),
     v.number("READY_TIMEOUT must be a duration such as 90s or 2m"),
     v.minValue(100, "READY_TIMEOUT must be at least 100ms"),
@@ -204,6 +206,9 @@ export interface Config {
   };
 }
 
+/** Variables whose values never appear in error messages (logs). */
+const SECRET = /KEY|TOKEN|DATABASE_URL/;
+
 export class ConfigError extends Error {
   override readonly name = "ConfigError";
   constructor(readonly problems: string[]) {
@@ -240,7 +245,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
   if (!parsed.success) {
     const problems = parsed.issues.map((issue) => {
       const key = v.getDotPath(issue) ?? "environment";
-      const got = issue.input === undefined ? "" : ` (got ${JSON.stringify(issue.input)})`;
+      const got = issue.input === undefined || SECRET.test(key) ? "" : ` (got ${JSON.stringify(issue.input)})`;
       return `${key}: ${issue.message}${got}`;
     });
     throw new ConfigError(problems);

@@ -17,7 +17,8 @@ const service = await main(env);
 const serveUrl = `http://127.0.0.1:${service.port}/api/inngest`;
 const command = ["--yes", "inngest-cli@latest", "dev", "--no-discovery", "-u", serveUrl];
 
-const child = spawn("npx", command, { stdio: ["ignore", "pipe", "pipe"], env });
+// Its own process group, so stopping the host also stops the dev server npx started.
+const child = spawn("npx", command, { stdio: ["ignore", "pipe", "pipe"], env, detached: true });
 const held: Buffer[] = [];
 let live = false;
 const forward = (chunk: Buffer) => (live ? process.stdout.write(chunk) : held.push(chunk));
@@ -47,4 +48,10 @@ child.on("exit", (code, signal) => {
   if (!live) void unavailable(`inngest-cli exited with ${signal ?? `code ${code}`}`);
   else service.log.warn({ code, signal }, "Inngest dev server stopped; the host keeps running");
 });
-process.once("exit", () => child.kill());
+process.once("exit", () => {
+  try {
+    if (child.pid) process.kill(-child.pid, "SIGTERM");
+  } catch {
+    // already gone
+  }
+});

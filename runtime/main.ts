@@ -1,8 +1,12 @@
 /** `npm start`: parse the environment, start the service, stop cleanly on SIGTERM/SIGINT. */
+import { existsSync, realpathSync } from "node:fs";
+import { pathToFileURL } from "node:url";
 import { ConfigError, loadConfig } from "./config.js";
 import { startService, type RunningService } from "./service.js";
 
 export async function main(env: Record<string, string | undefined> = process.env): Promise<RunningService> {
+  // A local .env fills in what the environment does not set (it never overrides).
+  if (env === process.env && existsSync(".env")) process.loadEnvFile(".env");
   let config;
   try {
     config = loadConfig(env);
@@ -29,7 +33,8 @@ export async function main(env: Record<string, string | undefined> = process.env
   return service;
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+const invokedDirectly = process.argv[1] !== undefined && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href;
+if (invokedDirectly) {
   main().catch((err: unknown) => {
     console.error(err);
     process.exit(1);

@@ -23,9 +23,9 @@ function configError(env: Record<string, string | undefined>): ConfigError {
 describe("loadConfig defaults", () => {
   const config = loadConfig({ ...DEV }, CWD);
 
-  it("serves on 0.0.0.0:3000 at info level", () => {
+  it("serves on 127.0.0.1:3000 at info level", () => {
     expect(config.port).toBe(3000);
-    expect(config.host).toBe("0.0.0.0");
+    expect(config.host).toBe("127.0.0.1");
     expect(config.logLevel).toBe("info");
   });
 
@@ -56,7 +56,7 @@ describe("loadConfig defaults", () => {
       memoryBytes: 1024 ** 3,
       nanoCpus: 1_000_000_000,
       pidsLimit: 512,
-      readyTimeoutMs: 120_000,
+      readyTimeoutMs: 300_000,
     });
   });
 
@@ -209,6 +209,15 @@ describe("loadConfig database driver", () => {
     // Matches the /^postgres:\/\/.+/ check, but `new URL` cannot parse it (non-numeric port).
     const err = configError({ ...DEV, DATABASE_URL: "postgres://user:secret@host:port/db" });
     expect(err.message).toContain("DATABASE_URL");
+  });
+
+  it("never prints the value of a secret variable", () => {
+    const err = configError({ ...DEV, DATABASE_URL: "postgres://user:hunter2@host:port/db", API_TOKEN: "short-s3cret" });
+    expect(err.message).toContain("DATABASE_URL");
+    expect(err.message).toContain("API_TOKEN");
+    expect(err.message).not.toContain("hunter2");
+    expect(err.message).not.toContain("short-s3cret");
+    expect(configError({ ...DEV, PORT: "abc" }).message).toContain('(got "abc")');
   });
 });
 
