@@ -8,7 +8,7 @@ import type { Inngest, InngestFunction } from "inngest";
 import { serve } from "inngest/hono";
 import type { Logger } from "pino";
 import type { PreviewRecord, PreviewRuntime, PreviewStore } from "../functions/ports.js";
-import { PROJECT_ID_PATTERN } from "../functions/project-id.js";
+import { InvalidProjectIdError, assertProjectId } from "../functions/project-id.js";
 
 export interface AppDeps {
   inngest: Inngest;
@@ -102,9 +102,12 @@ export function createApp(deps: AppDeps): Hono {
   if (deps.apiToken) api.use("*", requireBearer(deps.apiToken));
   api.get("/", async (c) => c.json({ previews: (await deps.store.list()).map(previewJson) }));
   api.get("/:projectId", async (c) => {
-    const projectId = c.req.param("projectId");
-    if (!PROJECT_ID_PATTERN.test(projectId)) {
-      return c.json({ error: `invalid projectId ${JSON.stringify(projectId)}: must be a DNS label (a-z, 0-9, '-', 1-63 characters)` }, 400);
+    let projectId;
+    try {
+      projectId = assertProjectId(c.req.param("projectId"));
+    } catch (err) {
+      if (err instanceof InvalidProjectIdError) return c.json({ error: err.message }, 400);
+      throw err;
     }
     const record = await deps.store.get(projectId);
     if (!record) return c.json({ error: `no preview for project ${projectId}` }, 404);

@@ -2,6 +2,7 @@
 import { Client, Pool } from "@neondatabase/serverless";
 import ws from "ws";
 import type { Database } from "../database.js";
+import { poolDatabase } from "./pool.js";
 
 /**
  * @param wsProxy host:port[/path] of a plain WebSocket-to-TCP proxy (local development, tests);
@@ -28,18 +29,5 @@ export function openNeon(url: string, wsProxy: string | null): Database {
   // the subclass is installed after it.
   const pool = new Pool({ connectionString: url, connectionTimeoutMillis: 10_000 });
   pool.Client = ConfiguredClient;
-  pool.on("error", () => {}); // see drivers/pg.ts
-  return {
-    driver: "neon",
-    async query<T extends Record<string, unknown>>(text: string, params: unknown[] = []) {
-      const result = await pool.query<T>(text, params);
-      return result.rows;
-    },
-    async exec(text: string) {
-      await pool.query(text); // simple protocol: several statements, one implicit transaction
-    },
-    async close() {
-      await pool.end();
-    },
-  };
+  return poolDatabase("neon", pool);
 }

@@ -1,6 +1,7 @@
 /** `pg` Pool for a Postgres server. */
 import pg from "pg";
 import type { Database } from "../database.js";
+import { poolDatabase } from "./pool.js";
 
 export function openPg(url: string): Database {
   const pool = new pg.Pool({
@@ -10,22 +11,5 @@ export function openPg(url: string): Database {
     connectionTimeoutMillis: 10_000,
     idleTimeoutMillis: 30_000,
   });
-  // An idle client that loses its connection (server restart) emits "error" on the pool; with no
-  // listener that would crash the process. The next query reconnects or fails on its own.
-  pool.on("error", () => {});
-  return {
-    driver: "pg",
-    async query<T extends Record<string, unknown>>(text: string, params: unknown[] = []) {
-      const result = await pool.query<T>(text, params);
-      return result.rows;
-    },
-    async exec(text: string) {
-      // No parameters: pg uses the simple query protocol, which accepts several statements
-      // and runs them as one implicit transaction.
-      await pool.query(text);
-    },
-    async close() {
-      await pool.end();
-    },
-  };
+  return poolDatabase("pg", pool);
 }
