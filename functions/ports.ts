@@ -1,34 +1,42 @@
 /**
  * What the workflow needs from the outside world. The functions in this folder depend only on
- * these interfaces; `docker/`, `sql/` and `storage/` implement them, and `runtime/` wires the
- * implementations in. Every method takes an already-validated project id.
+ * these interfaces (and on `lifecycle.ts`); `docker/`, `sql/` and `storage/` implement them, and
+ * `runtime/` wires the implementations in. Every method takes an already-validated project id.
+ *
+ * Errors: an adapter throws `PermanentError` (or a subclass) for a failure that will be the same
+ * on every retry (a foreign container holds the name, the image is missing, the database refused
+ * the statement); anything else it throws is retryable. `functions/steps.ts` maps the former to
+ * Inngest's `NonRetriableError` in one place: no adapter imports the Inngest SDK.
  */
+import type { LifecycleAction, PreviewStatus } from "./lifecycle.js";
 import type { ProjectId } from "./project-id.js";
 
-export const PREVIEW_STATUSES = [
-  "starting",
-  "running",
-  "stopping",
-  "stopped",
-  "removing",
-  "removed",
-  "failed",
-] as const;
-export type PreviewStatus = (typeof PREVIEW_STATUSES)[number];
+export type { LifecycleAction, PreviewStatus } from "./lifecycle.js";
+export type { ProjectId } from "./project-id.js";
+
+/** A failure that retrying will not change. The message names the action and the object. */
+export class PermanentError extends Error {
+  override name = "PermanentError";
+}
+
+export const isPermanent = (err: unknown): err is PermanentError => err instanceof PermanentError;
 
 // ---------------------------------------------------------------------------------------------
 // Preview runtime (Docker)
 
 export interface EnsuredContainer {
   containerId: string;
-  /** true when this call created it (false: found, or adopted after a concurrent create). */
-  created: boolean;
   running: boolean;
 }
 
-export type ReadyResult =
-  | { ready: true; url: string; containerId: string }
-  | { ready: false; reason: string; logTail: string };
+/** One bounded readiness probe. */
+export type ProbeResult =
+  /** The dev server answers HTTP (any status below 500). */
+  | { state: "ready"; url: string; containerId: string }
+  /** Still starting: probe again later. */
+  | { state: "waiting" }
+  /** It will not come up: the process exited, or the container is gone. */
+  | { state: "down"; reason: string; logTail: string };
 
 export type StopOutcome = "stopped" | "already-stopped" | "absent";
 export type RemoveOutcome = "removed" | "absent";
@@ -36,17 +44,20 @@ export type RemoveOutcome = "removed" | "absent";
 export interface PreviewRuntime {
   /**
    * Finds the project's container by name and creates it when absent. Idempotent: a concurrent
-   * create that wins the name is adopted. Throws a non-retriable error when the name belongs to
-   * a container this service does not manage.
+   * create that wins the name is waited for and adopted. Throws `PermanentError` when the name
+   * belongs to a container this service does not manage.
    */
   ensureContainer(projectId: ProjectId): Promise<EnsuredContainer>;
-  /** Starts the container; already running is success. */
+  /** Starts the container; already running is success. A missing container is permanent. */
   start(projectId: ProjectId): Promise<void>;
   /**
-   * Waits until the container answers HTTP (any status < 500), exits, or `timeoutMs` passes.
-   * Only an unreachable Docker engine throws; a preview that does not come up is a result.
+   * Probes the dev server for at most `sliceMs`, or until `signal` aborts (shutdown), and says
+   * where it stands. Only an unreachable engine throws; a preview that does not come up is a
+   * result.
    */
-  waitUntilReady(projectId: ProjectId, timeoutMs: number): Promise<ReadyResult>;
+  probeReady(projectId: ProjectId, sliceMs: number, signal?: AbortSignal): Promise<ProbeResult>;
+  /** The last log lines of the project's container; "" when there is none (or it is not ours). */
+  logTail(projectId: ProjectId): Promise<string>;
   /** Stops the container; a stopped or missing container is an outcome, not an error. */
   stop(projectId: ProjectId): Promise<StopOutcome>;
   /** Removes the container (stopping it first); a missing container is an outcome. */
@@ -74,34 +85,31 @@ export interface PreviewRecord {
 }
 
 /**
- * A transition. `url`, `containerId` and `logTail` left undefined keep their stored value;
- * null clears it.
+ * What an action writes besides the status. `url`, `containerId` and `logTail` left undefined
+ * keep their stored value; null clears it.
  */
-export interface Transition {
-  status: PreviewStatus;
+export interface TransitionFields {
   reason: string;
   url?: string | null;
   containerId?: string | null;
   logTail?: string | null;
 }
 
-export interface RecordOptions {
-  /** Apply only to an existing row whose status is listed. */
-  from?: readonly PreviewStatus[];
-  /** Apply unless the row exists with one of these statuses (a missing row is created). */
-  unless?: readonly PreviewStatus[];
-}
+export type ApplyResult =
+  /** The table allowed it; `changed`: the status moved (and an audit event was appended). */
+  | { applied: true; changed: boolean; row: PreviewRecord }
+  /** Refused by the table: nothing was written; `row` is the current one (null: no row). */
+  | { applied: false; row: PreviewRecord | null };
 
 export interface PreviewStore {
   get(projectId: ProjectId): Promise<PreviewRecord | null>;
   list(): Promise<PreviewRecord[]>;
   /**
-   * Upserts the row and appends an audit event when the status changes. Replaying the same
-   * transition leaves the row as it is and appends nothing, so retried steps converge.
-   * The options make it a compare-and-set on the current status; when it does not apply,
-   * nothing is written and null is returned.
+   * Applies a lifecycle action (see `lifecycle.ts`) as one compare-and-set and appends an audit
+   * event when the status changes. Replaying an applied action leaves the row as it is and
+   * appends nothing, so retried steps converge.
    */
-  record(projectId: ProjectId, transition: Transition, options?: RecordOptions): Promise<PreviewRecord | null>;
+  apply(projectId: ProjectId, action: LifecycleAction, fields: TransitionFields): Promise<ApplyResult>;
   /** Throws when the database cannot be reached (readiness probe). */
   ping(): Promise<void>;
 }

@@ -1,28 +1,30 @@
-import { NonRetriableError } from "inngest";
 import * as v from "valibot";
+import { PermanentError } from "./ports.js";
 
 /**
  * A project id is a DNS label. It becomes a container name, a folder name and a Traefik
  * `Host()` rule, so anything outside this pattern (path separators, dots, back-ticks, upper
- * case, ...) is refused before any Docker, file or SQL call.
+ * case, ...) is refused before any Docker, file or SQL call. The schema is the one definition:
+ * events use it, and `assertProjectId` is derived from it.
  */
-export const PROJECT_ID_PATTERN = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
-
 export const ProjectIdSchema = v.pipe(
   v.string("projectId must be a string"),
   v.regex(
-    PROJECT_ID_PATTERN,
+    /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/,
     "projectId must be a DNS label: 1-63 characters of a-z, 0-9 and '-', not starting or ending with '-'",
   ),
 );
 
 export type ProjectId = v.InferOutput<typeof ProjectIdSchema>;
 
-/** Not retriable: the same id is refused every time. */
-export class InvalidProjectIdError extends NonRetriableError {
-  override readonly name = "InvalidProjectIdError";
-  constructor(readonly value: unknown) {
-    super(`invalid projectId ${show(value)}: ${ProjectIdSchema.pipe[1].message as string}`);
+/** Permanent: the same id is refused every time. */
+export class InvalidProjectIdError extends PermanentError {
+  override name = "InvalidProjectIdError";
+  constructor(
+    readonly value: unknown,
+    reason: string,
+  ) {
+    super(`invalid projectId ${show(value)}: ${reason}`);
   }
 }
 
@@ -34,8 +36,9 @@ function show(value: unknown): string {
   }
 }
 
-/** Returns the id when valid; throws `InvalidProjectIdError` naming the value otherwise. */
+/** Returns the id when the schema accepts it; throws `InvalidProjectIdError` naming the value otherwise. */
 export function assertProjectId(value: unknown): ProjectId {
-  if (typeof value === "string" && PROJECT_ID_PATTERN.test(value)) return value;
-  throw new InvalidProjectIdError(value);
+  const parsed = v.safeParse(ProjectIdSchema, value);
+  if (parsed.success) return parsed.output;
+  throw new InvalidProjectIdError(value, parsed.issues[0].message);
 }

@@ -1,0 +1,93 @@
+/**
+ * The lifecycle of a preview, in one table: every status, every action, and which transitions
+ * each action may make. This is the only place these rules live. The store applies an action by
+ * name as ONE compare-and-set (the row moves to `to` only when its current status is in `from`);
+ * the functions emit their event only when their write applied.
+ *
+ * `null` in `from` stands for "no row yet": only `launch` creates a row.
+ *
+ * Rules that shape the table:
+ *   - replays converge: every action may be applied again on its own target (`ready` on
+ *     `running`, `stopped` on `stopped`, ...), so a retried step or a duplicate event changes
+ *     nothing and is still *applied*;
+ *   - a launch never overwrites a stop or remove that came after it: `ready` and `fail` only
+ *     apply while the launch's own claim (`starting`) stands;
+ *   - no status blocks a project forever: `launch` and `remove` make progress from every status
+ *     except while a remove is under way (`removing`), and a stop or remove that fails for good
+ *     leaves `removing`/`stopping` through `abort`;
+ *   - coming actions (`evict`, `expire`, `reconcile` by the sweep and the activity tracker) are
+ *     one more entry each; nothing else changes.
+ */
+
+export const PREVIEW_STATUSES = ["starting", "running", "stopping", "stopped", "removing", "removed", "failed"] as const;
+export type PreviewStatus = (typeof PREVIEW_STATUSES)[number];
+
+export interface Transition {
+  /** Status after the action. */
+  readonly to: PreviewStatus;
+  /** Statuses the action applies from; `null`: no row yet. */
+  readonly from: readonly (PreviewStatus | null)[];
+  /** What it means, for logs, docs and the README's matrix. */
+  readonly doc: string;
+}
+
+export const LIFECYCLE = {
+  launch: {
+    to: "starting",
+    from: [null, "starting", "running", "stopping", "stopped", "failed", "removed"],
+    doc: "a launch claims the preview (everything but a remove under way)",
+  },
+  ready: {
+    to: "running",
+    from: ["starting", "running"],
+    doc: "the launch's container answers HTTP",
+  },
+  fail: {
+    to: "failed",
+    from: ["starting", "running", "failed"],
+    doc: "the launch failed for good (never over a stop or remove that came after it)",
+  },
+  stop: {
+    to: "stopping",
+    from: ["starting", "running", "stopping", "failed"],
+    doc: "a stop begins (idle or closed)",
+  },
+  stopped: {
+    to: "stopped",
+    from: ["stopping", "stopped"],
+    doc: "the container is stopped; the stop time is kept across replays",
+  },
+  remove: {
+    to: "removing",
+    from: ["starting", "running", "stopping", "stopped", "failed", "removing"],
+    doc: "a remove begins (project deleted); no row is created for a project without a preview",
+  },
+  removed: {
+    to: "removed",
+    from: ["removing", "removed"],
+    doc: "container, files and objects are gone",
+  },
+  abort: {
+    to: "failed",
+    from: ["stopping", "removing", "failed"],
+    doc: "a stop or remove failed for good: recorded so that later launches and removes make progress",
+  },
+} as const satisfies Record<string, Transition>;
+
+export type LifecycleAction = keyof typeof LIFECYCLE;
+export const LIFECYCLE_ACTIONS = Object.keys(LIFECYCLE) as LifecycleAction[];
+
+/** True when `action` may move a preview whose status is `status` (`null`: no row). */
+export function allows(action: LifecycleAction, status: PreviewStatus | null): boolean {
+  return (LIFECYCLE[action].from as readonly (PreviewStatus | null)[]).includes(status);
+}
+
+/** The statuses `action` applies from, without `null`, as the SQL statement takes them. */
+export function fromStatuses(action: LifecycleAction): PreviewStatus[] {
+  return LIFECYCLE[action].from.filter((s): s is PreviewStatus => s !== null);
+}
+
+/** Whether `action` may create the row (applies when there is none). */
+export function createsRow(action: LifecycleAction): boolean {
+  return allows(action, null);
+}

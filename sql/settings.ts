@@ -1,0 +1,13 @@
+/**
+ * What the SQL adapter is configured with. `runtime/` maps the parsed environment onto it;
+ * nothing in `sql/` reads the environment or imports `runtime/`.
+ */
+export interface DatabaseSettings {
+  driver: "pg" | "neon" | "pglite";
+  /** postgres:// URL for pg and neon; null for pglite. */
+  url: string | null;
+  /** Embedded PGlite lives under `{dataPath}/pglite`. Absolute. */
+  dataPath: string;
+  /** host:port[/path] of a WebSocket-to-TCP proxy for the Neon driver (local development). */
+  neonWsProxy: string | null;
+}
