@@ -2,98 +2,171 @@
  * launch-preview: `pipeline.step7` / `preview.requested` -> a running preview and `preview.ready`.
  *
  * Steps (each idempotent; a replay after a crash between any two converges):
- *   check-site -> ensure-container (records `starting`) -> [start-container] -> wait-ready
- *   -> record-running -> emit-ready
- * A preview that does not come up (no site folder, process exits, no HTTP answer in time, or a
- * step that failed for good) is stopped, recorded `failed` with the reason and log tail,
- * `preview.failed` is emitted, and the run fails without further retries.
+ *   ensure-container   claim the preview (`launch`: row -> starting), check the site folder, find
+ *                      or create the container. One step, so nothing of this project runs between
+ *                      the check and the create.
+ *   start-container    when it is not running yet
+ *   wait-ready-N       probe HTTP for a bounded slice (at most 30 s) ...
+ *   pause-N            ... then sleep and probe again, until READY_TIMEOUT: no call request is held
+ *                      open for minutes, every probe shows in the dashboard, and a shutdown ends a
+ *                      probe in flight at once (the next slice runs on a live instance)
+ *   record-running     `ready`: row -> running, with URL and container id
+ *   emit-ready         `preview.ready`
  *
- * A later stop or remove of the project cancels the run. Should one still slip in between two
- * steps, the writes below are compare-and-sets that refuse to overwrite it, and the run ends as
- * `superseded` without emitting anything.
+ * Launching a preview recorded running whose container runs claims nothing: it probes, records
+ * nothing new (the `ready` replay changes nothing) and emits `preview.ready` again with its URL.
+ *
+ * Failures: anything that fails for good (no site folder, the process exits, no answer within
+ * READY_TIMEOUT, a step out of retries or refused for good) fails the run; the failure handler
+ * (`launch-preview-failure`) then stops the container, records `fail` (row -> failed, with the
+ * reason and log tail) and emits `preview.failed`. `fail` applies only while this launch's claim
+ * stands, so a launch overtaken by a stop or remove records nothing.
+ *
+ * Concurrency: a later stop or remove of the project cancels the run; duplicates are skipped
+ * while a launch is in flight. Should an opposite action still slip in between two steps, its
+ * write wins: the table refuses `ready` over it, this run stops the container it started, and
+ * ends as `superseded` without emitting anything.
  */
 import { NonRetriableError, type Inngest } from "inngest";
-import { pipelineStep7, previewFailed, previewReady, previewRequested } from "../inngest.config.js";
-import { PER_PROJECT, RETRIES, errorMessage, sameProject, type PreviewDeps } from "./deps.js";
-import type { PreviewStatus } from "./ports.js";
+import { pipelineStep7, previewClosed, previewFailed, previewIdle, previewReady, previewRequested, projectDeleted } from "../inngest.config.js";
+import {
+  DEFAULT_READY_SLICE_MS,
+  ONE_RUN_PER_PROJECT,
+  PER_PROJECT,
+  RETRIES,
+  errorMessage,
+  formatDuration,
+  parseProjectEvent,
+  permanent,
+  projectOf,
+  sameProject,
+  type PreviewDeps,
+} from "./deps.js";
+import { failureReason, type FailureContext } from "./failure.js";
+import type { ProjectId } from "./ports.js";
 
-/**
- * A launch's later writes do not overwrite these: a stop or remove came after it began. (The
- * launch itself moves a stopped preview to `starting` first, so `stopped` here means a stop
- * finished while the launch was between steps.)
- */
-const OVERTAKEN_BY: readonly PreviewStatus[] = ["stopping", "stopped", "removing", "removed"];
-/** Before the launch has claimed the preview, only a removal stops it. */
-const BEING_REMOVED: readonly PreviewStatus[] = ["removing", "removed"];
+/** Pause between two readiness slices. */
+const PAUSE = "1s";
+
+type Claim =
+  | { outcome: "superseded"; status: string | null }
+  | { outcome: "site-missing"; reason: string }
+  /** `claimed` false: the preview was recorded running and its container runs (a no-op launch). */
+  | { outcome: "claimed"; claimed: boolean; containerId: string; running: boolean; at: number };
 
 export function createLaunchPreview(inngest: Inngest, deps: PreviewDeps) {
+  const sliceMs = Math.min(deps.readySliceMs ?? DEFAULT_READY_SLICE_MS, 30_000);
   return inngest.createFunction(
     {
       id: "launch-preview",
       name: "Launch preview",
       triggers: [pipelineStep7, previewRequested],
       concurrency: PER_PROJECT,
-      cancelOn: [sameProject("preview.idle"), sameProject("preview.closed"), sameProject("project.deleted")],
+      singleton: ONE_RUN_PER_PROJECT,
+      cancelOn: [sameProject(previewIdle), sameProject(previewClosed), sameProject(projectDeleted)],
       retries: RETRIES,
+      onFailure: (ctx: FailureContext) => recordLaunchFailure(deps, ctx),
     },
     async ({ event, step, logger }) => {
-      const { projectId } = event.data;
-      const superseded = () => {
-        logger.info({ projectId }, "launch overtaken by a stop or remove");
-        return { projectId, superseded: true as const };
-      };
+      const { projectId } = parseProjectEvent(event);
+      const reason = `${event.name}: starting container`;
 
-      /** `claimed`: this run recorded `starting` and started a container that may still run. */
-      const fail = async (reason: string, logTail: string, claimed: boolean) => {
-        const recorded = await step.run("record-failed", async () => {
-          // A preview that runs but does not answer must not run on unattended.
-          if (claimed) await deps.runtime.stop(projectId);
-          const row = await deps.store.record(projectId, { status: "failed", reason, logTail }, { unless: claimed ? OVERTAKEN_BY : BEING_REMOVED });
-          return row !== null;
-        });
-        if (!recorded) return superseded();
-        await step.sendEvent("emit-failed", previewFailed.create({ projectId, reason, logTail }));
-        logger.warn({ projectId, reason }, "preview failed to launch");
-        throw new NonRetriableError(`preview ${projectId} failed to launch: ${reason}`);
-      };
+      const claim = await step.run("ensure-container", () =>
+        permanent(async (): Promise<Claim> => {
+          const row = await deps.store.get(projectId);
+          // A preview recorded running is claimed only once its container turns out not to run.
+          const wasRunning = row?.status === "running";
+          if (!wasRunning) {
+            const claimed = await deps.store.apply(projectId, "launch", { reason, logTail: null });
+            if (!claimed.applied) return { outcome: "superseded", status: claimed.row?.status ?? null };
+          }
+          const site = await deps.site.check(projectId);
+          if (!site.ok) return { outcome: "site-missing", reason: site.reason };
+          const ensured = await deps.runtime.ensureContainer(projectId);
+          if (wasRunning && !ensured.running) {
+            const claimed = await deps.store.apply(projectId, "launch", { reason, logTail: null });
+            if (!claimed.applied) return { outcome: "superseded", status: claimed.row?.status ?? null };
+          }
+          const claimed = !(wasRunning && ensured.running);
+          return { outcome: "claimed", claimed, containerId: ensured.containerId, running: ensured.running, at: Date.now() };
+        }),
+      );
+      if (claim.outcome === "superseded") return superseded(projectId, claim.status);
+      if (claim.outcome === "site-missing") throw new NonRetriableError(claim.reason);
 
-      const site = await step.run("check-site", () => deps.site.check(projectId));
-      if (!site.ok) return fail(site.reason, "", false);
+      if (!claim.running) await step.run("start-container", () => permanent(() => deps.runtime.start(projectId)));
 
       let ready;
-      let claimed = false;
-      try {
-        // One step, so no other step of this project runs between the check and the create.
-        const container = await step.run("ensure-container", async () => {
-          const row = await deps.store.get(projectId);
-          if (row?.status === "removing") return null; // a remove is under way: leave it alone
-          const ensured = await deps.runtime.ensureContainer(projectId);
-          // A running, recorded preview: nothing to record (launch is a no-op that returns its URL).
-          if (!(ensured.running && row?.status === "running")) {
-            const starting = { status: "starting", reason: `${event.name}: starting container`, containerId: ensured.containerId, logTail: null } as const;
-            await deps.store.record(projectId, starting);
-          }
-          return ensured;
-        });
-        if (!container) return superseded();
-        claimed = true;
-        if (!container.running) await step.run("start-container", () => deps.runtime.start(projectId));
-        ready = await step.run("wait-ready", () => deps.runtime.waitUntilReady(projectId, deps.readyTimeoutMs));
-      } catch (err) {
-        // Only reached once a step has failed for good (non-retriable, or retries exhausted).
-        return fail(errorMessage(err), "", claimed);
+      for (let slice = 1; ; slice++) {
+        const probe = await step.run(`wait-ready-${slice}`, () =>
+          permanent(async () => {
+            const left = deps.readyTimeoutMs - (Date.now() - claim.at);
+            const result = await deps.runtime.probeReady(projectId, Math.max(0, Math.min(sliceMs, left)), deps.shutdown);
+            return { ...result, timedOut: result.state === "waiting" && Date.now() - claim.at >= deps.readyTimeoutMs };
+          }),
+        );
+        if (probe.state === "ready") {
+          ready = probe;
+          break;
+        }
+        if (probe.state === "down") throw new NonRetriableError(probe.reason);
+        if (probe.timedOut) {
+          throw new NonRetriableError(`preview ${projectId} did not answer HTTP within ${formatDuration(deps.readyTimeoutMs)}`);
+        }
+        await step.sleep(`pause-${slice}`, PAUSE);
       }
-      if (!ready.ready) return fail(ready.reason, ready.logTail, true);
 
       const { url, containerId } = ready;
-      const recorded = await step.run("record-running", async () => {
-        const running = { status: "running", reason: `${event.name}: answering HTTP`, url, containerId, logTail: null } as const;
-        return (await deps.store.record(projectId, running, { unless: OVERTAKEN_BY })) !== null;
-      });
-      if (!recorded) return superseded();
+      const recorded = await step.run("record-running", () =>
+        permanent(async () => {
+          // A no-op launch writes nothing: the row keeps its reason and time (`ready` would replay
+          // on `running` but with this event's reason).
+          const current = claim.claimed ? null : await deps.store.get(projectId);
+          if (current?.status === "running" && current.url === url && current.containerId === containerId) {
+            return { applied: true, status: current.status };
+          }
+          const result = await deps.store.apply(projectId, "ready", { reason: `${event.name}: answering HTTP`, url, containerId, logTail: null });
+          // Overtaken: whatever came later wins, and it did not ask for a running container.
+          if (!result.applied) await deps.runtime.stop(projectId).catch(() => undefined);
+          return { applied: result.applied, status: result.row?.status ?? null };
+        }),
+      );
+      if (!recorded.applied) return superseded(projectId, recorded.status);
       await step.sendEvent("emit-ready", previewReady.create({ projectId, url, containerId }));
       logger.info({ projectId, containerId, url }, "preview ready");
       return { projectId, url, containerId };
+
+      function superseded(id: ProjectId, status: string | null) {
+        logger.info({ projectId: id, status }, "launch overtaken by a stop or remove");
+        return { projectId: id, superseded: true as const, status };
+      }
     },
   );
+}
+
+/**
+ * `launch-preview-failure`: the launch failed for good. Stops the container (a preview that does
+ * not answer must not run on unattended), records `fail` with the reason and the log tail, and
+ * emits `preview.failed`, only when the write applied (the launch's claim still stood).
+ */
+export async function recordLaunchFailure(deps: PreviewDeps, ctx: FailureContext) {
+  const { event, step, logger } = ctx;
+  const projectId = projectOf(event.data.event);
+  if (projectId === null) return { recorded: false as const, why: "invalid event" };
+  const failed = await step.run("record-failed", () =>
+    permanent(async () => {
+      // The log tail is diagnostic and the stop best effort: neither may hide the failure.
+      const logTail = await deps.runtime.logTail(projectId).catch(() => "");
+      let reason = failureReason(ctx, "launch failed");
+      await deps.runtime.stop(projectId).catch((err: unknown) => {
+        reason += ` (could not stop the container: ${errorMessage(err)})`;
+      });
+      const result = await deps.store.apply(projectId, "fail", { reason, logTail });
+      return { applied: result.applied, reason, logTail };
+    }),
+  );
+  if (!failed.applied) return { recorded: false as const, why: "overtaken" };
+  await step.sendEvent("emit-failed", previewFailed.create({ projectId, reason: failed.reason, logTail: failed.logTail }));
+  logger.warn({ projectId, reason: failed.reason }, "preview failed to launch");
+  return { recorded: true as const, projectId, reason: failed.reason };
 }

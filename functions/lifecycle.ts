@@ -14,7 +14,8 @@
  *     apply while the launch's own claim (`starting`) stands;
  *   - no status blocks a project forever: `launch` and `remove` make progress from every status
  *     except while a remove is under way (`removing`), and a stop or remove that fails for good
- *     leaves `removing`/`stopping` through `abort`;
+ *     leaves `stopping`/`removing` through `stopFailed`/`removeFailed` (each only from its own
+ *     claim, so the failure of one never overwrites another action under way);
  *   - coming actions (`evict`, `expire`, `reconcile` by the sweep and the activity tracker) are
  *     one more entry each; nothing else changes.
  */
@@ -67,10 +68,15 @@ export const LIFECYCLE = {
     from: ["removing", "removed"],
     doc: "container, files and objects are gone",
   },
-  abort: {
+  stopFailed: {
     to: "failed",
-    from: ["stopping", "removing", "failed"],
-    doc: "a stop or remove failed for good: recorded so that later launches and removes make progress",
+    from: ["stopping", "failed"],
+    doc: "a stop failed for good: recorded, so later launches and removes make progress",
+  },
+  removeFailed: {
+    to: "failed",
+    from: ["removing", "failed"],
+    doc: "a remove failed for good: recorded, so later launches and removes make progress",
   },
 } as const satisfies Record<string, Transition>;
 

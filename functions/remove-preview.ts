@@ -1,15 +1,18 @@
 /**
  * remove-preview: `project.deleted` -> container removed, site folder deleted, row `removed`,
- * `preview.removed`. Succeeds on a project that never had a preview (its files are still
- * deleted, and no row is created).
+ * `preview.removed`.
+ *
+ * Steps: record-removing (`remove`) -> remove-container -> delete-site-files -> record-removed
+ * (`removed`) -> emit-removed. Nothing cancels a remove; duplicates are skipped while one is in
+ * flight. A project that never had a preview has no row and gets none: its container and files
+ * (if any) are still removed, and nothing is emitted. A remove that fails for good (for example a
+ * container this service does not own holds the name) is recorded by `remove-preview-failure`
+ * (`removeFailed`: row -> failed, `preview.failed`), so the project is not left `removing`.
  */
 import type { Inngest } from "inngest";
 import { previewRemoved, projectDeleted } from "../inngest.config.js";
-import { PER_PROJECT, RETRIES, type PreviewDeps } from "./deps.js";
-import { PREVIEW_STATUSES } from "./ports.js";
-
-/** Every status but `removed`: a removed row is left as it is (no new audit event). */
-const REMOVABLE = PREVIEW_STATUSES.filter((s) => s !== "removed");
+import { ONE_RUN_PER_PROJECT, PER_PROJECT, RETRIES, parseProjectEvent, permanent, type PreviewDeps } from "./deps.js";
+import { recordActionFailure, type FailureContext } from "./failure.js";
 
 export function createRemovePreview(inngest: Inngest, deps: PreviewDeps) {
   return inngest.createFunction(
@@ -18,27 +21,30 @@ export function createRemovePreview(inngest: Inngest, deps: PreviewDeps) {
       name: "Remove preview",
       triggers: [projectDeleted],
       concurrency: PER_PROJECT,
+      singleton: ONE_RUN_PER_PROJECT,
       retries: RETRIES,
+      onFailure: (ctx: FailureContext) => recordActionFailure(deps, ctx, "removeFailed", "remove failed"),
     },
     async ({ event, step, logger }) => {
-      const { projectId } = event.data;
+      const { projectId } = parseProjectEvent(event);
       const reason = `${event.name}: project deleted`;
 
-      await step.run("record-removing", async () => {
-        await deps.store.record(projectId, { status: "removing", reason }, { from: REMOVABLE });
-      });
-      const outcome = await step.run("remove-container", () => deps.runtime.remove(projectId));
-      await step.run("delete-site-files", () => deps.site.remove(projectId));
-      await step.run("record-removed", async () => {
-        await deps.store.record(
-          projectId,
-          { status: "removed", reason: `${reason} (container ${outcome})`, url: null, containerId: null, logTail: null },
-          { from: REMOVABLE },
-        );
-      });
+      await step.run("record-removing", () => permanent(() => deps.store.apply(projectId, "remove", { reason }).then(() => undefined)));
+      const outcome = await step.run("remove-container", () => permanent(() => deps.runtime.remove(projectId)));
+      await step.run("delete-site-files", () => permanent(() => deps.site.remove(projectId)));
+      const removed = await step.run("record-removed", () =>
+        permanent(async () => {
+          const fields = { reason: `${reason} (container ${outcome})`, url: null, containerId: null, logTail: null };
+          return (await deps.store.apply(projectId, "removed", fields)).applied;
+        }),
+      );
+      if (!removed) {
+        logger.info({ projectId, outcome }, "no preview recorded for this project; container and files removed");
+        return { projectId, outcome, recorded: false };
+      }
       await step.sendEvent("emit-removed", previewRemoved.create({ projectId }));
       logger.info({ projectId, outcome }, "preview removed");
-      return { projectId, outcome };
+      return { projectId, outcome, recorded: true };
     },
   );
 }

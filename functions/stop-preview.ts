@@ -1,16 +1,21 @@
 /**
  * stop-preview: `preview.idle` / `preview.closed` -> container stopped, row `stopped` with the
- * time, `preview.stopped`. A stopped or missing container is an outcome, not an error: the
- * function succeeds on a project that never had a preview, on one already stopped (keeping its
- * stop time) and on one removed (which stays removed); then it records and emits nothing.
+ * time, `preview.stopped`.
+ *
+ * Steps: record-stopping (`stop`) -> stop-container -> record-stopped (`stopped`) -> emit-stopped.
+ * A stopped or missing container is an outcome, not an error: the function succeeds on a project
+ * that never had a preview, on one already stopped (keeping its stop time) and on one being
+ * removed; then it records and emits nothing. `preview.stopped` is emitted only when `stopped`
+ * applied (never over a remove under way).
+ *
+ * A later launch or remove cancels the run; duplicates are skipped while a stop is in flight. A
+ * stop that fails for good is recorded by `stop-preview-failure` (`stopFailed`: row -> failed,
+ * `preview.failed`), so the project is not left `stopping` and later launches make progress.
  */
 import type { Inngest } from "inngest";
-import { previewClosed, previewIdle, previewStopped } from "../inngest.config.js";
-import { PER_PROJECT, RETRIES, sameProject, type PreviewDeps } from "./deps.js";
-import type { PreviewStatus } from "./ports.js";
-
-/** Statuses a stop moves to `stopping`: a preview that is (or may be) up. */
-const STOPPABLE: readonly PreviewStatus[] = ["starting", "running", "stopping", "failed"];
+import { pipelineStep7, previewClosed, previewIdle, previewRequested, previewStopped, projectDeleted } from "../inngest.config.js";
+import { ONE_RUN_PER_PROJECT, PER_PROJECT, RETRIES, parseProjectEvent, permanent, sameProject, type PreviewDeps } from "./deps.js";
+import { recordActionFailure, type FailureContext } from "./failure.js";
 
 export function createStopPreview(inngest: Inngest, deps: PreviewDeps) {
   return inngest.createFunction(
@@ -19,30 +24,36 @@ export function createStopPreview(inngest: Inngest, deps: PreviewDeps) {
       name: "Stop preview",
       triggers: [previewIdle, previewClosed],
       concurrency: PER_PROJECT,
+      singleton: ONE_RUN_PER_PROJECT,
       // A later launch (the user came back) or remove wins over a stop still in flight.
-      cancelOn: [sameProject("pipeline.step7"), sameProject("preview.requested"), sameProject("project.deleted")],
+      cancelOn: [sameProject(pipelineStep7), sameProject(previewRequested), sameProject(projectDeleted)],
       retries: RETRIES,
+      onFailure: (ctx: FailureContext) => recordActionFailure(deps, ctx, "stopFailed", "stop failed"),
     },
     async ({ event, step, logger }) => {
-      const { projectId } = event.data;
+      const { projectId } = parseProjectEvent(event);
       const why = `${event.name}: ${event.name === previewIdle.name ? "idle" : "closed by user"}`;
 
-      const stopping = await step.run("record-stopping", async () => {
-        const row = await deps.store.record(projectId, { status: "stopping", reason: why }, { from: STOPPABLE });
-        return row !== null;
-      });
-      const outcome = await step.run("stop-container", () => deps.runtime.stop(projectId));
+      const stopping = await step.run("record-stopping", () =>
+        permanent(async () => (await deps.store.apply(projectId, "stop", { reason: why })).applied),
+      );
+      const outcome = await step.run("stop-container", () => permanent(() => deps.runtime.stop(projectId)));
       if (!stopping && outcome !== "stopped") {
         logger.info({ projectId, outcome }, "nothing to stop");
-        return { projectId, outcome };
+        return { projectId, outcome, recorded: false };
       }
-      await step.run("record-stopped", async () => {
-        // `stopped` too: a row that said stopped while its container ran keeps its stop time.
-        await deps.store.record(projectId, { status: "stopped", reason: `${why} (container ${outcome})` }, { from: [...STOPPABLE, "stopped"] });
-      });
+      // Also when `stop` was refused but a container ran: a row that said stopped while its
+      // container ran keeps its stop time (`stopped` replays on `stopped`).
+      const stopped = await step.run("record-stopped", () =>
+        permanent(async () => (await deps.store.apply(projectId, "stopped", { reason: `${why} (container ${outcome})` })).applied),
+      );
+      if (!stopped) {
+        logger.info({ projectId, outcome }, "stop overtaken by a launch or remove; nothing recorded");
+        return { projectId, outcome, recorded: false };
+      }
       await step.sendEvent("emit-stopped", previewStopped.create({ projectId }));
       logger.info({ projectId, outcome }, "preview stopped");
-      return { projectId, outcome };
+      return { projectId, outcome, recorded: true };
     },
   );
 }

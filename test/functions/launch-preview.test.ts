@@ -1,189 +1,218 @@
-import { existsSync, readdirSync } from "node:fs";
-import path from "node:path";
-import { InngestTestEngine } from "@inngest/test";
+/**
+ * Unit tier: launch-preview over in-memory fakes of its ports, with real Inngest steps
+ * (`@inngest/test`) and its failure handler run as the server runs it. The same paths against a
+ * real engine and database are in launch-preview.int.test.ts.
+ */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createPreviewTestEnv, type PreviewTestEnv } from "../helpers/preview-env.js";
-import { TEST_LABEL } from "../helpers/docker.js";
+import { PermanentError } from "../../functions/ports.js";
+import { createUnitEnv, newProjectId, type UnitEnv } from "../helpers/unit-env.js";
 
-let env: PreviewTestEnv;
+let env: UnitEnv;
 beforeAll(async () => {
-  env = await createPreviewTestEnv({ readyTimeoutMs: 3_000 });
+  env = await createUnitEnv();
 });
 afterAll(async () => {
-  await env?.cleanup();
+  await env?.close();
 });
 
-/** A new engine per run: clones share a step cache (see notes/testing-here.md). */
-const launch = (projectId: unknown, name = "pipeline.step7") =>
-  new InngestTestEngine({ function: env.launch }).execute({ events: [{ name, data: { projectId } }] });
+/** A project with a site folder. */
+function project(prefix = "p"): string {
+  const id = newProjectId(prefix);
+  env.site.sites.add(id);
+  return id;
+}
 
-const containersOnNetwork = async () =>
-  env.docker.docker.listContainers({ all: true, filters: { network: [env.docker.options.network], label: [`${TEST_LABEL}=${env.docker.runId}`] } });
+const row = (id: string) => env.store.rows.get(id);
+const running = (id: string) => env.runtime.containers.get(id)?.running;
 
-describe("launch-preview", () => {
-  it("creates, starts and waits for the preview, records running and emits preview.ready", async () => {
-    const id = env.docker.projectId();
-    await env.docker.writeSite(id);
-    const { result, error } = await launch(id);
-    expect(error).toBeUndefined();
+describe("launch-preview (unit)", () => {
+  it("claims, creates, starts, probes, records running and emits preview.ready", async () => {
+    const id = project();
+    const run = await env.launch(id);
+    expect(run.error).toBeUndefined();
     const url = `http://${id}.preview.localhost`;
-    expect(result).toMatchObject({ projectId: id, url });
-    const { containerId } = result as { containerId: string };
-
-    const info = await env.docker.docker.getContainer(`preview-${id}`).inspect();
-    expect(info.Id).toBe(containerId);
-    expect(info.State.Running).toBe(true);
-    const ip = info.NetworkSettings.Networks[env.docker.options.network]!.IPAddress;
-    const res = await fetch(`http://${ip}:3000/`);
-    expect(await res.text()).toContain(`preview ${id}`);
-
-    expect(await env.store.get(id)).toMatchObject({ projectId: id, status: "running", url, containerId, logTail: null, stoppedAt: null });
-    expect((await env.store.events(id)).map((e) => e.type)).toEqual(["starting", "running"]);
-    expect(env.inngestServer.eventsNamed("preview.ready").filter((e) => e.data.projectId === id)).toEqual([
-      expect.objectContaining({ name: "preview.ready", data: { projectId: id, url, containerId } }),
-    ]);
+    const containerId = env.runtime.containers.get(id)!.id;
+    expect(run.result).toEqual({ projectId: id, url, containerId });
+    expect(row(id)).toMatchObject({ status: "running", url, containerId, logTail: null });
+    expect(env.store.events(id)).toEqual(["starting", "running"]);
+    expect(env.emitted("preview.ready", id)).toEqual([{ projectId: id, url, containerId }]);
+    expect(running(id)).toBe(true);
   });
 
-  it("also launches on preview.requested", async () => {
-    const id = env.docker.projectId();
-    await env.docker.writeSite(id);
-    const { error } = await launch(id, "preview.requested");
-    expect(error).toBeUndefined();
-    expect((await env.store.get(id))?.status).toBe("running");
-  });
-
-  it("is a no-op on a running preview: same container, no new transition, URL returned", async () => {
-    const id = env.docker.projectId();
-    await env.docker.writeSite(id);
-    const first = await launch(id);
-    const before = await env.store.get(id);
-    const startedAt = (await env.docker.docker.getContainer(`preview-${id}`).inspect()).State.StartedAt;
-    const second = await launch(id);
+  it("is a no-op on a running preview: no claim, no start, no new transition, preview.ready again", async () => {
+    const id = project();
+    await env.launch(id);
+    const before = row(id)!;
+    const starts = env.runtime.count("start");
+    const second = await env.launch(id, "preview.requested");
     expect(second.error).toBeUndefined();
-    expect(second.result).toEqual(first.result);
-    const after = await env.store.get(id);
-    expect(after?.containerId).toBe(before?.containerId);
-    expect((await env.store.events(id)).map((e) => e.type)).toEqual(["starting", "running"]);
-    // Not restarted: the same process has been serving since the first launch.
-    expect((await env.docker.docker.getContainer(`preview-${id}`).inspect()).State.StartedAt).toBe(startedAt);
-    expect(after?.updatedAt.getTime()).toBe(before?.updatedAt.getTime());
+    expect(env.runtime.count("start")).toBe(starts);
+    expect(env.store.events(id)).toEqual(["starting", "running"]);
+    expect(row(id)!.updatedAt).toEqual(before.updatedAt);
+    expect(env.emitted("preview.ready", id)).toHaveLength(2);
   });
 
-  it("fails without a site folder: records failed naming where it looked, emits preview.failed, creates no container", async () => {
-    const id = env.docker.projectId("nosite");
-    const { error } = await launch(id);
-    expect(error).toBeDefined();
-    const where = path.join(env.docker.storageRoot, "projects", id, "site");
-    expect(await env.store.get(id)).toMatchObject({ status: "failed", reason: `site folder not found: ${where}` });
-    expect(env.inngestServer.eventsNamed("preview.failed").filter((e) => e.data.projectId === id)).toEqual([
-      expect.objectContaining({ data: { projectId: id, reason: `site folder not found: ${where}`, logTail: "" } }),
-    ]);
-    await expect(env.docker.docker.getContainer(`preview-${id}`).inspect()).rejects.toMatchObject({ statusCode: 404 });
+  it("claims a preview recorded running whose container stopped behind its back, and starts it", async () => {
+    const id = project();
+    await env.launch(id);
+    env.runtime.containers.get(id)!.running = false;
+    const run = await env.launch(id);
+    expect(run.error).toBeUndefined();
+    expect(env.store.events(id)).toEqual(["starting", "running", "starting", "running"]);
+    expect(running(id)).toBe(true);
   });
 
-  it("fails when the dev server exits: records the reason and log tail, emits preview.failed", async () => {
-    const id = env.docker.projectId("crash");
-    await env.docker.writeSite(id, "exit");
-    const { error } = await launch(id);
-    expect(error).toBeDefined();
-    const row = await env.store.get(id);
-    expect(row).toMatchObject({ status: "failed", reason: `container preview-${id} exited with code 3 before answering HTTP on port 3000` });
-    expect(row?.logTail).toContain("Error: Cannot find module next");
-    const failed = env.inngestServer.eventsNamed("preview.failed").filter((e) => e.data.projectId === id);
-    expect(failed).toHaveLength(1);
-    expect(failed[0]!.data.logTail).toContain("booting preview");
-    expect((await env.store.events(id)).map((e) => e.type)).toEqual(["starting", "failed"]);
+  it("resumes a stopped preview with the same container", async () => {
+    const id = project();
+    await env.launch(id);
+    const containerId = env.runtime.containers.get(id)!.id;
+    await env.stop(id);
+    expect(row(id)?.status).toBe("stopped");
+    const run = await env.launch(id);
+    expect(run.result).toMatchObject({ containerId });
+    expect(row(id)).toMatchObject({ status: "running", stoppedAt: null });
   });
 
-  it("fails when the dev server never answers within READY_TIMEOUT", async () => {
-    const id = env.docker.projectId("silent");
-    await env.docker.writeSite(id, "silent");
-    const { error } = await launch(id);
-    expect(error).toBeDefined();
-    expect(await env.store.get(id)).toMatchObject({ status: "failed", reason: `container preview-${id} did not answer HTTP on port 3000 within 3s`, logTail: "compiling...\n" });
-    // Not left running unattended; kept (stopped) so its logs can still be read.
-    expect((await env.docker.docker.getContainer(`preview-${id}`).inspect()).State.Running).toBe(false);
+  it("without a site folder: failed naming where it looked, preview.failed, no container", async () => {
+    const id = newProjectId("nosite");
+    const run = await env.launch(id);
+    expect(run.error).toMatchObject({ name: "NonRetriableError" });
+    const reason = `site folder not found: /storage/projects/${id}/site`;
+    expect(row(id)).toMatchObject({ status: "failed", reason });
+    expect(env.emitted("preview.failed", id)).toEqual([{ projectId: id, reason, logTail: "" }]);
+    expect(env.runtime.containers.has(id)).toBe(false);
+    expect(env.store.events(id)).toEqual(["starting", "failed"]);
   });
 
-  it("recovers a failed preview once its site is fixed", async () => {
-    const id = env.docker.projectId("fix");
-    await env.docker.writeSite(id, "exit");
-    await launch(id);
-    expect((await env.store.get(id))?.status).toBe("failed");
-    await env.docker.writeSite(id, "http");
-    const { error } = await launch(id);
-    expect(error).toBeUndefined();
-    expect(await env.store.get(id)).toMatchObject({ status: "running", logTail: null });
+  it("when the process exits: failed with the reason and the log tail", async () => {
+    const id = project("exits");
+    env.runtime.behaviour.set(id, "exits");
+    await env.launch(id);
+    expect(row(id)).toMatchObject({ status: "failed", reason: `container preview-${id} exited with code 3`, logTail: `log of ${id}\n` });
+    expect(env.emitted("preview.failed", id)).toHaveLength(1);
   });
 
-  it("converges after a crash between create and start", async () => {
-    const id = env.docker.projectId("crash-create");
-    await env.docker.writeSite(id);
-    // Run only up to the step that creates the container, as if the worker died right after it.
-    const partial = await new InngestTestEngine({ function: env.launch }).executeStep("ensure-container", {
-      events: [{ name: "pipeline.step7", data: { projectId: id } }],
+  it("probes in bounded slices with pauses until READY_TIMEOUT, then fails and stops the container", async () => {
+    const id = project("silent");
+    env.runtime.behaviour.set(id, "silent");
+    const probes = env.runtime.count("probeReady");
+    await env.launch(id);
+    // 300 ms in 100 ms slices: several probe steps, not one long-held request.
+    expect(env.runtime.count("probeReady") - probes).toBeGreaterThanOrEqual(2);
+    expect(row(id)).toMatchObject({ status: "failed", reason: `preview ${id} did not answer HTTP within 300ms`, logTail: `log of ${id}\n` });
+    expect(running(id)).toBe(false);
+  });
+
+  describe("a failure at any step ends recorded: failed, container stopped, preview.failed", () => {
+    const cases = [
+      ["ensure-container", "ensureContainer", new PermanentError("docker: create container failed: 400 bad spec")],
+      ["ensure-container (retries exhausted)", "ensureContainer", new Error("docker: inspect failed: connect ECONNREFUSED")],
+      ["start-container", "start", new PermanentError("docker: start container failed: 400 bad mount")],
+      ["wait-ready", "probeReady", new Error("docker: inspect failed: socket hang up")],
+    ] as const;
+    it.each(cases)("%s", async (_step, method, error) => {
+      const id = project("inject");
+      env.runtime.failNext(method, error, 1_000);
+      const run = await env.launch(id);
+      env.runtime.failNext(method, error, 0);
+      expect(run.error).toMatchObject({ message: error.message });
+      expect(row(id)).toMatchObject({ status: "failed", reason: error.message });
+      expect(env.emitted("preview.failed", id)).toEqual([{ projectId: id, reason: error.message, logTail: expect.any(String) }]);
+      expect(running(id) ?? false).toBe(false);
     });
-    const created = partial.result as { containerId: string; created: boolean; running: boolean };
-    expect(created).toMatchObject({ created: true, running: false });
-    expect((await env.docker.docker.getContainer(`preview-${id}`).inspect()).State.Running).toBe(false);
 
-    const { result, error } = await launch(id);
-    expect(error).toBeUndefined();
-    expect(result).toMatchObject({ containerId: created.containerId });
-    const all = await env.docker.docker.listContainers({ all: true, filters: { name: [`preview-${id}`] } });
-    expect(all.map((c) => c.Id)).toEqual([created.containerId]);
-    expect(await env.store.get(id)).toMatchObject({ status: "running", containerId: created.containerId });
-  });
-
-  it("converges after a crash between start and recording running", async () => {
-    const id = env.docker.projectId("crash-start");
-    await env.docker.writeSite(id);
-    await new InngestTestEngine({ function: env.launch }).executeStep("start-container", {
-      events: [{ name: "pipeline.step7", data: { projectId: id } }],
+    it("record-running: a running container is never left recorded starting", async () => {
+      const id = project("inject");
+      const apply = env.store.apply.bind(env.store);
+      env.store.apply = async (projectId, action, fields) => {
+        if (projectId === id && action === "ready") throw new PermanentError("database: record running failed: check constraint");
+        return apply(projectId, action, fields);
+      };
+      try {
+        await env.launch(id);
+      } finally {
+        env.store.apply = apply;
+      }
+      expect(row(id)).toMatchObject({ status: "failed", reason: "database: record running failed: check constraint" });
+      expect(running(id)).toBe(false);
+      expect(env.emitted("preview.failed", id)).toHaveLength(1);
     });
-    expect(await env.store.get(id)).toMatchObject({ status: "starting" });
-    const { error } = await launch(id);
-    expect(error).toBeUndefined();
-    expect(await env.store.get(id)).toMatchObject({ status: "running" });
-    expect((await env.store.events(id)).map((e) => e.type)).toEqual(["starting", "running"]);
   });
 
-  it("20 concurrent launches of one project give one container and one row", async () => {
-    const id = env.docker.projectId("race");
-    await env.docker.writeSite(id);
-    const runs = await Promise.all(Array.from({ length: 20 }, () => launch(id)));
-    expect(runs.map((r) => r.error)).toEqual(Array(20).fill(undefined));
-    const ids = new Set(runs.map((r) => (r.result as { containerId: string }).containerId));
-    expect(ids.size).toBe(1);
-    const all = await env.docker.docker.listContainers({ all: true, filters: { name: [`preview-${id}`] } });
-    expect(all).toHaveLength(1);
-    const rows = (await env.store.list()).filter((r) => r.projectId === id);
-    expect(rows).toHaveLength(1);
-    expect(rows[0]).toMatchObject({ status: "running", containerId: [...ids][0] });
+  it("while a remove is under way: superseded, no container, nothing recorded or emitted", async () => {
+    const id = project("removing");
+    env.store.seed(id, "removing");
+    const run = await env.launch(id);
+    expect(run.result).toMatchObject({ projectId: id, superseded: true, status: "removing" });
+    expect(env.runtime.containers.has(id)).toBe(false);
+    expect(row(id)?.status).toBe("removing");
+    expect(env.emitted("preview.ready", id)).toEqual([]);
   });
 
-  it.each([
-    ["../x"],
-    ["A"],
-    ["a_b"],
-    ["a".repeat(64)],
-    ["a`b"],
-    [""],
-    ["-a"],
-    ["a.b"],
-    [42],
-  ])("refuses projectId %j before any Docker, file or SQL call", async (bad) => {
-    const containersBefore = (await containersOnNetwork()).length;
-    const rowsBefore = (await env.store.list()).length;
-    const filesBefore = readdirSync(path.join(env.docker.storageRoot, "projects")).sort();
-    const eventsBefore = env.inngestServer.events.length;
-    const { error } = await launch(bad);
-    // Refused by the event schema, before the first step (not by a check deeper down).
-    expect(error).toMatchObject({ name: "EventValidationError", message: expect.stringMatching(/projectId must be/) });
-    expect((await containersOnNetwork()).length).toBe(containersBefore);
-    expect((await env.store.list()).length).toBe(rowsBefore);
-    expect(readdirSync(path.join(env.docker.storageRoot, "projects")).sort()).toEqual(filesBefore);
-    expect(existsSync(path.join(env.docker.storageRoot, "x"))).toBe(false);
-    expect(env.inngestServer.events.length).toBe(eventsBefore);
+  it("overtaken by a stop between two steps: ready refused, container stopped, nothing emitted", async () => {
+    const id = project("overtaken");
+    const probe = env.runtime.probeReady.bind(env.runtime);
+    env.runtime.probeReady = async (projectId, sliceMs, signal) => {
+      // A stop ran to the end between this launch's start and its record-running.
+      if (projectId === id) env.store.seed(id, "stopped");
+      return probe(projectId, sliceMs, signal);
+    };
+    try {
+      const run = await env.launch(id);
+      expect(run.result).toMatchObject({ superseded: true, status: "stopped" });
+    } finally {
+      env.runtime.probeReady = probe;
+    }
+    expect(row(id)?.status).toBe("stopped");
+    expect(running(id)).toBe(false);
+    expect(env.emitted("preview.ready", id)).toEqual([]);
+    expect(env.emitted("preview.failed", id)).toEqual([]);
+  });
+
+  it("a name held by a foreign container: failed with the reason, the foreign container untouched", async () => {
+    const id = project("foreign");
+    env.runtime.plantForeign(id);
+    const run = await env.launch(id);
+    expect(run.error).toBeDefined();
+    expect(row(id)).toMatchObject({ status: "failed", reason: expect.stringContaining("not managed by this service") });
+    expect(env.runtime.containers.get(id)).toMatchObject({ foreign: true, running: true });
+  });
+
+  it.each([["../x"], ["A"], ["a.b"], [""], [42]])("refuses projectId %j before any port is called", async (bad) => {
+    const calls = env.runtime.calls.length + env.site.calls.length;
+    const rows = env.store.rows.size;
+    const run = await env.launch(bad);
+    expect(run.error).toMatchObject({ name: "EventValidationError", message: expect.stringMatching(/projectId must be/) });
+    expect(run.failure?.result).toEqual({ recorded: false, why: "invalid event" });
+    expect(env.runtime.calls.length + env.site.calls.length).toBe(calls);
+    expect(env.store.rows.size).toBe(rows);
+  });
+});
+
+describe("liveness after refusals: no status blocks a project forever", () => {
+  it("a foreign container makes launch, stop and remove fail with a reason, never stuck; then the project recovers", async () => {
+    const id = project("hostile");
+    env.runtime.plantForeign(id);
+
+    await env.launch(id);
+    expect(row(id)?.status).toBe("failed");
+    const stop = await env.stop(id);
+    expect(stop.error).toBeDefined();
+    expect(row(id)).toMatchObject({ status: "failed", reason: expect.stringMatching(/^stop failed: .*not managed/) });
+    const remove = await env.remove(id);
+    expect(remove.error).toBeDefined();
+    expect(row(id)).toMatchObject({ status: "failed", reason: expect.stringMatching(/^remove failed: .*not managed/) });
+
+    // A later launch makes progress (fails with a reason), it is not "superseded".
+    const again = await env.launch(id);
+    expect(again.result).toBeUndefined();
+    expect(row(id)).toMatchObject({ status: "failed", reason: expect.stringContaining("not managed") });
+    expect(env.store.events(id)).toEqual(["starting", "failed", "stopping", "failed", "removing", "failed", "starting", "failed"]);
+
+    // Once the foreign container is gone, the project launches.
+    env.runtime.containers.delete(id);
+    const ok = await env.launch(id);
+    expect(ok.error).toBeUndefined();
+    expect(row(id)?.status).toBe("running");
   });
 });

@@ -5,7 +5,7 @@
  */
 import * as v from "valibot";
 import { describe, expect, it } from "vitest";
-import { InvalidProjectIdError, PROJECT_ID_PATTERN, ProjectIdSchema, assertProjectId } from "../../functions/project-id.js";
+import { InvalidProjectIdError, ProjectIdSchema, assertProjectId } from "../../functions/project-id.js";
 
 const VALID = [
   "a",
@@ -101,10 +101,9 @@ describe("ProjectIdSchema", () => {
     expect(result.issues?.[0]?.message).toBe("projectId must be a string");
   });
 
-  it("agrees with PROJECT_ID_PATTERN and assertProjectId on every sample", () => {
-    for (const id of [...VALID, ...INVALID_STRINGS]) {
+  it("assertProjectId agrees with the schema on every sample (it is derived from it)", () => {
+    for (const id of [...VALID, ...INVALID_STRINGS, 42, null]) {
       const schemaOk = v.safeParse(ProjectIdSchema, id).success;
-      expect(PROJECT_ID_PATTERN.test(id)).toBe(schemaOk);
       let assertOk = true;
       try {
         assertProjectId(id);

@@ -1,88 +1,93 @@
+/** Unit tier: stop-preview over in-memory fakes (real engine and database: stop-preview.int.test.ts). */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createPreviewTestEnv, runOnce as run, type PreviewTestEnv } from "../helpers/preview-env.js";
+import { PermanentError } from "../../functions/ports.js";
+import { createUnitEnv, newProjectId, type UnitEnv } from "../helpers/unit-env.js";
 
-let env: PreviewTestEnv;
+let env: UnitEnv;
 beforeAll(async () => {
-  env = await createPreviewTestEnv();
+  env = await createUnitEnv();
 });
 afterAll(async () => {
-  await env?.cleanup();
+  await env?.close();
 });
 
-const launch = (id: unknown) => run(env.launch, "pipeline.step7", id);
-const stop = (id: unknown, name = "preview.closed") => run(env.stop, name, id);
-const running = async (id: string) => (await env.docker.docker.getContainer(`preview-${id}`).inspect()).State.Running;
+async function runningPreview(prefix = "p"): Promise<string> {
+  const id = newProjectId(prefix);
+  env.site.sites.add(id);
+  await env.launch(id);
+  return id;
+}
+const row = (id: string) => env.store.rows.get(id);
 
-describe("stop-preview", () => {
-  it.each(["preview.closed", "preview.idle"])("stops a running preview on %s, records stopped with the time, emits preview.stopped", async (eventName) => {
-    const id = env.docker.projectId();
-    await env.docker.writeSite(id);
-    const launched = await launch(id);
-    const containerId = (launched.result as { containerId: string }).containerId;
-    const before = Date.now();
-    const { result, error } = await stop(id, eventName);
-    expect(error).toBeUndefined();
-    expect(result).toEqual({ projectId: id, outcome: "stopped" });
-    expect(await running(id)).toBe(false);
-    const row = await env.store.get(id);
-    expect(row).toMatchObject({ status: "stopped", containerId, url: `http://${id}.preview.localhost` });
-    expect(row!.stoppedAt!.getTime()).toBeGreaterThanOrEqual(before - 1_000);
-    expect(row!.stoppedAt!.getTime()).toBeLessThanOrEqual(Date.now() + 1_000);
-    expect(row!.reason).toContain(eventName);
-    expect((await env.store.events(id)).map((e) => e.type)).toEqual(["starting", "running", "stopping", "stopped"]);
-    expect(env.inngestServer.eventsNamed("preview.stopped").filter((e) => e.data.projectId === id)).toHaveLength(1);
+describe("stop-preview (unit)", () => {
+  it("stops a running preview: stopped with the time, preview.stopped", async () => {
+    const id = await runningPreview();
+    const run = await env.stop(id, "preview.idle");
+    expect(run.result).toEqual({ projectId: id, outcome: "stopped", recorded: true });
+    expect(row(id)).toMatchObject({ status: "stopped", reason: "preview.idle: idle (container stopped)", stoppedAt: expect.any(Date) });
+    expect(env.store.events(id)).toEqual(["starting", "running", "stopping", "stopped"]);
+    expect(env.emitted("preview.stopped", id)).toEqual([{ projectId: id }]);
+    expect(env.runtime.containers.get(id)?.running).toBe(false);
   });
 
-  it("is idempotent: a replayed stop keeps the row and its stop time", async () => {
-    const id = env.docker.projectId();
-    await env.docker.writeSite(id);
-    await launch(id);
-    await stop(id);
-    const first = await env.store.get(id);
-    const { result, error } = await stop(id);
-    expect(error).toBeUndefined();
-    expect(result).toEqual({ projectId: id, outcome: "already-stopped" });
-    const second = await env.store.get(id);
-    expect(second?.status).toBe("stopped");
-    expect(second?.stoppedAt?.getTime()).toBe(first?.stoppedAt?.getTime());
+  it("a second stop keeps the stop time and emits nothing", async () => {
+    const id = await runningPreview();
+    await env.stop(id);
+    const stoppedAt = row(id)!.stoppedAt;
+    const again = await env.stop(id);
+    expect(again.result).toMatchObject({ outcome: "already-stopped", recorded: false });
+    expect(row(id)!.stoppedAt).toEqual(stoppedAt);
+    expect(env.emitted("preview.stopped", id)).toHaveLength(1);
   });
 
-  it("resumes a stopped preview: the same container runs again", async () => {
-    const id = env.docker.projectId();
-    await env.docker.writeSite(id);
-    const first = (await launch(id)).result as { containerId: string };
-    await stop(id);
-    const again = await launch(id);
+  it("a project that never had a preview: nothing recorded or emitted", async () => {
+    const id = newProjectId("none");
+    const run = await env.stop(id);
+    expect(run.result).toEqual({ projectId: id, outcome: "absent", recorded: false });
+    expect(row(id)).toBeUndefined();
+    expect(env.emitted("preview.stopped", id)).toEqual([]);
+  });
+
+  it("while a remove is under way: the container stops but nothing is recorded or emitted", async () => {
+    const id = await runningPreview();
+    env.store.seed(id, "removing");
+    const run = await env.stop(id);
+    expect(run.result).toMatchObject({ outcome: "stopped", recorded: false });
+    expect(row(id)?.status).toBe("removing");
+    expect(env.emitted("preview.stopped", id)).toEqual([]);
+  });
+
+  it("a row that said stopped while its container ran: stopped again, stop time kept, preview.stopped", async () => {
+    const id = await runningPreview();
+    await env.stop(id);
+    const stoppedAt = row(id)!.stoppedAt;
+    env.runtime.containers.get(id)!.running = true; // started by hand
+    const run = await env.stop(id);
+    expect(run.result).toMatchObject({ outcome: "stopped", recorded: true });
+    expect(row(id)).toMatchObject({ status: "stopped", stoppedAt });
+    expect(env.emitted("preview.stopped", id)).toHaveLength(2);
+  });
+
+  it("a stop that fails for good is recorded: failed, preview.failed, and a later launch makes progress", async () => {
+    const id = await runningPreview();
+    env.runtime.failNext("stop", new PermanentError("docker: stop container failed: 400 bad request"), 1);
+    const run = await env.stop(id);
+    expect(run.error).toBeDefined();
+    expect(row(id)).toMatchObject({ status: "failed", reason: "stop failed: docker: stop container failed: 400 bad request" });
+    expect(env.emitted("preview.failed", id)).toEqual([
+      { projectId: id, reason: "stop failed: docker: stop container failed: 400 bad request", logTail: `log of ${id}\n` },
+    ]);
+    const again = await env.launch(id);
     expect(again.error).toBeUndefined();
-    expect(again.result).toMatchObject({ containerId: first.containerId });
-    expect(await running(id)).toBe(true);
-    expect(await env.store.get(id)).toMatchObject({ status: "running", stoppedAt: null });
+    expect(row(id)?.status).toBe("running");
   });
 
-  it("succeeds on a project that never had a preview, recording and emitting nothing", async () => {
-    const id = env.docker.projectId("never");
-    const { result, error } = await stop(id);
-    expect(error).toBeUndefined();
-    expect(result).toEqual({ projectId: id, outcome: "absent" });
-    expect(await env.store.get(id)).toBeNull();
-    expect(env.inngestServer.events.filter((e) => e.data.projectId === id)).toEqual([]);
-  });
-
-  it("records stopped when the container vanished behind its back", async () => {
-    const id = env.docker.projectId();
-    await env.docker.writeSite(id);
-    const { containerId } = (await launch(id)).result as { containerId: string };
-    await env.docker.docker.getContainer(containerId).remove({ force: true });
-    const { result, error } = await stop(id);
-    expect(error).toBeUndefined();
-    expect(result).toEqual({ projectId: id, outcome: "absent" });
-    expect((await env.store.get(id))?.status).toBe("stopped");
-  });
-
-  it("refuses an invalid projectId before touching anything", async () => {
-    const rows = (await env.store.list()).length;
-    const { error } = await stop("../etc");
-    expect(error).toMatchObject({ name: "EventValidationError", message: expect.stringMatching(/projectId must be/) });
-    expect((await env.store.list()).length).toBe(rows);
+  it("a failing stop that had claimed nothing records nothing (a remove under way stays)", async () => {
+    const id = await runningPreview();
+    env.store.seed(id, "removing");
+    env.runtime.failNext("stop", new PermanentError("docker: stop container failed: 400"), 1);
+    const run = await env.stop(id);
+    expect(run.failure?.result).toEqual({ recorded: false, why: "overtaken" });
+    expect(row(id)?.status).toBe("removing");
   });
 });

@@ -10,6 +10,7 @@ import { createHash, createHmac, randomUUID } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import canonicalizeModule from "canonicalize";
+import type { InngestSettings } from "../../runtime/inngest-client.js";
 
 // A CommonJS module typed as an ES default export: at run time the import is the function itself.
 const canonicalize = canonicalizeModule as unknown as (input: unknown) => string | undefined;
@@ -27,6 +28,21 @@ export interface InngestStandIn {
   events: SentEvent[];
   eventsNamed(name: string): SentEvent[];
   close(): Promise<void>;
+}
+
+/** Client settings for tests: cloud mode, no checkpointing, unless overridden. */
+export function inngestSettings(overrides: Partial<InngestSettings> = {}): InngestSettings {
+  return {
+    dev: false,
+    baseUrl: null,
+    signingKey: null,
+    signingKeyFallback: null,
+    eventKey: null,
+    env: null,
+    serveOrigin: null,
+    checkpointing: false,
+    ...overrides,
+  };
 }
 
 export async function startInngestStandIn(): Promise<InngestStandIn> {

@@ -1,0 +1,92 @@
+/**
+ * In-memory `PreviewStore` for the unit tier: the same lifecycle table and the same replay rules
+ * as the SQL store (stop time kept across `stopped` replays, `updatedAt` moves only on a change,
+ * an audit event only when the status moves). The integration tier proves the SQL store agrees.
+ */
+import { LIFECYCLE, allows, type LifecycleAction, type PreviewStatus } from "../../functions/lifecycle.js";
+import type { ApplyResult, PreviewRecord, PreviewStore, ProjectId, TransitionFields } from "../../functions/ports.js";
+
+export class MemoryPreviewStore implements PreviewStore {
+  readonly rows = new Map<string, PreviewRecord>();
+  readonly audit: Array<{ projectId: string; type: PreviewStatus; reason: string | null }> = [];
+  /** Set to make every call throw (a database outage). */
+  failWith: Error | null = null;
+  /** Actions applied, in order, with their outcome (for assertions). */
+  readonly applied: Array<{ projectId: string; action: LifecycleAction; applied: boolean }> = [];
+
+  async get(projectId: ProjectId): Promise<PreviewRecord | null> {
+    this.check();
+    const row = this.rows.get(projectId);
+    return row ? { ...row } : null;
+  }
+
+  async list(): Promise<PreviewRecord[]> {
+    this.check();
+    return [...this.rows.values()].sort((a, b) => a.projectId.localeCompare(b.projectId)).map((r) => ({ ...r }));
+  }
+
+  async apply(projectId: ProjectId, action: LifecycleAction, fields: TransitionFields): Promise<ApplyResult> {
+    this.check();
+    const prev = this.rows.get(projectId) ?? null;
+    if (!allows(action, prev?.status ?? null)) {
+      this.applied.push({ projectId, action, applied: false });
+      return { applied: false, row: prev ? { ...prev } : null };
+    }
+    const now = new Date();
+    const to = LIFECYCLE[action].to;
+    const next: PreviewRecord = {
+      projectId,
+      status: to,
+      reason: fields.reason,
+      url: fields.url !== undefined ? fields.url : (prev?.url ?? null),
+      containerId: fields.containerId !== undefined ? fields.containerId : (prev?.containerId ?? null),
+      logTail: fields.logTail !== undefined ? fields.logTail : (prev?.logTail ?? null),
+      stoppedAt: to !== "stopped" ? null : prev?.status === "stopped" ? prev.stoppedAt : now,
+      createdAt: prev?.createdAt ?? now,
+      updatedAt: now,
+    };
+    const same =
+      prev !== null &&
+      prev.status === next.status &&
+      prev.reason === next.reason &&
+      prev.url === next.url &&
+      prev.containerId === next.containerId &&
+      prev.logTail === next.logTail;
+    if (same) next.updatedAt = prev.updatedAt;
+    const changed = prev?.status !== to;
+    this.rows.set(projectId, next);
+    if (changed) this.audit.push({ projectId, type: to, reason: fields.reason });
+    this.applied.push({ projectId, action, applied: true });
+    return { applied: true, changed, row: { ...next } };
+  }
+
+  async ping(): Promise<void> {
+    this.check();
+  }
+
+  /** The audit trail of one project: the statuses it moved to, in order. */
+  events(projectId: string): PreviewStatus[] {
+    return this.audit.filter((e) => e.projectId === projectId).map((e) => e.type);
+  }
+
+  /** Puts a row in a given status directly (test set-up). */
+  seed(projectId: string, status: PreviewStatus, extra: Partial<PreviewRecord> = {}): void {
+    const now = new Date();
+    this.rows.set(projectId, {
+      projectId,
+      status,
+      url: null,
+      containerId: null,
+      reason: "seeded",
+      logTail: null,
+      stoppedAt: status === "stopped" ? now : null,
+      createdAt: now,
+      updatedAt: now,
+      ...extra,
+    });
+  }
+
+  private check(): void {
+    if (this.failWith) throw this.failWith;
+  }
+}

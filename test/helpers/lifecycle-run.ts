@@ -1,0 +1,68 @@
+/**
+ * Runs a lifecycle function through `@inngest/test` with real steps and, when the run fails, its
+ * failure handler the way the Inngest server does: a run of `<fn>-failure` triggered by
+ * `inngest/function.failed` carrying the original event and the final error. (`@inngest/test`
+ * cannot reach `onFailure` itself, so the same handler is mounted on a function of its own.)
+ */
+import { InngestTestEngine } from "@inngest/test";
+import { serializeError, type Inngest } from "inngest";
+import { APP_ID } from "../../inngest.config.js";
+import type { PreviewDeps } from "../../functions/deps.js";
+import type { FailureContext } from "../../functions/failure.js";
+import { recordActionFailure } from "../../functions/failure.js";
+import { recordLaunchFailure } from "../../functions/launch-preview.js";
+
+type TestedFunction = ConstructorParameters<typeof InngestTestEngine>[0]["function"];
+type Outcome = Awaited<ReturnType<InngestTestEngine["execute"]>>;
+
+export interface LifecycleRun {
+  result: unknown;
+  error: unknown;
+  /** The failure handler's run, when the function failed. */
+  failure?: { result: unknown; error: unknown };
+}
+
+/** The failure handlers of the three functions, each as a function of its own. */
+export function failureFunctions(inngest: Inngest, deps: PreviewDeps) {
+  const failed = { event: "inngest/function.failed" } as const;
+  return {
+    "launch-preview": inngest.createFunction({ id: "launch-preview-failure", triggers: [failed] }, (ctx) =>
+      recordLaunchFailure(deps, ctx as unknown as FailureContext),
+    ),
+    "stop-preview": inngest.createFunction({ id: "stop-preview-failure", triggers: [failed] }, (ctx) =>
+      recordActionFailure(deps, ctx as unknown as FailureContext, "stopFailed", "stop failed"),
+    ),
+    "remove-preview": inngest.createFunction({ id: "remove-preview-failure", triggers: [failed] }, (ctx) =>
+      recordActionFailure(deps, ctx as unknown as FailureContext, "removeFailed", "remove failed"),
+    ),
+  };
+}
+
+export type FailureFunctions = ReturnType<typeof failureFunctions>;
+
+/**
+ * `@inngest/test` never resolves a `step.sleep` on its own: the pauses between readiness slices
+ * are mocked as elapsed (each slice still probes for real). A new list per run: the engine
+ * appends every step it ran to the list it was given, and would replay them in the next run.
+ */
+const pauses = () => Array.from({ length: 200 }, (_, i) => ({ id: `pause-${i + 1}`, handler: () => undefined }));
+
+/** One run on one event, with a new engine (clones share a step cache), then its failure handler. */
+export async function runLifecycle(
+  fn: TestedFunction & { id(): string },
+  failures: FailureFunctions,
+  name: string,
+  data: Record<string, unknown>,
+): Promise<LifecycleRun> {
+  const event = { name, data };
+  const run: Outcome = await new InngestTestEngine({ function: fn, steps: pauses() }).execute({ events: [event] });
+  if (run.error === undefined) return { result: run.result, error: undefined };
+  const fnId = fn.id() as keyof FailureFunctions;
+  const handler = failures[fnId];
+  const failedEvent = {
+    name: "inngest/function.failed",
+    data: { function_id: `${APP_ID}-${fnId}`, run_id: "test-run", error: serializeError(run.error), event },
+  };
+  const failure: Outcome = await new InngestTestEngine({ function: handler }).execute({ events: [failedEvent] });
+  return { result: run.result, error: run.error, failure: { result: failure.result, error: failure.error } };
+}
