@@ -1,10 +1,18 @@
 /**
- * The service's whole configuration, read from environment variables by one valibot schema.
- * `loadConfig` is called once at start-up (never at import time); a bad value stops start-up
- * with one message naming every bad variable. README.md and .env.example document each key.
+ * The service's whole configuration, described once: one valibot schema reads the environment
+ * variables, checks the rules across them and transforms them into the nested `Config`, whose type
+ * is inferred from that schema. `loadConfig` is called once at start-up (never at import time); a
+ * bad value stops start-up with one message naming every bad variable. README.md and .env.example
+ * document each key.
+ *
+ * Adapters own their settings types (`DatabaseSettings`, `DockerConnection`); this file maps the
+ * environment onto them.
  */
+import os from "node:os";
 import path from "node:path";
 import * as v from "valibot";
+import type { DockerConnection } from "../docker/settings.js";
+import type { DatabaseSettings } from "../sql/settings.js";
 
 const LABEL_VALUE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
 const DOMAIN = /^(?=.{1,200}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
@@ -39,6 +47,74 @@ export function parseDuration(input: string): number | undefined {
   return Math.round(Number(m[1]) * unit);
 }
 
+// --- Docker engine address (DOCKER_HOST), as the docker CLI and docker-modem read it -------------
+
+const DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock";
+const DOCKER_HOST_FORMS = "unix:///path, tcp://host:port or ssh://[user@]host[:port]";
+
+/** Where the engine listens; TLS settings are added from the other variables in the transform. */
+type DockerEndpoint =
+  | { protocol: "unix"; socketPath: string }
+  | { protocol: "tcp"; host: string; port: number }
+  | { protocol: "ssh"; host: string; port: number; username: string | null };
+
+/** A host name, IPv4 or bracketed IPv6 address, as a URL accepts it; brackets removed. */
+function hostName(raw: string): string | undefined {
+  try {
+    const { hostname } = new URL(`http://${raw}`);
+    return hostname === "" ? undefined : hostname.replace(/^\[(.*)\]$/, "$1");
+  } catch {
+    return undefined;
+  }
+}
+
+function portNumber(raw: string): number | undefined {
+  const port = Number(raw);
+  return port >= 1 && port <= 65535 ? port : undefined;
+}
+
+/** DOCKER_HOST -> endpoint, or the reason it is refused. */
+export function parseDockerHost(raw: string): DockerEndpoint | { error: string } {
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(raw)?.[1]?.toLowerCase();
+  if (scheme === undefined) return { error: `DOCKER_HOST must be ${DOCKER_HOST_FORMS}` };
+  if (scheme === "unix") {
+    const socketPath = raw.slice("unix://".length);
+    return path.posix.isAbsolute(socketPath) && socketPath !== "/"
+      ? { protocol: "unix", socketPath }
+      : { error: "DOCKER_HOST must be unix:///absolute/path/to/docker.sock" };
+  }
+  if (scheme === "tcp") {
+    const m = /^tcp:\/\/(\[[0-9a-f:.]+\]|[^/:@[\]?#]+):(\d{1,5})\/?$/i.exec(raw);
+    if (!m) return { error: "DOCKER_HOST must be tcp://host:port (with a port, no user or path)" };
+    const host = hostName(m[1]!);
+    const port = portNumber(m[2]!);
+    if (host === undefined || port === undefined) return { error: "DOCKER_HOST has an invalid host or port" };
+    return { protocol: "tcp", host, port };
+  }
+  if (scheme === "ssh") {
+    const m = /^ssh:\/\/(?:([^@/:?#]+)@)?(\[[0-9a-f:.]+\]|[^/:@[\]?#]+)(?::(\d{1,5}))?\/?$/i.exec(raw);
+    if (!m) return { error: "DOCKER_HOST must be ssh://[user@]host[:port] (no password, no path)" };
+    const host = hostName(m[2]!);
+    const port = m[3] === undefined ? 22 : portNumber(m[3]);
+    if (host === undefined || port === undefined) return { error: "DOCKER_HOST has an invalid host or port" };
+    let username: string | null = null;
+    if (m[1] !== undefined) {
+      try {
+        username = decodeURIComponent(m[1]);
+      } catch {
+        return { error: "DOCKER_HOST has an invalid user name" };
+      }
+    }
+    return { protocol: "ssh", host, port, username };
+  }
+  return { error: `DOCKER_HOST must be ${DOCKER_HOST_FORMS}; the ${scheme}:// scheme is not supported` };
+}
+
+/** Docker's convention: DOCKER_TLS_VERIFY set to anything but "", "0" or "false" turns TLS on. */
+const tlsVerifyOn = (raw: string): boolean => raw.trim() !== "" && !/^(0|false)$/i.test(raw.trim());
+
+// --- Schema pieces ---------------------------------------------------------------------------------
+
 const intIn = (name: string, min: number, max: number, fallback: string) =>
   v.pipe(
     v.optional(v.string(), fallback),
@@ -58,6 +134,7 @@ const bool = (fallback: string) =>
     v.transform((s) => s === "1" || s === "true" || s === "yes"),
   );
 
+/** One entry per environment variable. */
 const EnvFields = v.object({
   // 0 binds any free port (tests, side-by-side instances).
   PORT: intIn("PORT", 0, 65535, "3000"),
@@ -85,10 +162,23 @@ const EnvFields = v.object({
   DOCKER_HOST: v.optional(
     v.pipe(
       v.string(),
-      v.regex(/^(unix:\/\/\/.+|tcp:\/\/[^/]+:\d+)$/, "DOCKER_HOST must be unix:///path or tcp://host:port"),
-      v.check((s) => s.startsWith("unix:") || parsesAsUrl(s.replace(/^tcp:/, "http:")), "DOCKER_HOST has an invalid host or port"),
+      v.trim(),
+      v.rawTransform(({ dataset, addIssue, NEVER }) => {
+        const parsed = parseDockerHost(dataset.value);
+        if ("error" in parsed) {
+          addIssue({ message: parsed.error });
+          return NEVER;
+        }
+        return parsed;
+      }),
     ),
+    DEFAULT_DOCKER_HOST,
   ),
+  DOCKER_TLS_VERIFY: v.pipe(v.optional(v.string(), ""), v.transform(tlsVerifyOn)),
+  DOCKER_CERT_PATH: v.optional(v.pipe(v.string(), v.minLength(1))),
+  // The SSH agent holding the key for an ssh:// DOCKER_HOST (set by ssh-agent; a socket path).
+  SSH_AUTH_SOCK: v.optional(v.pipe(v.string(), v.minLength(1))),
+
   INSTANCE_ID: v.optional(v.pipe(v.string(), v.regex(LABEL_VALUE, "INSTANCE_ID must be a label value (a-z, 0-9, '.', '_', '-')")), "previews"),
   PREVIEW_IMAGE: v.optional(v.pipe(v.string(), v.regex(/^[a-z0-9][a-z0-9._\/:@-]*$/i, "PREVIEW_IMAGE must be an image reference")), "preview-base:latest"),
   PREVIEW_NETWORK: v.optional(v.pipe(v.string(), v.regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/, "PREVIEW_NETWORK must be a network name")), "sitebuilder-previews"),
@@ -131,80 +221,137 @@ const EnvFields = v.object({
   INNGEST_CHECKPOINTING: bool("true"),
 });
 
-/** Rules across variables: `partialCheck` runs them even when unrelated variables are bad. */
-const EnvSchema = v.pipe(
-  EnvFields,
-  v.forward(
-    v.partialCheck(
-      [["DATABASE_DRIVER"], ["DATABASE_URL"]],
-      (e) => !(e.DATABASE_DRIVER === "pglite" && e.DATABASE_URL),
-      "DATABASE_DRIVER pglite takes no DATABASE_URL",
-    ),
-    ["DATABASE_DRIVER"],
-  ),
-  v.forward(
-    v.partialCheck(
-      [["DATABASE_DRIVER"], ["DATABASE_URL"]],
-      (e) => !((e.DATABASE_DRIVER === "pg" || e.DATABASE_DRIVER === "neon") && !e.DATABASE_URL),
-      "DATABASE_URL is required when DATABASE_DRIVER is pg or neon",
-    ),
-    ["DATABASE_URL"],
-  ),
-  v.forward(
-    v.partialCheck(
-      [["INNGEST_DEV"], ["INNGEST_SIGNING_KEY"]],
-      (e) => isDevMode(e.INNGEST_DEV) || Boolean(e.INNGEST_SIGNING_KEY),
-      "INNGEST_SIGNING_KEY is required unless INNGEST_DEV is set (cloud mode verifies every request)",
-    ),
-    ["INNGEST_SIGNING_KEY"],
-  ),
-);
+type Env = v.InferOutput<typeof EnvFields>;
 
-export type Env = v.InferOutput<typeof EnvSchema>;
+// --- Mapping onto the adapters' settings ---------------------------------------------------------
 
-export interface Config {
-  port: number;
-  host: string;
-  logLevel: Env["LOG_LEVEL"];
-  database: {
-    /** null: embedded PGlite under `dataPath`. */
-    url: string | null;
-    driver: "pg" | "neon" | "pglite";
-    dataPath: string;
-    /** host:port[/path] of a WebSocket-to-TCP proxy for the Neon driver (local development). */
-    neonWsProxy: string | null;
-  };
-  storage: {
-    /** Where this process reads and writes site folders. Absolute. */
-    path: string;
-    /** The same folder as the Docker daemon sees it (bind-mount source). Absolute. */
-    hostPath: string;
-  };
-  docker: { socketPath: string } | { host: string; port: number } | null;
-  preview: {
-    instanceId: string;
-    image: string;
-    network: string;
-    domain: string;
-    routing: "traefik" | "port";
-    memoryBytes: number;
-    nanoCpus: number;
-    pidsLimit: number;
-    readyTimeoutMs: number;
-  };
-  apiToken: string | null;
-  inngest: {
-    /** Dev mode: true, or the dev server URL; false for cloud mode. */
-    dev: boolean | string;
-    baseUrl: string | null;
-    signingKey: string | null;
-    signingKeyFallback: string | null;
-    eventKey: string | null;
-    env: string | null;
-    serveOrigin: string | null;
-    checkpointing: boolean;
+const NEON_HOST = /\.neon\.(tech|build)$/i;
+
+function databaseSettings(env: Env, cwd: string): DatabaseSettings {
+  let driver: DatabaseSettings["driver"];
+  if (env.DATABASE_DRIVER !== "auto") driver = env.DATABASE_DRIVER;
+  else if (!env.DATABASE_URL) driver = "pglite";
+  else driver = NEON_HOST.test(new URL(env.DATABASE_URL).hostname) ? "neon" : "pg";
+  return {
+    driver,
+    url: env.DATABASE_URL ?? null,
+    dataPath: path.resolve(cwd, env.DATA_PATH),
+    neonWsProxy: env.NEON_WS_PROXY ?? null,
   };
 }
+
+function dockerConnection(env: Env, cwd: string): DockerConnection {
+  const endpoint = env.DOCKER_HOST;
+  if (endpoint.protocol === "unix") return endpoint;
+  if (endpoint.protocol === "ssh") return { ...endpoint, agent: env.SSH_AUTH_SOCK ?? null };
+  const tlsVerify = env.DOCKER_TLS_VERIFY;
+  const certPath =
+    env.DOCKER_CERT_PATH !== undefined
+      ? path.resolve(cwd, env.DOCKER_CERT_PATH)
+      : tlsVerify
+        ? path.join(os.homedir(), ".docker")
+        : null;
+  return { ...endpoint, tlsVerify, certPath };
+}
+
+/** Dev mode: true, or the dev server URL; false for cloud mode. */
+function inngestDev(raw: string | undefined): boolean | string {
+  if (raw === undefined || !isDevMode(raw)) return false;
+  return INNGEST_DEV_FLAG.test(raw) ? true : raw;
+}
+
+// --- The schema --------------------------------------------------------------------------------
+
+/**
+ * The configuration schema: environment variables -> rules across variables -> `Config`.
+ * Relative paths (DATA_PATH, STORAGE_PATH, DOCKER_CERT_PATH) resolve against `cwd`; the type of
+ * the schema, and so `Config`, does not depend on it.
+ * Cross-variable rules use `partialCheck`, so they run even when unrelated variables are bad.
+ */
+export function configSchema(cwd: string) {
+  return v.pipe(
+    EnvFields,
+    v.forward(
+      v.partialCheck(
+        [["DATABASE_DRIVER"], ["DATABASE_URL"]],
+        (e) => !(e.DATABASE_DRIVER === "pglite" && e.DATABASE_URL),
+        "DATABASE_DRIVER pglite takes no DATABASE_URL",
+      ),
+      ["DATABASE_DRIVER"],
+    ),
+    v.forward(
+      v.partialCheck(
+        [["DATABASE_DRIVER"], ["DATABASE_URL"]],
+        (e) => !((e.DATABASE_DRIVER === "pg" || e.DATABASE_DRIVER === "neon") && !e.DATABASE_URL),
+        "DATABASE_URL is required when DATABASE_DRIVER is pg or neon",
+      ),
+      ["DATABASE_URL"],
+    ),
+    v.forward(
+      v.partialCheck(
+        [["DOCKER_HOST"], ["DOCKER_TLS_VERIFY"]],
+        (e) => !e.DOCKER_TLS_VERIFY || e.DOCKER_HOST.protocol === "tcp",
+        `DOCKER_TLS_VERIFY needs a tcp://host:port DOCKER_HOST; TLS does not apply to unix sockets or ssh (DOCKER_HOST defaults to ${DEFAULT_DOCKER_HOST})`,
+      ),
+      ["DOCKER_TLS_VERIFY"],
+    ),
+    v.forward(
+      v.partialCheck(
+        [["INNGEST_DEV"], ["INNGEST_SIGNING_KEY"]],
+        (e) => isDevMode(e.INNGEST_DEV) || Boolean(e.INNGEST_SIGNING_KEY),
+        "INNGEST_SIGNING_KEY is required unless INNGEST_DEV is set (cloud mode verifies every request)",
+      ),
+      ["INNGEST_SIGNING_KEY"],
+    ),
+    v.transform((env) => {
+      const storagePath = path.resolve(cwd, env.STORAGE_PATH);
+      return {
+        port: env.PORT,
+        host: env.HOST,
+        logLevel: env.LOG_LEVEL,
+        database: databaseSettings(env, cwd),
+        storage: {
+          /** Where this process reads and writes site folders. Absolute. */
+          path: storagePath,
+          /** The same folder as the Docker daemon sees it (bind-mount source). Absolute. */
+          hostPath: env.STORAGE_HOST_PATH ?? storagePath,
+        },
+        docker: dockerConnection(env, cwd),
+        preview: {
+          instanceId: env.INSTANCE_ID,
+          image: env.PREVIEW_IMAGE,
+          network: env.PREVIEW_NETWORK,
+          domain: env.PREVIEW_DOMAIN,
+          routing: env.PREVIEW_ROUTING,
+          memoryBytes: env.PREVIEW_MEMORY,
+          nanoCpus: Math.round(env.PREVIEW_CPUS * 1e9),
+          pidsLimit: env.PREVIEW_PIDS_LIMIT,
+          readyTimeoutMs: env.READY_TIMEOUT,
+        },
+        apiToken: env.API_TOKEN ?? null,
+        inngest: {
+          /** Dev mode: true, or the dev server URL; false for cloud mode. */
+          dev: inngestDev(env.INNGEST_DEV),
+          baseUrl: env.INNGEST_BASE_URL ?? null,
+          signingKey: env.INNGEST_SIGNING_KEY ?? null,
+          signingKeyFallback: env.INNGEST_SIGNING_KEY_FALLBACK ?? null,
+          eventKey: env.INNGEST_EVENT_KEY ?? null,
+          env: env.INNGEST_ENV ?? null,
+          serveOrigin: env.INNGEST_SERVE_ORIGIN ?? null,
+          checkpointing: env.INNGEST_CHECKPOINTING,
+        },
+      };
+    }),
+  );
+}
+
+/** The type of the schema (the same for every `cwd`). */
+export type ConfigSchema = ReturnType<typeof configSchema>;
+
+/** The service's configuration: inferred from the schema, never written out by hand. */
+export type Config = v.InferOutput<ConfigSchema>;
+
+// --- Loading -------------------------------------------------------------------------------------
 
 /** Variables whose values never appear in error messages (logs). */
 const SECRET = /KEY|TOKEN|DATABASE_URL/;
@@ -216,77 +363,25 @@ export class ConfigError extends Error {
   }
 }
 
-const NEON_HOST = /\.neon\.(tech|build)$/i;
-
-function pickDriver(env: Env): Config["database"]["driver"] {
-  if (env.DATABASE_DRIVER !== "auto") return env.DATABASE_DRIVER;
-  if (!env.DATABASE_URL) return "pglite";
-  const host = new URL(env.DATABASE_URL).hostname;
-  return NEON_HOST.test(host) ? "neon" : "pg";
-}
-
-function dockerTarget(raw: string | undefined): Config["docker"] {
-  if (!raw) return null;
-  if (raw.startsWith("unix://")) return { socketPath: raw.slice("unix://".length) };
-  const u = new URL(raw.replace(/^tcp:/, "http:"));
-  return { host: u.hostname, port: Number(u.port) };
-}
-
-function inngestDev(raw: string | undefined): boolean | string {
-  if (!isDevMode(raw)) return false;
-  return INNGEST_DEV_FLAG.test(raw!) ? true : raw!;
-}
-
-/** Parses the environment; throws `ConfigError` listing every bad variable. */
-export function loadConfig(source: Record<string, string | undefined> = process.env, cwd = process.cwd()): Config {
+/**
+ * Parses the environment; throws `ConfigError` listing every bad variable, one line each, as
+ * `KEY: message (got "value")` (the raw value as given; never for secret variables).
+ */
+export function loadConfig(source: Record<string, string | undefined> = process.env, cwd: string = process.cwd()): Config {
   // Empty strings count as unset, as in most .env tooling.
-  const input = Object.fromEntries(Object.entries(source).filter(([, val]) => val !== undefined && val !== ""));
-  const parsed = v.safeParse(EnvSchema, input);
-  if (!parsed.success) {
-    const problems = parsed.issues.map((issue) => {
-      const key = v.getDotPath(issue) ?? "environment";
-      const got = issue.input === undefined || SECRET.test(key) ? "" : ` (got ${JSON.stringify(issue.input)})`;
-      return `${key}: ${issue.message}${got}`;
-    });
-    throw new ConfigError(problems);
-  }
-  const env = parsed.output;
-  const dev = inngestDev(env.INNGEST_DEV);
+  const input: Record<string, string> = {};
+  for (const [key, value] of Object.entries(source)) if (value !== undefined && value !== "") input[key] = value;
 
-  const storagePath = path.resolve(cwd, env.STORAGE_PATH);
-  return {
-    port: env.PORT,
-    host: env.HOST,
-    logLevel: env.LOG_LEVEL,
-    database: {
-      url: env.DATABASE_URL ?? null,
-      driver: pickDriver(env),
-      dataPath: path.resolve(cwd, env.DATA_PATH),
-      neonWsProxy: env.NEON_WS_PROXY ?? null,
-    },
-    storage: { path: storagePath, hostPath: env.STORAGE_HOST_PATH ?? storagePath },
-    docker: dockerTarget(env.DOCKER_HOST),
-    preview: {
-      instanceId: env.INSTANCE_ID,
-      image: env.PREVIEW_IMAGE,
-      network: env.PREVIEW_NETWORK,
-      domain: env.PREVIEW_DOMAIN,
-      routing: env.PREVIEW_ROUTING,
-      memoryBytes: env.PREVIEW_MEMORY,
-      nanoCpus: Math.round(env.PREVIEW_CPUS * 1e9),
-      pidsLimit: env.PREVIEW_PIDS_LIMIT,
-      readyTimeoutMs: env.READY_TIMEOUT,
-    },
-    apiToken: env.API_TOKEN ?? null,
-    inngest: {
-      dev,
-      baseUrl: env.INNGEST_BASE_URL ?? null,
-      signingKey: env.INNGEST_SIGNING_KEY ?? null,
-      signingKeyFallback: env.INNGEST_SIGNING_KEY_FALLBACK ?? null,
-      eventKey: env.INNGEST_EVENT_KEY ?? null,
-      env: env.INNGEST_ENV ?? null,
-      serveOrigin: env.INNGEST_SERVE_ORIGIN ?? null,
-      checkpointing: env.INNGEST_CHECKPOINTING,
-    },
-  };
+  const parsed = v.safeParse(configSchema(cwd), input);
+  if (parsed.success) return parsed.output;
+
+  const problems = new Map<string, string>();
+  for (const issue of parsed.issues) {
+    const key = v.getDotPath(issue) ?? "environment";
+    if (problems.has(key)) continue; // the first problem of a variable says enough
+    const raw = Object.hasOwn(input, key) ? input[key] : undefined;
+    const got = raw === undefined || SECRET.test(key) ? "" : ` (got ${JSON.stringify(raw)})`;
+    problems.set(key, `${key}: ${issue.message}${got}`);
+  }
+  throw new ConfigError([...problems.values()]);
 }

@@ -2,9 +2,13 @@
  * `loadConfig` as the process sees it: a plain record of environment variables in, a typed
  * `Config` or one `ConfigError` naming every bad variable out.
  */
+import os from "node:os";
 import path from "node:path";
-import { describe, expect, it } from "vitest";
-import { ConfigError, loadConfig, parseBytes, parseDuration } from "../../runtime/config.js";
+import * as v from "valibot";
+import { describe, expect, expectTypeOf, it } from "vitest";
+import type { DockerConnection } from "../../docker/settings.js";
+import { type Config, type ConfigSchema, ConfigError, configSchema, loadConfig, parseBytes, parseDuration } from "../../runtime/config.js";
+import type { DatabaseSettings } from "../../sql/settings.js";
 
 const CWD = "/srv/previews";
 /** The smallest valid environment: dev mode (no signing key needed). */
@@ -45,8 +49,8 @@ describe("loadConfig defaults", () => {
     expect(config.storage.hostPath).toBe(config.storage.path);
   });
 
-  it("uses dockerode's default engine and traefik routing with bounded resources", () => {
-    expect(config.docker).toBeNull();
+  it("uses the engine's default unix socket and traefik routing with bounded resources", () => {
+    expect(config.docker).toEqual({ protocol: "unix", socketPath: "/var/run/docker.sock" });
     expect(config.preview).toEqual({
       instanceId: "previews",
       image: "preview-base:latest",
@@ -120,7 +124,7 @@ describe("loadConfig explicit values", () => {
     expect(c.logLevel).toBe("warn");
     expect(c.database.dataPath).toBe(path.join(CWD, "var/data"));
     expect(c.storage).toEqual({ path: "/var/lib/previews/storage", hostPath: "/srv/host/storage" });
-    expect(c.docker).toEqual({ host: "docker.internal", port: 2375 });
+    expect(c.docker).toEqual({ protocol: "tcp", host: "docker.internal", port: 2375, tlsVerify: false, certPath: null });
     expect(c.preview).toEqual({
       instanceId: "previews-eu.1",
       image: "registry.local:5000/preview-base:1.2",
@@ -137,12 +141,6 @@ describe("loadConfig explicit values", () => {
     expect(c.inngest.eventKey).toBe("evt");
     expect(c.inngest.serveOrigin).toBe("https://previews.example.com");
     expect(c.inngest.checkpointing).toBe(false);
-  });
-
-  it("reads a unix DOCKER_HOST as a socket path", () => {
-    expect(loadConfig({ ...DEV, DOCKER_HOST: "unix:///run/user/1000/docker.sock" }, CWD).docker).toEqual({
-      socketPath: "/run/user/1000/docker.sock",
-    });
   });
 
   it("accepts cloud mode with a signing key", () => {
@@ -211,6 +209,12 @@ describe("loadConfig database driver", () => {
     expect(err.message).toContain("DATABASE_URL");
   });
 
+  it("never prints the value of a secret variable, even in a rule across variables", () => {
+    // The pglite rule is reported on DATABASE_DRIVER, a non-secret key: only its own value shows.
+    const err = configError({ ...DEV, DATABASE_DRIVER: "pglite", DATABASE_URL: "postgres://u:hunter2@db/previews" });
+    expect(err.problems).toEqual(['DATABASE_DRIVER: DATABASE_DRIVER pglite takes no DATABASE_URL (got "pglite")']);
+  });
+
   it("never prints the value of a secret variable", () => {
     const err = configError({ ...DEV, DATABASE_URL: "postgres://user:hunter2@host:port/db", API_TOKEN: "short-s3cret" });
     expect(err.message).toContain("DATABASE_URL");
@@ -258,6 +262,17 @@ describe("loadConfig errors", () => {
     expect(err.name).toBe("ConfigError");
   });
 
+  it("quotes the value as given, not as transformed", () => {
+    expect(configError({ ...DEV, PREVIEW_MEMORY: "1m" }).problems).toEqual([
+      `PREVIEW_MEMORY: PREVIEW_MEMORY must be at least 6m (Docker's minimum) (got "1m")`,
+    ]);
+  });
+
+  it("reports one problem per variable", () => {
+    // Fails both the postgres:// pattern and the URL parse: the first problem is enough.
+    expect(configError({ ...DEV, DATABASE_URL: "not a url" }).problems).toEqual(["DATABASE_URL: DATABASE_URL must be a postgres:// URL"]);
+  });
+
   it("checks numeric bounds", () => {
     expect(configError({ ...DEV, PORT: "70000" }).message).toContain("PORT must be at most 65535");
     expect(configError({ ...DEV, PORT: "0x50" }).message).toContain("PORT must be a whole number");
@@ -287,6 +302,186 @@ describe("loadConfig errors", () => {
   it("reports an out-of-range DOCKER_HOST port as a ConfigError, not a TypeError", () => {
     // Matches the tcp://host:port pattern, but `new URL` refuses port 99999.
     expect(configError({ ...DEV, DOCKER_HOST: "tcp://localhost:99999" }).message).toContain("DOCKER_HOST");
+  });
+});
+
+describe("loadConfig docker engine (DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH)", () => {
+  const docker = (env: Record<string, string>) => loadConfig({ ...DEV, ...env }, CWD).docker;
+  const defaultCerts = path.join(os.homedir(), ".docker");
+
+  it("reads a unix DOCKER_HOST as a socket path", () => {
+    expect(docker({ DOCKER_HOST: "unix:///run/user/1000/docker.sock" })).toEqual({
+      protocol: "unix",
+      socketPath: "/run/user/1000/docker.sock",
+    });
+  });
+
+  it("reads tcp://host:port without TLS", () => {
+    expect(docker({ DOCKER_HOST: "tcp://10.0.0.5:2375" })).toEqual({
+      protocol: "tcp",
+      host: "10.0.0.5",
+      port: 2375,
+      tlsVerify: false,
+      certPath: null,
+    });
+    // A port that is the default of http is still kept (URL parsing would drop it).
+    expect(docker({ DOCKER_HOST: "tcp://docker.internal:80/" })).toMatchObject({ host: "docker.internal", port: 80 });
+    expect(docker({ DOCKER_HOST: "tcp://[::1]:2375" })).toMatchObject({ host: "::1", port: 2375 });
+  });
+
+  it("turns TLS on with DOCKER_TLS_VERIFY, with certificates from ~/.docker by default", () => {
+    expect(docker({ DOCKER_HOST: "tcp://docker.example.com:2376", DOCKER_TLS_VERIFY: "1" })).toEqual({
+      protocol: "tcp",
+      host: "docker.example.com",
+      port: 2376,
+      tlsVerify: true,
+      certPath: defaultCerts,
+    });
+  });
+
+  it("reads certificates from DOCKER_CERT_PATH, resolved against the working directory", () => {
+    const tcp = { DOCKER_HOST: "tcp://docker.example.com:2376", DOCKER_TLS_VERIFY: "1" };
+    expect(docker({ ...tcp, DOCKER_CERT_PATH: "/etc/docker/certs" })).toMatchObject({ tlsVerify: true, certPath: "/etc/docker/certs" });
+    expect(docker({ ...tcp, DOCKER_CERT_PATH: "certs/docker" })).toMatchObject({ certPath: path.join(CWD, "certs/docker") });
+    // Without TLS verification a given cert path is still passed on (docker-modem uses it as given).
+    expect(docker({ DOCKER_HOST: tcp.DOCKER_HOST, DOCKER_CERT_PATH: "/etc/docker/certs" })).toMatchObject({
+      tlsVerify: false,
+      certPath: "/etc/docker/certs",
+    });
+  });
+
+  it.each([
+    ["1", true],
+    ["true", true],
+    ["yes", true],
+    ["anything", true],
+    ["0", false],
+    ["false", false],
+    ["FALSE", false],
+    ["", false],
+  ] as const)("DOCKER_TLS_VERIFY=%j -> tlsVerify %s", (raw, on) => {
+    expect(docker({ DOCKER_HOST: "tcp://docker.example.com:2376", DOCKER_TLS_VERIFY: raw })).toMatchObject({
+      tlsVerify: on,
+      certPath: on ? defaultCerts : null,
+    });
+  });
+
+  it("reads ssh://[user@]host[:port], port 22 by default, agent from SSH_AUTH_SOCK", () => {
+    expect(docker({ DOCKER_HOST: "ssh://deploy@build.example.com" })).toEqual({
+      protocol: "ssh",
+      host: "build.example.com",
+      port: 22,
+      username: "deploy",
+      agent: null,
+    });
+    expect(docker({ DOCKER_HOST: "ssh://build.example.com:2222", SSH_AUTH_SOCK: "/tmp/ssh-agent.sock" })).toEqual({
+      protocol: "ssh",
+      host: "build.example.com",
+      port: 2222,
+      username: null,
+      agent: "/tmp/ssh-agent.sock",
+    });
+  });
+
+  it.each(["ftp://x", "http://docker.internal:2375", "npipe:////./pipe/docker_engine", "fd://"])(
+    "refuses the scheme of %j, naming the supported ones",
+    (host) => {
+      const err = configError({ ...DEV, DOCKER_HOST: host });
+      expect(err.problems).toHaveLength(1);
+      expect(err.problems[0]).toMatch(/^DOCKER_HOST: DOCKER_HOST must be unix:\/\/\/path, tcp:\/\/host:port or ssh:\/\/\[user@\]host\[:port\]/);
+      expect(err.problems[0]).toContain("scheme is not supported");
+      expect(err.problems[0]).toContain(`(got ${JSON.stringify(host)})`);
+    },
+  );
+
+  it.each([
+    "docker.internal:2375",
+    "unix://relative.sock",
+    "tcp://docker.internal",
+    "tcp://docker.internal:2375/v1.41",
+    "tcp://user@docker.internal:2375",
+    "tcp://:2375",
+    "tcp://docker.internal:0",
+    "tcp://docker.internal:99999",
+    "ssh://user:secret@build.example.com",
+    "ssh://build.example.com/path",
+    "ssh://build.example.com:70000",
+  ])("refuses DOCKER_HOST=%j", (host) => {
+    const err = configError({ ...DEV, DOCKER_HOST: host });
+    expect(err.problems).toHaveLength(1);
+    expect(err.problems[0]).toMatch(/^DOCKER_HOST: /);
+  });
+
+  it("refuses DOCKER_TLS_VERIFY with a unix socket (given or default) or an ssh host", () => {
+    for (const env of [
+      { DOCKER_HOST: "unix:///var/run/docker.sock", DOCKER_TLS_VERIFY: "1" },
+      { DOCKER_TLS_VERIFY: "1" },
+      { DOCKER_HOST: "ssh://deploy@build.example.com", DOCKER_TLS_VERIFY: "true" },
+    ]) {
+      const err = configError({ ...DEV, ...env });
+      expect(err.problems).toHaveLength(1);
+      expect(err.problems[0]).toMatch(/^DOCKER_TLS_VERIFY: DOCKER_TLS_VERIFY needs a tcp:\/\/host:port DOCKER_HOST/);
+    }
+    // Off is off, whatever the host.
+    expect(docker({ DOCKER_HOST: "unix:///var/run/docker.sock", DOCKER_TLS_VERIFY: "0" })).toEqual({
+      protocol: "unix",
+      socketPath: "/var/run/docker.sock",
+    });
+  });
+
+  it("reports the TLS rule together with other bad variables, and a bad DOCKER_HOST alone", () => {
+    const err = configError({ ...DEV, PORT: "abc", DOCKER_TLS_VERIFY: "1" });
+    expect(err.problems.map((p) => p.split(":")[0])).toEqual(["PORT", "DOCKER_TLS_VERIFY"]);
+    // When DOCKER_HOST itself is bad, the TLS rule cannot be judged and stays silent.
+    expect(configError({ ...DEV, DOCKER_HOST: "ftp://x", DOCKER_TLS_VERIFY: "1" }).problems.map((p) => p.split(":")[0])).toEqual([
+      "DOCKER_HOST",
+    ]);
+  });
+});
+
+describe("Config is inferred from the schema", () => {
+  it("is the output of ConfigSchema, with the adapters' settings types", () => {
+    expectTypeOf<Config>().toEqualTypeOf<v.InferOutput<ConfigSchema>>();
+    expectTypeOf<Config>().toEqualTypeOf<v.InferOutput<ReturnType<typeof configSchema>>>();
+    expectTypeOf(loadConfig).returns.toEqualTypeOf<Config>();
+    expectTypeOf<Config["database"]>().toEqualTypeOf<DatabaseSettings>();
+    expectTypeOf<Config["docker"]>().toEqualTypeOf<DockerConnection>();
+    expectTypeOf<Config>().toEqualTypeOf<{
+      port: number;
+      host: string;
+      logLevel: "trace" | "debug" | "info" | "warn" | "error" | "fatal" | "silent";
+      database: DatabaseSettings;
+      storage: { path: string; hostPath: string };
+      docker: DockerConnection;
+      preview: {
+        instanceId: string;
+        image: string;
+        network: string;
+        domain: string;
+        routing: "traefik" | "port";
+        memoryBytes: number;
+        nanoCpus: number;
+        pidsLimit: number;
+        readyTimeoutMs: number;
+      };
+      apiToken: string | null;
+      inngest: {
+        dev: boolean | string;
+        baseUrl: string | null;
+        signingKey: string | null;
+        signingKeyFallback: string | null;
+        eventKey: string | null;
+        env: string | null;
+        serveOrigin: string | null;
+        checkpointing: boolean;
+      };
+    }>();
+  });
+
+  it("parses the same with the schema directly as through loadConfig", () => {
+    const env = { INNGEST_DEV: "1", STORAGE_PATH: "sites", DOCKER_HOST: "tcp://docker.internal:2375" };
+    expect(v.parse(configSchema(CWD), env)).toEqual(loadConfig(env, CWD));
+    expect(v.parse(configSchema("/elsewhere"), env).storage.path).toBe("/elsewhere/sites");
   });
 });
 
