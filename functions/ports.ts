@@ -2,24 +2,14 @@
  * What the workflow needs from the outside world. The functions in this folder depend only on
  * these interfaces (and on `lifecycle.ts`); `docker/`, `sql/` and `storage/` implement them, and
  * `runtime/` wires the implementations in. Every method takes an already-validated project id.
- *
- * Errors: an adapter throws `PermanentError` (or a subclass) for a failure that will be the same
- * on every retry (a foreign container holds the name, the image is missing, the database refused
- * the statement); anything else it throws is retryable. `functions/steps.ts` maps the former to
- * Inngest's `NonRetriableError` in one place: no adapter imports the Inngest SDK.
+ * Errors: see `errors.ts` (`PermanentError` for what retrying will not change).
  */
 import type { LifecycleAction, PreviewStatus } from "./lifecycle.js";
 import type { ProjectId } from "./project-id.js";
 
 export type { LifecycleAction, PreviewStatus } from "./lifecycle.js";
 export type { ProjectId } from "./project-id.js";
-
-/** A failure that retrying will not change. The message names the action and the object. */
-export class PermanentError extends Error {
-  override name = "PermanentError";
-}
-
-export const isPermanent = (err: unknown): err is PermanentError => err instanceof PermanentError;
+export { PermanentError, isPermanent } from "./errors.js";
 
 // ---------------------------------------------------------------------------------------------
 // Preview runtime (Docker)

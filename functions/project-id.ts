@@ -1,5 +1,5 @@
 import * as v from "valibot";
-import { PermanentError } from "./ports.js";
+import { PermanentError } from "./errors.js";
 
 /**
  * A project id is a DNS label. It becomes a container name, a folder name and a Traefik

@@ -1,6 +1,7 @@
 /**
- * The composition root: builds every client from the parsed config, wires the implementations
- * into the functions and the HTTP app, and serves it. Nothing here runs at import time.
+ * The composition root: maps the parsed config onto each adapter's settings, builds every client,
+ * wires the implementations into the functions and the HTTP app, and serves it. Nothing here runs
+ * at import time.
  */
 import { mkdir } from "node:fs/promises";
 import { serve, type ServerType } from "@hono/node-server";
@@ -8,13 +9,15 @@ import type { Inngest } from "inngest";
 import { pino, type Logger } from "pino";
 import { createDockerClient } from "../docker/client.js";
 import { DockerPreviewRuntime } from "../docker/docker-runtime.js";
+import type { PreviewSettings } from "../docker/settings.js";
 import { createFunctions } from "../functions/index.js";
-import { createInngest } from "../inngest.config.js";
-import { openDatabase, type Database } from "../sql/database.js";
+import { openDatabase } from "../sql/connect.js";
+import type { Database } from "../sql/database.js";
 import { SqlPreviewStore } from "../sql/preview-store.js";
 import { LocalSiteFiles } from "../storage/site-files.js";
 import { createApp } from "./app.js";
 import type { Config } from "./config.js";
+import { createInngest } from "./inngest-client.js";
 
 export interface RunningService {
   config: Config;
@@ -23,7 +26,20 @@ export interface RunningService {
   log: Logger;
   /** The port actually bound (differs from config.port when that is 0). */
   port: number;
+  /**
+   * Stops within `SHUTDOWN_GRACE_MS` plus the database close: readiness probes in flight end at
+   * once (the run probes again on a live instance), other requests get the grace period, then
+   * their connections are closed (Inngest retries an unanswered step).
+   */
   close(): Promise<void>;
+}
+
+export const SHUTDOWN_GRACE_MS = 8_000;
+
+/** The Docker adapter's settings, from the parsed environment. */
+export function previewSettings(config: Config): PreviewSettings {
+  const { readyTimeoutMs: _readyTimeoutMs, ...preview } = config.preview;
+  return { ...preview, storageHostPath: config.storage.hostPath };
 }
 
 export async function startService(config: Config, log: Logger = pino({ level: config.logLevel })): Promise<RunningService> {
@@ -40,13 +56,13 @@ export async function startService(config: Config, log: Logger = pino({ level: c
 }
 
 async function serveWith(config: Config, log: Logger, db: Database): Promise<RunningService> {
-
   const docker = createDockerClient(config.docker);
-  const runtime = new DockerPreviewRuntime(docker, { ...config.preview, storageHostPath: config.storage.hostPath }, log);
+  const runtime = new DockerPreviewRuntime(docker, previewSettings(config), log);
   const store = new SqlPreviewStore(db);
   const site = new LocalSiteFiles(config.storage.path);
   const inngest = createInngest(config.inngest, log);
-  const functions = createFunctions(inngest, { runtime, store, site, readyTimeoutMs: config.preview.readyTimeoutMs });
+  const shutdown = new AbortController();
+  const functions = createFunctions(inngest, { runtime, store, site, readyTimeoutMs: config.preview.readyTimeoutMs, shutdown: shutdown.signal });
   const app = createApp({ inngest, functions, store, runtime, apiToken: config.apiToken, serveOrigin: config.inngest.serveOrigin, log });
 
   const server = await new Promise<ServerType>((resolve, reject) => {
@@ -57,15 +73,32 @@ async function serveWith(config: Config, log: Logger, db: Database): Promise<Run
   const port = typeof address === "object" && address ? address.port : config.port;
   log.info({ port, inngestPath: "/api/inngest", dev: config.inngest.dev !== false, routing: config.preview.routing }, "previews service listening");
 
+  let closing: Promise<void> | null = null;
   return {
     config,
     inngest,
     db,
     log,
     port,
-    async close() {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      await db.close();
+    close() {
+      closing ??= (async () => {
+        shutdown.abort();
+        const http = server as ServerType & { closeIdleConnections?: () => void; closeAllConnections?: () => void };
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        http.closeIdleConnections?.();
+        let timer: NodeJS.Timeout | undefined;
+        const grace = new Promise<void>((resolve) => {
+          timer = setTimeout(() => {
+            log.warn({ graceMs: SHUTDOWN_GRACE_MS }, "requests still in flight at shutdown; closing their connections");
+            http.closeAllConnections?.();
+            resolve();
+          }, SHUTDOWN_GRACE_MS);
+        });
+        await Promise.race([closed, grace]);
+        clearTimeout(timer);
+        await db.close();
+      })();
+      return closing;
     },
   };
 }

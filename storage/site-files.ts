@@ -5,8 +5,7 @@
  */
 import { lstat, rm, rmdir } from "node:fs/promises";
 import path from "node:path";
-import { NonRetriableError } from "inngest";
-import type { SiteCheck, SiteFiles } from "../functions/ports.js";
+import { PermanentError, type SiteCheck, type SiteFiles } from "../functions/ports.js";
 import { assertProjectId, type ProjectId } from "../functions/project-id.js";
 
 export class LocalSiteFiles implements SiteFiles {
@@ -19,7 +18,7 @@ export class LocalSiteFiles implements SiteFiles {
   /** `{root}/projects/{id}` and `{root}/projects/{id}/site`, guaranteed inside the root. */
   private paths(projectId: ProjectId): { project: string; site: string } {
     const project = path.join(this.projectsRoot, assertProjectId(projectId));
-    if (path.dirname(project) !== this.projectsRoot) throw new Error(`site path for ${projectId} escapes ${this.projectsRoot}`);
+    if (path.dirname(project) !== this.projectsRoot) throw new PermanentError(`storage: site path for ${projectId} escapes ${this.projectsRoot}`);
     return { project, site: path.join(project, "site") };
   }
 
@@ -48,7 +47,7 @@ export class LocalSiteFiles implements SiteFiles {
     const { project, site } = this.paths(projectId);
     const projectStat = await lstat(project).catch(() => null);
     if (projectStat?.isSymbolicLink()) {
-      throw new NonRetriableError(`storage: refusing to delete through ${project}: it is a symbolic link`);
+      throw new PermanentError(`storage: refusing to delete through ${project}: it is a symbolic link`);
     }
     try {
       // rm does not follow links: a linked site folder loses the link, not its target.
