@@ -2,9 +2,10 @@
  * launch-preview: `pipeline.step7` / `preview.requested` -> a running preview and `preview.ready`.
  *
  * Steps (each idempotent; a replay after a crash between any two converges):
- *   ensure-container   claim the preview (`launch`: row -> starting), check the site folder, find
+ *   ensure-container   check the site folder, claim the preview (`launch`: row -> starting), find
  *                      or create the container. One step, so nothing of this project runs between
- *                      the check and the create.
+ *                      the check and the create. A late launch of a deleted project (row removed,
+ *                      files gone) ends as superseded without recording anything.
  *   start-container    when it is not running yet
  *   wait-ready-N       probe HTTP for a bounded slice (at most 30 s) ...
  *   pause-N            ... then sleep and probe again, until READY_TIMEOUT: no call request is held
@@ -74,13 +75,15 @@ export function createLaunchPreview(inngest: Inngest, deps: PreviewDeps) {
       const claim = await step.run("ensure-container", () =>
         permanent(async (): Promise<Claim> => {
           const row = await deps.store.get(projectId);
+          const site = await deps.site.check(projectId);
+          // A late launch of a deleted project (its files gone with it) is not a failure.
+          if (!site.ok && (row?.status === "removed" || row?.status === "removing")) return { outcome: "superseded", status: row.status };
           // A preview recorded running is claimed only once its container turns out not to run.
           const wasRunning = row?.status === "running";
-          if (!wasRunning) {
+          if (!wasRunning || !site.ok) {
             const claimed = await deps.store.apply(projectId, "launch", { reason, logTail: null });
             if (!claimed.applied) return { outcome: "superseded", status: claimed.row?.status ?? null };
           }
-          const site = await deps.site.check(projectId);
           if (!site.ok) return { outcome: "site-missing", reason: site.reason };
           const ensured = await deps.runtime.ensureContainer(projectId);
           if (wasRunning && !ensured.running) {

@@ -149,6 +149,20 @@ describe("launch-preview (unit)", () => {
     expect(env.emitted("preview.ready", id)).toEqual([]);
   });
 
+  it("a late launch of a deleted project (row removed, files gone) records nothing; with its files back it launches", async () => {
+    const id = project("deleted");
+    await env.launch(id);
+    await env.remove(id);
+    const late = await env.launch(id);
+    expect(late.result).toEqual({ projectId: id, superseded: true, status: "removed" });
+    expect(row(id)?.status).toBe("removed");
+    expect(env.emitted("preview.failed", id)).toEqual([]);
+    env.site.sites.add(id);
+    const again = await env.launch(id);
+    expect(again.error).toBeUndefined();
+    expect(row(id)?.status).toBe("running");
+  });
+
   it("overtaken by a stop between two steps: ready refused, container stopped, nothing emitted", async () => {
     const id = project("overtaken");
     const probe = env.runtime.probeReady.bind(env.runtime);

@@ -3,7 +3,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { InngestTestEngine } from "@inngest/test";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createPreviewTestEnv, runOnce as run, type PreviewTestEnv } from "../helpers/preview-env.js";
+import { createPreviewTestEnv, type PreviewTestEnv } from "../helpers/preview-env.js";
 
 let env: PreviewTestEnv;
 beforeAll(async () => {
@@ -13,9 +13,9 @@ afterAll(async () => {
   await env?.cleanup();
 });
 
-const launch = (id: unknown) => run(env.launch, "pipeline.step7", id);
-const stop = (id: unknown) => run(env.stop, "preview.closed", id);
-const remove = (id: unknown) => run(env.remove, "project.deleted", id);
+const launch = (id: unknown) => env.launch(id);
+const stop = (id: unknown) => env.stop(id);
+const remove = (id: unknown) => env.remove(id);
 
 describe("remove-preview", () => {
   it("removes the container and the site folder, records removed, emits preview.removed", async () => {
@@ -24,7 +24,7 @@ describe("remove-preview", () => {
     const { containerId } = (await launch(id)).result as { containerId: string };
     const { result, error } = await remove(id);
     expect(error).toBeUndefined();
-    expect(result).toEqual({ projectId: id, outcome: "removed" });
+    expect(result).toEqual({ projectId: id, outcome: "removed", recorded: true });
     await expect(env.docker.docker.getContainer(containerId).inspect()).rejects.toMatchObject({ statusCode: 404 });
     expect(existsSync(siteDir)).toBe(false);
     expect(existsSync(path.dirname(siteDir))).toBe(false); // the emptied project folder too
@@ -52,7 +52,8 @@ describe("remove-preview", () => {
     await remove(id);
     const again = await remove(id);
     expect(again.error).toBeUndefined();
-    expect(again.result).toEqual({ projectId: id, outcome: "absent" });
+    // A duplicate project.deleted converges (and announces removed again: at-least-once).
+    expect(again.result).toEqual({ projectId: id, outcome: "absent", recorded: true });
     expect((await env.store.get(id))?.status).toBe("removed");
 
     const never = env.docker.projectId("never");
@@ -85,7 +86,7 @@ describe("remove-preview", () => {
     await remove(id);
     const late = await launch(id);
     expect(late.error).toBeUndefined();
-    expect(late.result).toEqual({ projectId: id, superseded: true });
+    expect(late.result).toEqual({ projectId: id, superseded: true, status: "removed" });
     expect(await env.store.get(id)).toMatchObject({ status: "removed" });
     await expect(env.docker.docker.getContainer(`preview-${id}`).inspect()).rejects.toMatchObject({ statusCode: 404 });
   });
@@ -105,7 +106,7 @@ describe("remove-preview", () => {
     const id = env.docker.projectId();
     const siteDir = await env.docker.writeSite(id);
     await launch(id);
-    await new InngestTestEngine({ function: env.remove }).executeStep("remove-container", {
+    await new InngestTestEngine({ function: env.functions[2] }).executeStep("remove-container", {
       events: [{ name: "project.deleted", data: { projectId: id } }],
     });
     expect(existsSync(siteDir)).toBe(true);

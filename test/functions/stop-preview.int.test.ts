@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createPreviewTestEnv, runOnce as run, type PreviewTestEnv } from "../helpers/preview-env.js";
+import { createPreviewTestEnv, type PreviewTestEnv } from "../helpers/preview-env.js";
 
 let env: PreviewTestEnv;
 beforeAll(async () => {
@@ -9,8 +9,8 @@ afterAll(async () => {
   await env?.cleanup();
 });
 
-const launch = (id: unknown) => run(env.launch, "pipeline.step7", id);
-const stop = (id: unknown, name = "preview.closed") => run(env.stop, name, id);
+const launch = (id: unknown) => env.launch(id);
+const stop = (id: unknown, name = "preview.closed") => env.stop(id, name);
 const running = async (id: string) => (await env.docker.docker.getContainer(`preview-${id}`).inspect()).State.Running;
 
 describe("stop-preview", () => {
@@ -22,7 +22,7 @@ describe("stop-preview", () => {
     const before = Date.now();
     const { result, error } = await stop(id, eventName);
     expect(error).toBeUndefined();
-    expect(result).toEqual({ projectId: id, outcome: "stopped" });
+    expect(result).toEqual({ projectId: id, outcome: "stopped", recorded: true });
     expect(await running(id)).toBe(false);
     const row = await env.store.get(id);
     expect(row).toMatchObject({ status: "stopped", containerId, url: `http://${id}.preview.localhost` });
@@ -41,7 +41,7 @@ describe("stop-preview", () => {
     const first = await env.store.get(id);
     const { result, error } = await stop(id);
     expect(error).toBeUndefined();
-    expect(result).toEqual({ projectId: id, outcome: "already-stopped" });
+    expect(result).toEqual({ projectId: id, outcome: "already-stopped", recorded: false });
     const second = await env.store.get(id);
     expect(second?.status).toBe("stopped");
     expect(second?.stoppedAt?.getTime()).toBe(first?.stoppedAt?.getTime());
@@ -63,7 +63,7 @@ describe("stop-preview", () => {
     const id = env.docker.projectId("never");
     const { result, error } = await stop(id);
     expect(error).toBeUndefined();
-    expect(result).toEqual({ projectId: id, outcome: "absent" });
+    expect(result).toEqual({ projectId: id, outcome: "absent", recorded: false });
     expect(await env.store.get(id)).toBeNull();
     expect(env.inngestServer.events.filter((e) => e.data.projectId === id)).toEqual([]);
   });
@@ -75,7 +75,7 @@ describe("stop-preview", () => {
     await env.docker.docker.getContainer(containerId).remove({ force: true });
     const { result, error } = await stop(id);
     expect(error).toBeUndefined();
-    expect(result).toEqual({ projectId: id, outcome: "absent" });
+    expect(result).toEqual({ projectId: id, outcome: "absent", recorded: true });
     expect((await env.store.get(id))?.status).toBe("stopped");
   });
 

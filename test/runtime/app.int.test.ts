@@ -4,20 +4,20 @@
  */
 import net from "node:net";
 import type { AddressInfo } from "node:net";
-import Docker from "dockerode";
 import type { Hono } from "hono";
 import type { Inngest } from "inngest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createDockerClient } from "../../docker/client.js";
 import { DockerPreviewRuntime } from "../../docker/docker-runtime.js";
 import { createFunctions } from "../../functions/index.js";
-import { createInngest } from "../../inngest.config.js";
+import { createInngest } from "../../runtime/inngest-client.js";
 import { createApp, previewJson, type AppDeps } from "../../runtime/app.js";
 import { SqlPreviewStore } from "../../sql/preview-store.js";
 import { createDockerTestEnv, type DockerTestEnv } from "../helpers/docker.js";
-import { startInngestStandIn, type InngestStandIn } from "../helpers/inngest-server.js";
+import { inngestSettings, startInngestStandIn, type InngestStandIn } from "../helpers/inngest-server.js";
 import { openTestDatabase, type TestDatabase } from "../helpers/postgres.js";
 import { listen as listenHttp } from "../helpers/http.js";
-import { inngestConfig } from "../helpers/preview-env.js";
+
 
 const TOKEN = "test-token-0123456789abcdef";
 
@@ -27,6 +27,20 @@ let database: TestDatabase;
 let store: SqlPreviewStore;
 let inngest: Inngest;
 const cleanups: Array<() => Promise<unknown>> = [];
+
+/** Walks a project through the lifecycle table to a status, as the functions would. */
+async function seed(projectId: string, to: "running" | "stopped" | "failed", fields: { url?: string; containerId?: string; logTail?: string; reason?: string } = {}) {
+  const reason = fields.reason ?? "seeded";
+  await store.apply(projectId, "launch", { reason: "launch", containerId: fields.containerId ?? null });
+  if (to === "running") return done(await store.apply(projectId, "ready", { reason, url: fields.url ?? null, containerId: fields.containerId ?? null }));
+  if (to === "failed") return done(await store.apply(projectId, "fail", { reason, logTail: fields.logTail ?? null }));
+  await store.apply(projectId, "stop", { reason: "stop" });
+  return done(await store.apply(projectId, "stopped", { reason }));
+}
+function done(result: Awaited<ReturnType<SqlPreviewStore["apply"]>>) {
+  if (!result.applied) throw new Error(`seed refused at ${result.row?.status}`);
+  return result.row;
+}
 
 function deps(overrides: Partial<AppDeps> = {}): AppDeps {
   const functions = createFunctions(inngest, { runtime: dockerEnv.runtime, store, site: dockerEnv.site, readyTimeoutMs: 5_000 });
@@ -60,7 +74,7 @@ beforeAll(async () => {
   database = await openTestDatabase("pglite");
   cleanups.push(() => database.cleanup());
   store = new SqlPreviewStore(database.db);
-  inngest = createInngest(inngestConfig({ dev: standIn.url, checkpointing: true }));
+  inngest = createInngest(inngestSettings({ dev: standIn.url, checkpointing: true }));
 });
 
 afterAll(async () => {
@@ -89,7 +103,8 @@ describe("probes (open app)", () => {
   it("serves the Inngest endpoint with every function", async () => {
     const res = await getJson(`${base}/api/inngest`);
     expect(res.status).toBe(200);
-    expect(res.body).toMatchObject({ function_count: 3 });
+    // The three lifecycle functions and their failure handlers.
+    expect(res.body).toMatchObject({ function_count: 6 });
   });
 
   it("answers 404 for an unknown route", async () => {
@@ -99,7 +114,7 @@ describe("probes (open app)", () => {
 
 describe("readiness failures", () => {
   it("answers 503 naming docker when the engine is unreachable", async () => {
-    const runtime = new DockerPreviewRuntime(new Docker({ socketPath: "/nonexistent.sock" }), dockerEnv.options);
+    const runtime = new DockerPreviewRuntime(createDockerClient({ protocol: "unix", socketPath: "/nonexistent.sock" }), dockerEnv.options);
     const base = await listen(createApp(deps({ runtime })));
     const res = await getJson(`${base}/readyz`);
     expect(res.status).toBe(503);
@@ -125,7 +140,7 @@ describe("readiness failures", () => {
   it("names both when both are down", async () => {
     const closed = await openTestDatabase("pglite");
     await closed.cleanup();
-    const runtime = new DockerPreviewRuntime(new Docker({ socketPath: "/nonexistent.sock" }), dockerEnv.options);
+    const runtime = new DockerPreviewRuntime(createDockerClient({ protocol: "unix", socketPath: "/nonexistent.sock" }), dockerEnv.options);
     const base = await listen(createApp(deps({ runtime, store: new SqlPreviewStore(closed.db) })));
     const res = await getJson(`${base}/readyz`);
     expect(res.status).toBe(503);
@@ -148,7 +163,7 @@ describe("readiness failures", () => {
         }),
     );
     const port = (silent.address() as AddressInfo).port;
-    const runtime = new DockerPreviewRuntime(new Docker({ host: "127.0.0.1", port, protocol: "http" }), dockerEnv.options);
+    const runtime = new DockerPreviewRuntime(createDockerClient({ protocol: "tcp", host: "127.0.0.1", port, tlsVerify: false, certPath: null }), dockerEnv.options);
     const base = await listen(createApp(deps({ runtime, readinessTimeoutMs: 300 })));
     const started = Date.now();
     const res = await getJson(`${base}/readyz`);
@@ -174,13 +189,8 @@ describe("previews API (open app)", () => {
   });
 
   it("lists recorded previews with the documented JSON fields", async () => {
-    const running = await store.record("app-run-1", {
-      status: "running",
-      reason: "ready",
-      url: "http://app-run-1.preview.localhost",
-      containerId: "c0ffee",
-    });
-    const stopped = await store.record("app-stop-1", { status: "stopped", reason: "idle", containerId: "deadbeef" });
+    const running = await seed("app-run-1", "running", { reason: "ready", url: "http://app-run-1.preview.localhost", containerId: "c0ffee" });
+    const stopped = await seed("app-stop-1", "stopped", { reason: "idle", containerId: "deadbeef" });
     expect(running && stopped).toBeTruthy();
 
     const res = await getJson(`${base}/previews`);
@@ -207,12 +217,7 @@ describe("previews API (open app)", () => {
   });
 
   it("returns one preview by id", async () => {
-    const failed = await store.record("app-fail-1", {
-      status: "failed",
-      reason: "exited with code 3",
-      containerId: "abc123",
-      logTail: "Error: Cannot find module next\n",
-    });
+    const failed = await seed("app-fail-1", "failed", { reason: "exited with code 3", containerId: "abc123", logTail: "Error: Cannot find module next\n" });
     const res = await getJson(`${base}/previews/app-fail-1`);
     expect(res.status).toBe(200);
     expect(res.body).toEqual(previewJson(failed!));
@@ -230,8 +235,9 @@ describe("previews API (open app)", () => {
   });
 
   it("reflects a later transition", async () => {
-    await store.record("app-move-1", { status: "running", reason: "ready", url: "http://app-move-1.preview.localhost", containerId: "c1" });
-    await store.record("app-move-1", { status: "stopped", reason: "closed" });
+    await seed("app-move-1", "running", { reason: "ready", url: "http://app-move-1.preview.localhost", containerId: "c1" });
+    await store.apply("app-move-1", "stop", { reason: "stop" });
+    await store.apply("app-move-1", "stopped", { reason: "closed" });
     const res = await getJson(`${base}/previews/app-move-1`);
     expect(res.body).toMatchObject({ status: "stopped", reason: "closed", url: "http://app-move-1.preview.localhost", containerId: "c1" });
     expect(res.body.stoppedAt).not.toBeNull();
@@ -270,7 +276,7 @@ describe("previews API with an API token", () => {
   let base: string;
   beforeAll(async () => {
     base = await listen(createApp(deps({ apiToken: TOKEN })));
-    await store.record("app-auth-1", { status: "running", reason: "ready", url: "http://app-auth-1.preview.localhost", containerId: "c2" });
+    await seed("app-auth-1", "running", { reason: "ready", url: "http://app-auth-1.preview.localhost", containerId: "c2" });
   });
 
   it("answers 401 without an Authorization header", async () => {

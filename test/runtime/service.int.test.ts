@@ -111,7 +111,9 @@ describe("startService", () => {
   it("keeps state across a restart on the same data path", async () => {
     const dir = path.join(tmp, "restart");
     const first = await start(env(dir));
-    await new SqlPreviewStore(first.db).record("svc-1", { status: "running", reason: "ready", url: "http://svc-1.preview.localhost", containerId: "c1" });
+    const store = new SqlPreviewStore(first.db);
+    await store.apply("svc-1", "launch", { reason: "launch" });
+    await store.apply("svc-1", "ready", { reason: "ready", url: "http://svc-1.preview.localhost", containerId: "c1" });
     running.splice(running.indexOf(first), 1);
     await first.close();
 
