@@ -19,6 +19,8 @@ export default defineConfig({
           include: ["test/**/*.test.ts"],
           exclude: ["test/**/*.int.test.ts", "**/node_modules/**"],
           testTimeout: 20_000,
+          // Unit files first; the integration tier then gets the machine to itself.
+          sequence: { groupOrder: 0 },
         },
       },
       {
@@ -31,6 +33,7 @@ export default defineConfig({
           hookTimeout: 120_000,
           // 2 cores: a few files at a time keeps timing-sensitive tests honest.
           maxWorkers: 3,
+          sequence: { groupOrder: 1 },
         },
       },
     ],

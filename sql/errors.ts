@@ -3,12 +3,13 @@
  *
  * Rule: a failure that carries a SQLSTATE means the server understood the statement and refused
  * it; retrying the same statement gives the same answer (bad data, constraint, syntax, missing
- * table), so it becomes a `NonRetriableError` and the Inngest run stops. The exceptions are the
- * SQLSTATEs that describe the connection or the server's momentary state. A failure WITHOUT a
- * SQLSTATE never reached a verdict (refused/reset socket, timeout, pool closed, "Connection
- * terminated unexpectedly", WebSocket errors): it stays a plain `Error` so Inngest retries it.
+ * table), so it becomes a `PermanentError` (functions/errors.ts), which the functions turn into a
+ * run that stops. The exceptions are the SQLSTATEs that describe the connection or the server's
+ * momentary state. A failure WITHOUT a SQLSTATE never reached a verdict (refused/reset socket,
+ * timeout, pool closed, "Connection terminated unexpectedly", WebSocket errors): it stays a plain
+ * `Error` so it is retried. No Inngest import here: mapping to Inngest's errors is functions/'s job.
  */
-import { NonRetriableError } from "inngest";
+import { PermanentError } from "../functions/errors.js";
 
 const RETRYABLE_SQLSTATE_CLASSES = new Set([
   "08", // connection exception
@@ -28,11 +29,15 @@ const RETRYABLE_SQLSTATES = new Set([
 
 const SQLSTATE = /^[0-9A-Z]{5}$/;
 
-/** The SQLSTATE of a driver error (pg, Neon and PGlite all expose it as `code`), if any. */
+/**
+ * The SQLSTATE of an error the server sent (an ErrorResponse), if it is one. pg, Neon and PGlite
+ * all parse it into `code` next to `severity`. Node's system errors also use `code`, and some
+ * are five capitals too (EPIPE, EPERM, EBUSY): the `severity` field is what tells them apart.
+ */
 export function sqlState(err: unknown): string | undefined {
-  const code = typeof err === "object" && err !== null ? (err as { code?: unknown }).code : undefined;
-  // Node's system errors also use `code` (ECONNREFUSED...), never five characters of [0-9A-Z].
-  return typeof code === "string" && SQLSTATE.test(code) ? code : undefined;
+  if (typeof err !== "object" || err === null) return undefined;
+  const { code, severity } = err as { code?: unknown; severity?: unknown };
+  return typeof code === "string" && SQLSTATE.test(code) && typeof severity === "string" ? code : undefined;
 }
 
 export function isRetryableDatabaseError(err: unknown): boolean {
@@ -41,13 +46,28 @@ export function isRetryableDatabaseError(err: unknown): boolean {
   return RETRYABLE_SQLSTATE_CLASSES.has(state.slice(0, 2)) || RETRYABLE_SQLSTATES.has(state);
 }
 
+/** A statement the server refused for a reason retrying will not change. */
+export class PermanentDatabaseError extends PermanentError {
+  override name = "PermanentDatabaseError";
+  constructor(
+    message: string,
+    /** The server's verdict, e.g. 23514 (check violation), 42P01 (undefined table). */
+    readonly sqlState: string,
+    options: { cause: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
 /**
  * Wraps a driver error as `database: <action> failed: <message>`, keeping it as `cause`.
- * Retryable failures stay plain `Error`s; the rest become `NonRetriableError`.
+ * Retryable failures stay plain `Error`s; the rest become `PermanentDatabaseError`s.
  */
 export function databaseError(action: string, err: unknown): Error {
   const message = `database: ${action} failed: ${describe(err)}`;
-  return isRetryableDatabaseError(err) ? new Error(message, { cause: err }) : new NonRetriableError(message, { cause: err });
+  if (isRetryableDatabaseError(err)) return new Error(message, { cause: err });
+  // Not retryable implies a SQLSTATE (see isRetryableDatabaseError).
+  return new PermanentDatabaseError(message, sqlState(err)!, { cause: err });
 }
 
 function describe(err: unknown): string {

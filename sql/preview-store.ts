@@ -1,5 +1,7 @@
 /** `PreviewStore` over the `previews` table and its `preview_events` audit log. */
-import type { PreviewRecord, PreviewStatus, PreviewStore, RecordOptions, Transition } from "../functions/ports.js";
+import { createsRow, fromStatuses, LIFECYCLE, type LifecycleAction } from "../functions/lifecycle.js";
+import { PermanentError } from "../functions/errors.js";
+import type { ApplyResult, PreviewRecord, PreviewStatus, PreviewStore, TransitionFields } from "../functions/ports.js";
 import type { ProjectId } from "../functions/project-id.js";
 import type { Database } from "./database.js";
 import { databaseError } from "./errors.js";
@@ -23,65 +25,107 @@ type PreviewRow = {
   updated_at: Date;
 };
 
+type ApplyRow = PreviewRow & { applied: boolean; changed: boolean };
+
 const COLUMNS = "project_id, status, url, container_id, reason, log_tail, stopped_at, created_at, updated_at";
+const columnsOf = (table: string) =>
+  COLUMNS.split(", ")
+    .map((c) => `${table}.${c}`)
+    .join(", ");
 
 /**
- * One statement, so it is atomic on every driver without a client-side transaction (a Pool
- * would run BEGIN and COMMIT on different connections).
+ * Applies one lifecycle action as ONE statement, so it is atomic on every driver without a
+ * client-side transaction (a pool would run BEGIN and COMMIT on different connections).
  *
- * Parameters: $1 project, $2 status, $3 reason, then a (set?, value) pair for url ($4, $5),
- * container_id ($6, $7) and log_tail ($8, $9): "set" false keeps the stored value, which is how
- * `undefined` differs from `null`. $10: the `from` statuses (text[]), or null for a plain upsert;
- * $11: the `unless` statuses (text[]), or null.
+ * Parameters:
+ *   $1  project id
+ *   $2  target status (`LIFECYCLE[action].to`)
+ *   $3  statuses the action applies from (text[], `fromStatuses(action)`)
+ *   $4  whether the action may create the row (`createsRow(action)`)
+ *   $5  reason
+ *   then a (set?, value) pair for url ($6, $7), container_id ($8, $9) and log_tail ($10, $11):
+ *   "set" false keeps the stored value, which is how `undefined` differs from `null`.
  *
- * - `prev` locks the existing row (FOR UPDATE), so under concurrency the status checked against
- *   `from` (compare-and-set) and compared for the audit event is the latest committed one.
- *   (Two FIRST records of one project racing, without `from`, could both log an event; the
- *   functions' per-project concurrency key rules that out.)
- *   Trap: `prev` must be read before `saved` writes. A FOR UPDATE scan that runs after this
- *   same statement updated the row skips it (it is "self-modified"), so prev would look empty
- *   and every replay would log an event. CTEs are scanned lazily, so the insert's source JOINs
- *   prev (a short-circuited `or exists (select 1 from prev)` did not force the read).
+ * Result: at most one row, `applied`, `changed` and the preview's columns:
+ *   - applied: the row as written, `changed` true when the status moved (then, and only then, an
+ *     event was appended);
+ *   - refused with a row: `applied` false and the row as it is (nothing was written);
+ *   - no row at all: refused and there is no row, or (creating actions only) the creation lost a
+ *     race, see `apply`.
+ *
+ * How:
+ * - `prev` locks the existing row (FOR UPDATE), so the status checked against $3
+ *   (compare-and-set) and compared for the audit event is the latest committed one, and no
+ *   other statement can move it until this one commits.
+ *   Trap: `prev` must be read before the row is written. A FOR UPDATE scan that runs after this
+ *   same statement updated the row skips it (it is "self-modified"), so prev would look empty.
+ *   CTEs are scanned lazily; `updated` takes its rows FROM prev, which forces the read first,
+ *   and carries prev's status out in RETURNING (`prev_status`) so that nothing after the write
+ *   has to read prev again. The final SELECT reads prev only when nothing was written.
+ * - `updated` moves an existing row whose status is in $3; `created` inserts the row when there
+ *   is none and $4 allows it. Exactly one of them can write (prev is empty or not).
+ *   `created` uses ON CONFLICT DO NOTHING: a row committed by a concurrent statement after this
+ *   statement's snapshot is invisible to prev, and overwriting it blind would skip the
+ *   compare-and-set. The conflict is reported as an empty result instead.
  * - stopped_at: null unless stopped; a replayed "stopped" keeps the first stop time.
  * - updated_at moves only when something changed, so a replay leaves the row exactly as it was.
- * - an event is appended only when the status changes (or the row is new).
+ * - an event is appended only when the status changes (a new row counts as a change).
  */
-const RECORD_SQL = `
+const APPLY_SQL = `
 with prev as (
-  select status from previews where project_id = $1::text for update
+  select ${COLUMNS} from previews where project_id = $1::text for update
 ),
-saved as (
-  insert into previews as p (project_id, status, reason, url, container_id, log_tail, stopped_at)
-  select $1::text, $2::text, $3::text, $5::text, $7::text, $9::text,
-         case when $2::text = 'stopped' then now() end
-  -- the join makes prev run BEFORE the upsert (see above)
-  from (select 1) as one left join prev on true
-  where ($10::text[] is null or prev.status = any($10::text[]))
-    and ($11::text[] is null or prev.status is null or not (prev.status = any($11::text[])))
-  on conflict (project_id) do update set
-    status       = excluded.status,
-    reason       = excluded.reason,
-    url          = case when $4::boolean then excluded.url else p.url end,
-    container_id = case when $6::boolean then excluded.container_id else p.container_id end,
-    log_tail     = case when $8::boolean then excluded.log_tail else p.log_tail end,
-    stopped_at   = case when excluded.status <> 'stopped' then null
+updated as (
+  update previews as p set
+    status       = $2::text,
+    reason       = $5::text,
+    url          = case when $6::boolean then $7::text else p.url end,
+    container_id = case when $8::boolean then $9::text else p.container_id end,
+    log_tail     = case when $10::boolean then $11::text else p.log_tail end,
+    stopped_at   = case when $2::text <> 'stopped' then null
                         when p.status = 'stopped' then p.stopped_at
-                        else excluded.stopped_at end,
+                        else now() end,
     updated_at   = case when (p.status, p.reason, p.url, p.container_id, p.log_tail)
                              is not distinct from
-                             (excluded.status, excluded.reason,
-                              case when $4::boolean then excluded.url else p.url end,
-                              case when $6::boolean then excluded.container_id else p.container_id end,
-                              case when $8::boolean then excluded.log_tail else p.log_tail end)
+                             ($2::text, $5::text,
+                              case when $6::boolean then $7::text else p.url end,
+                              case when $8::boolean then $9::text else p.container_id end,
+                              case when $10::boolean then $11::text else p.log_tail end)
                         then p.updated_at else now() end
-  returning ${COLUMNS}
+  from prev
+  where p.project_id = prev.project_id
+    and prev.status = any($3::text[])
+  returning ${columnsOf("p")}, prev.status as prev_status
+),
+created as (
+  insert into previews (project_id, status, reason, url, container_id, log_tail, stopped_at)
+  select $1::text, $2::text, $5::text, $7::text, $9::text, $11::text,
+         case when $2::text = 'stopped' then now() end
+  where $4::boolean and not exists (select 1 from prev)
+  on conflict (project_id) do nothing
+  returning ${COLUMNS}, null::text as prev_status
+),
+saved as (
+  select * from updated
+  union all
+  select * from created
 ),
 logged as (
   insert into preview_events (project_id, type, reason)
   select project_id, status, reason from saved
-  where saved.status is distinct from (select status from prev)
+  where status is distinct from prev_status
 )
-select * from saved`;
+select true as applied, status is distinct from prev_status as changed, ${COLUMNS} from saved
+union all
+select false as applied, false as changed, ${COLUMNS} from prev
+where not exists (select 1 from saved)`;
+
+/**
+ * How often `apply` runs the statement when a creating action finds the row created under it.
+ * The second run sees that row (it is committed by then), so 2 suffice unless rows are deleted
+ * concurrently; the bound keeps a pathological case from looping.
+ */
+const MAX_APPLY_RUNS = 3;
 
 export class SqlPreviewStore implements PreviewStore {
   constructor(private readonly db: Database) {}
@@ -97,15 +141,27 @@ export class SqlPreviewStore implements PreviewStore {
   }
 
   /**
-   * Upsert, or with `from` a compare-and-set: only an existing row whose status is listed moves
-   * (list the target status too if a replay must succeed); otherwise nothing is written and the
-   * result is null.
+   * Applies `action` by name (see `LIFECYCLE`) as one compare-and-set statement (`APPLY_SQL`).
+   * Applied exactly when `allows(action, current status)`; refused, it writes nothing and
+   * returns the current row. Throws `PermanentError` for an action the table does not know.
+   *
+   * Normally one statement. The exception is a creating action (launch) racing the creation of
+   * the same row: the row did not exist in the statement's snapshot but was committed before its
+   * insert, which then conflicts. Within one READ COMMITTED statement the new row cannot be
+   * locked and compared, so the statement is run again: its fresh snapshot sees the row and
+   * compares against it like any other. (Per-project concurrency in the functions makes this
+   * rare; the concurrency tests exercise it.)
    */
-  async record(projectId: ProjectId, transition: Transition, options: RecordOptions = {}): Promise<PreviewRecord | null> {
-    const { status, reason, url, containerId, logTail } = transition;
-    const rows = await this.run(`record ${JSON.stringify(status)} for project ${JSON.stringify(projectId)}`, RECORD_SQL, [
+  async apply(projectId: ProjectId, action: LifecycleAction, fields: TransitionFields): Promise<ApplyResult> {
+    if (!Object.hasOwn(LIFECYCLE, action)) {
+      throw new PermanentError(`database: apply ${JSON.stringify(action)} to project ${JSON.stringify(projectId)}: not a lifecycle action`);
+    }
+    const { url, containerId, logTail, reason } = fields;
+    const params = [
       projectId,
-      status,
+      LIFECYCLE[action].to,
+      fromStatuses(action),
+      createsRow(action),
       reason,
       url !== undefined,
       url ?? null,
@@ -113,18 +169,25 @@ export class SqlPreviewStore implements PreviewStore {
       containerId ?? null,
       logTail !== undefined,
       logTail ?? null,
-      options.from ? [...options.from] : null,
-      options.unless ? [...options.unless] : null,
-    ]);
-    return rows[0] ? toRecord(rows[0]) : null;
+    ];
+    const label = `apply ${JSON.stringify(action)} to project ${JSON.stringify(projectId)}`;
+    for (let run = 1; ; run++) {
+      const [row] = await this.run<ApplyRow>(label, APPLY_SQL, params);
+      if (row) return row.applied ? { applied: true, changed: row.changed, row: toRecord(row) } : { applied: false, row: toRecord(row) };
+      // No row and nothing written. Without `createsRow` that is the answer; with it, the
+      // insert lost a creation race (see above) and the next run compares against the winner.
+      if (!createsRow(action)) return { applied: false, row: null };
+      if (run === MAX_APPLY_RUNS) throw new Error(`database: ${label} failed: the row kept appearing and disappearing (${run} runs)`);
+    }
   }
 
   /** The project's audit log, in the order the transitions happened. */
   async events(projectId: ProjectId): Promise<PreviewEvent[]> {
-    // Ordered by id, not `at`: ids are drawn while the record statement holds the project's row
-    // lock, so they follow the order the transitions took effect. `at` is now(), the start of
-    // the statement (equal to the row's updated_at), which under contention can be earlier than
-    // that of a transition that committed before it.
+    // Ordered by id, not `at`: ids are drawn while the apply statement holds the project's row
+    // lock (or, for a new row, its insert's unique-index entry), so they follow the order the
+    // transitions took effect. `at` is now(), the start of the statement (equal to the row's
+    // updated_at), which under contention can be earlier than that of a transition that
+    // committed before it.
     return this.run<{ type: PreviewStatus; reason: string | null; at: Date }>(
       `read events for project ${JSON.stringify(projectId)}`,
       "select type, reason, at from preview_events where project_id = $1 order by id",

@@ -1,5 +1,5 @@
 -- Previews (one row per project) and their append-only audit log.
--- Runs inside the migration runner's transaction (see sql/database.ts): no BEGIN/COMMIT here.
+-- Runs inside the migration runner's transaction (see sql/migrate.ts): no BEGIN/COMMIT here.
 
 create table if not exists previews (
   project_id   text primary key,

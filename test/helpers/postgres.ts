@@ -14,8 +14,11 @@ import os from "node:os";
 import path from "node:path";
 import pg from "pg";
 import { WebSocketServer } from "ws";
-import { type Database, type DatabaseConfig, migrate, openDatabase } from "../../sql/database.js";
+import { openDatabase } from "../../sql/connect.js";
+import type { Database } from "../../sql/database.js";
 import { openPglite } from "../../sql/drivers/pglite.js";
+import { migrate } from "../../sql/migrate.js";
+import type { DatabaseSettings } from "../../sql/settings.js";
 
 export const TEST_PG_URL = process.env.TEST_PG_URL || "postgres://previews_test:previews_test@127.0.0.1:5432/previews_test";
 
@@ -24,6 +27,8 @@ export type Driver = (typeof drivers)[number];
 
 export interface TestDatabase {
   db: Database;
+  /** The database's postgres:// URL (pg, neon: for a second, raw connection); null for pglite. */
+  url: string | null;
   /** Closes `db` and drops whatever was created for it. Safe to call twice. */
   cleanup(): Promise<void>;
 }
@@ -32,17 +37,18 @@ export interface TestDatabase {
 export async function openTestDatabase(driver: Driver): Promise<TestDatabase> {
   if (driver === "pglite") {
     const db = await openPglite();
-    await migrate(db).catch(async (err) => {
+    await migrate(db).catch(async (err: unknown) => {
       await db.close();
       throw err;
     });
-    return { db, cleanup: once(() => db.close()) };
+    return { db, url: null, cleanup: once(() => db.close()) };
   }
-  const target = await testDatabaseConfig(driver);
+  const target = await testDatabaseSettings(driver);
   try {
-    const db = await openDatabase(target.config);
+    const db = await openDatabase(target.settings);
     return {
       db,
+      url: target.settings.url,
       cleanup: once(async () => {
         await db.close().catch(() => {});
         await target.cleanup();
@@ -55,25 +61,25 @@ export async function openTestDatabase(driver: Driver): Promise<TestDatabase> {
 }
 
 /**
- * A `Config["database"]` pointing at something fresh and empty (not migrated): a new database
+ * `DatabaseSettings` pointing at something fresh and empty (not migrated): a new database
  * (pg, neon through a proxy) or a new temporary directory (pglite, file-backed). For tests that
  * open, reopen or migrate themselves. `cleanup` drops it; close your handles first.
  */
-export async function testDatabaseConfig(driver: Driver): Promise<{ config: DatabaseConfig; cleanup(): Promise<void> }> {
+export async function testDatabaseSettings(driver: Driver): Promise<{ settings: DatabaseSettings; cleanup(): Promise<void> }> {
   if (driver === "pglite") {
     const dataPath = await mkdtemp(path.join(os.tmpdir(), "previews-pglite-"));
     return {
-      config: { driver, url: null, dataPath, neonWsProxy: null },
+      settings: { driver, url: null, dataPath, neonWsProxy: null },
       cleanup: once(() => rm(dataPath, { recursive: true, force: true })),
     };
   }
   const database = await createTestDatabase();
   if (driver === "pg") {
-    return { config: { driver, url: database.url, dataPath: os.tmpdir(), neonWsProxy: null }, cleanup: database.drop };
+    return { settings: { driver, url: database.url, dataPath: os.tmpdir(), neonWsProxy: null }, cleanup: database.drop };
   }
   const proxy = await startWsProxy();
   return {
-    config: { driver, url: database.url, dataPath: os.tmpdir(), neonWsProxy: proxy.address },
+    settings: { driver, url: database.url, dataPath: os.tmpdir(), neonWsProxy: proxy.address },
     cleanup: once(async () => {
       await proxy.close();
       await database.drop();
@@ -104,7 +110,7 @@ async function admin(sql: string): Promise<void> {
 /**
  * A WebSocket-to-TCP proxy on a random loopback port, speaking what the Neon driver expects
  * from `wsProxy`: `ws://<address>?address=<host>:<port>`, then raw Postgres protocol bytes both
- * ways. `address` is the value for `Config["database"].neonWsProxy`.
+ * ways. `address` is the value for `DatabaseSettings.neonWsProxy`.
  */
 export async function startWsProxy(): Promise<{ address: string; close(): Promise<void> }> {
   const wss = new WebSocketServer({ host: "127.0.0.1", port: 0 });

@@ -1,122 +1,76 @@
-import net from "node:net";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NonRetriableError } from "inngest";
-import { connect, openDatabase } from "../../sql/database.js";
-import { databaseError, isRetryableDatabaseError } from "../../sql/errors.js";
-import { SqlPreviewStore } from "../../sql/preview-store.js";
-import { drivers, openTestDatabase, startWsProxy, type TestDatabase } from "../helpers/postgres.js";
+/** Pure: how database failures are classified and worded. No database, no driver. */
+import { describe, expect, it } from "vitest";
+import { isPermanent, PermanentError } from "../../functions/ports.js";
+import { databaseError, isRetryableDatabaseError, PermanentDatabaseError, sqlState } from "../../sql/errors.js";
 
-/** A loopback port nothing listens on (bound, then released). */
-async function closedPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
+/** What the drivers throw for a server's ErrorResponse: `code` (SQLSTATE) and `severity`. */
+const serverError = (code: string, message = "x") => Object.assign(new Error(message), { code, severity: "ERROR" });
+/** A Node system error (or anything else carrying a `code`). */
+const withCode = (code: unknown, message = "x") => Object.assign(new Error(message), { code });
 
 describe("classification", () => {
-  it.each(["08006", "08001", "53300", "57P01", "57P03", "57014", "55P03", "40001", "40P01"])("SQLSTATE %s is retryable", (code) => {
-    expect(isRetryableDatabaseError(Object.assign(new Error("x"), { code }))).toBe(true);
+  it.each(["08006", "08001", "08P01", "53300", "53100", "57P01", "57P02", "57P03", "57P04", "57P05", "57014", "55P03", "40001", "40P01"])(
+    "SQLSTATE %s is retryable",
+    (code) => {
+      expect(isRetryableDatabaseError(serverError(code))).toBe(true);
+    },
+  );
+  it.each(["23505", "23514", "22P02", "42P01", "42601", "42501", "28P01", "3D000", "57000", "55000"])("SQLSTATE %s is not", (code) => {
+    expect(isRetryableDatabaseError(serverError(code))).toBe(false);
   });
-  it.each(["23505", "23514", "22P02", "42P01", "42601", "42501", "28P01", "3D000"])("SQLSTATE %s is not", (code) => {
-    expect(isRetryableDatabaseError(Object.assign(new Error("x"), { code }))).toBe(false);
+  // EPIPE, EPERM, EBUSY: five capitals, like a SQLSTATE, but not from the server.
+  it.each(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "EPERM", "EBUSY", undefined, 42, "23505"])(
+    "no SQLSTATE from the server (code %s) is retryable",
+    (code) => {
+      expect(isRetryableDatabaseError(withCode(code, "Connection terminated unexpectedly"))).toBe(true);
+    },
+  );
+  it("reads the SQLSTATE only from a server error's five-character code", () => {
+    expect(sqlState(serverError("23505"))).toBe("23505");
+    expect(sqlState(serverError("2350"))).toBeUndefined();
+    expect(sqlState(serverError("23505x"))).toBeUndefined();
+    expect(sqlState(Object.assign(new Error("write EPIPE"), { code: "EPIPE", errno: -32, syscall: "write" }))).toBeUndefined();
+    expect(sqlState("23505")).toBeUndefined();
+    expect(sqlState(null)).toBeUndefined();
   });
-  it.each(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", undefined])("no SQLSTATE (%s) is retryable", (code) => {
-    expect(isRetryableDatabaseError(Object.assign(new Error("Connection terminated unexpectedly"), { code }))).toBe(true);
-  });
-  it("wraps with the action and keeps the cause", () => {
-    const cause = Object.assign(new Error('relation "x" does not exist'), { code: "42P01" });
+});
+
+describe("databaseError", () => {
+  it("a refused statement becomes a PermanentError naming the action, with the cause and its SQLSTATE", () => {
+    const cause = serverError("42P01", 'relation "x" does not exist');
     const err = databaseError('get project "abc"', cause);
-    expect(err).toBeInstanceOf(NonRetriableError);
+    expect(err).toBeInstanceOf(PermanentDatabaseError);
+    expect(err).toBeInstanceOf(PermanentError);
+    expect(isPermanent(err)).toBe(true);
+    expect(err).toMatchObject({ name: "PermanentDatabaseError", sqlState: "42P01" });
     expect(err.message).toBe('database: get project "abc" failed: relation "x" does not exist (SQLSTATE 42P01)');
     expect(err.cause).toBe(cause);
   });
-});
 
-describe("unreachable server", () => {
-  it("pg: connection refused is a retryable error naming the action", async () => {
-    const port = await closedPort();
-    const db = await connect({ driver: "pg", url: `postgres://u:p@127.0.0.1:${port}/x`, dataPath: "/nonexistent", neonWsProxy: null });
-    try {
-      const store = new SqlPreviewStore(db);
-      const err = await store.record("abc", { status: "running", reason: "ready" }).catch((e: unknown) => e);
-      expect(err).toBeInstanceOf(Error);
-      expect(err).not.toBeInstanceOf(NonRetriableError);
-      expect((err as Error).message).toMatch(/^database: record "running" for project "abc" failed: .*ECONNREFUSED/);
-      expect((err as Error).cause).toMatchObject({ code: "ECONNREFUSED" });
-      await expect(store.ping()).rejects.toThrow(/^database: ping failed: .*ECONNREFUSED/);
-    } finally {
-      await db.close();
-    }
-    const opening = await openDatabase({ driver: "pg", url: `postgres://u:p@127.0.0.1:${port}/x`, dataPath: "/nonexistent", neonWsProxy: null }).catch((e: unknown) => e);
-    expect(opening).not.toBeInstanceOf(NonRetriableError);
-    expect((opening as Error).message).toMatch(/^database: read applied migrations failed: .*ECONNREFUSED/);
+  it("a retryable failure stays a plain Error", () => {
+    const cause = withCode("ECONNREFUSED", "connect ECONNREFUSED 127.0.0.1:1");
+    const err = databaseError("ping", cause);
+    expect(err.constructor).toBe(Error);
+    expect(isPermanent(err)).toBe(false);
+    expect(err.message).toBe("database: ping failed: connect ECONNREFUSED 127.0.0.1:1");
+    expect(err.cause).toBe(cause);
+
+    const terminated = databaseError("ping", serverError("57P01", "terminating connection due to administrator command"));
+    expect(isPermanent(terminated)).toBe(false);
+    expect(terminated.message).toBe("database: ping failed: terminating connection due to administrator command (SQLSTATE 57P01)");
   });
 
-  it("neon: a proxy whose server refuses is a retryable error naming the action", async () => {
-    const port = await closedPort();
-    const proxy = await startWsProxy();
-    const db = await connect({ driver: "neon", url: `postgres://u:p@127.0.0.1:${port}/x`, dataPath: "/nonexistent", neonWsProxy: proxy.address });
-    try {
-      const err = await new SqlPreviewStore(db).get("abc").catch((e: unknown) => e);
-      expect(err).toBeInstanceOf(Error);
-      expect(err).not.toBeInstanceOf(NonRetriableError);
-      expect((err as Error).message).toMatch(/^database: get project "abc" failed: \S/);
-    } finally {
-      await db.close();
-      await proxy.close();
-    }
-  });
-
-  it("neon: an unreachable proxy is a retryable error naming the action", async () => {
-    const port = await closedPort();
-    const db = await connect({ driver: "neon", url: "postgres://u:p@127.0.0.1:5432/x", dataPath: "/nonexistent", neonWsProxy: `127.0.0.1:${port}` });
-    try {
-      const err = await new SqlPreviewStore(db).ping().catch((e: unknown) => e);
-      expect(err).toBeInstanceOf(Error);
-      expect(err).not.toBeInstanceOf(NonRetriableError);
-      expect((err as Error).message).toMatch(/^database: ping failed: .*ECONNREFUSED/);
-    } finally {
-      await db.close();
-    }
-  });
-});
-
-describe.each(drivers)("real server errors on %s", (driver) => {
-  let t: TestDatabase;
-  beforeAll(async () => {
-    t = await openTestDatabase(driver);
-  }, 60_000);
-  afterAll(async () => {
-    await t?.cleanup();
-  });
-
-  it.each([
-    ["select * from no_such_table", "42P01"],
-    ["select 'x'::int", "22P02"],
-    ["select from", "42601"],
-  ])("%s -> NonRetriableError (%s)", async (sql, code) => {
-    const cause = await t.db.query(sql).catch((e: unknown) => e);
-    expect(cause).toMatchObject({ code });
-    expect(databaseError("probe", cause)).toBeInstanceOf(NonRetriableError);
-  });
-});
-
-// PGlite has one backend in-process: nothing to terminate.
-describe.each(["pg", "neon"] as const)("a terminated session on %s", (driver) => {
-  let t: TestDatabase;
-  beforeAll(async () => {
-    t = await openTestDatabase(driver);
-  }, 60_000);
-  afterAll(async () => {
-    await t?.cleanup();
-  });
-
-  it("is a retryable error (57P01) and the pool recovers", async () => {
-    const cause = await t.db.query("select pg_terminate_backend(pg_backend_pid())").catch((e: unknown) => e);
-    expect(cause).toMatchObject({ code: "57P01" });
-    expect(databaseError("probe", cause)).not.toBeInstanceOf(NonRetriableError);
-    await expect(new SqlPreviewStore(t.db).ping()).resolves.toBeUndefined();
+  it("describes the shapes drivers reject with", () => {
+    // Node: a refused dual-stack connect is an AggregateError with an empty message.
+    const aggregate = new AggregateError([withCode("ECONNREFUSED", "connect ECONNREFUSED ::1:5432"), withCode("ECONNREFUSED", "connect ECONNREFUSED 127.0.0.1:5432")], "");
+    expect(databaseError("ping", aggregate).message).toBe("database: ping failed: connect ECONNREFUSED ::1:5432; connect ECONNREFUSED 127.0.0.1:5432");
+    // Neon: the WebSocket's ErrorEvent, which is not an Error.
+    expect(databaseError("ping", { message: "", error: new Error("connect ECONNREFUSED 127.0.0.1:9") }).message).toBe(
+      "database: ping failed: connect ECONNREFUSED 127.0.0.1:9",
+    );
+    expect(databaseError("ping", { message: "socket hang up" }).message).toBe("database: ping failed: socket hang up");
+    // An error with neither message nor SQLSTATE: its code, else its name.
+    expect(databaseError("ping", withCode("ECONNRESET", "")).message).toBe("database: ping failed: ECONNRESET");
+    expect(databaseError("ping", "boom").message).toBe("database: ping failed: boom");
   });
 });

@@ -1,12 +1,16 @@
+/** The migration runner on every driver: once per file, atomic per file, safe when concurrent. */
 import { spawnSync } from "node:child_process";
 import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { NonRetriableError } from "inngest";
-import { connect, type Database, type DatabaseConfig, loadMigrations, migrate, MIGRATIONS_DIR, openDatabase } from "../../sql/database.js";
+import { connect, openDatabase } from "../../sql/connect.js";
+import type { Database } from "../../sql/database.js";
+import { PermanentDatabaseError } from "../../sql/errors.js";
+import { loadMigrations, migrate } from "../../sql/migrate.js";
 import { SqlPreviewStore } from "../../sql/preview-store.js";
-import { drivers, testDatabaseConfig, type Driver } from "../helpers/postgres.js";
+import type { DatabaseSettings } from "../../sql/settings.js";
+import { drivers, testDatabaseSettings, type Driver } from "../helpers/postgres.js";
 
 // Each test opens fresh databases; PGlite's first open of a directory takes ~2-3 s.
 const TIMEOUT = 60_000;
@@ -17,10 +21,10 @@ afterEach(async () => {
   while (cleanups.length) await cleanups.pop()!().catch(() => {});
 });
 
-async function freshConfig(driver: Driver): Promise<DatabaseConfig> {
-  const target = await testDatabaseConfig(driver);
+async function freshSettings(driver: Driver): Promise<DatabaseSettings> {
+  const target = await testDatabaseSettings(driver);
   cleanups.push(target.cleanup);
-  return target.config;
+  return target.settings;
 }
 function track<T extends Database>(db: T): T {
   cleanups.push(() => db.close());
@@ -36,23 +40,9 @@ async function recorded(db: Database) {
   return db.query<{ version: string; name: string; applied_at: Date }>("select version, name, applied_at from schema_migrations order by version");
 }
 
-describe("migration files", () => {
-  it("are found next to the module and named NNN_name.sql", async () => {
-    expect(MIGRATIONS_DIR).toBe(path.resolve(import.meta.dirname, "../../sql/migrations") + path.sep);
-    const migrations = await loadMigrations();
-    expect(migrations.map((m) => `${m.version}_${m.name}.sql`)).toEqual((await readdir(MIGRATIONS_DIR)).filter((f) => f.endsWith(".sql")).sort());
-    expect(migrations[0]).toMatchObject({ version: "001", name: "init" });
-  });
-
-  it("refuse a badly named file", async () => {
-    const dir = await tempMigrations({ "001_ok.sql": "select 1;", "2-oops.sql": "select 1;" });
-    await expect(loadMigrations(dir)).rejects.toThrow(/"2-oops.sql" is not NNN_name.sql/);
-  });
-});
-
 describe.each(drivers)("migrations on %s", { timeout: TIMEOUT }, (driver) => {
   it("apply every file once; a second run applies nothing", async () => {
-    const db = track(await connect(await freshConfig(driver)));
+    const db = track(await connect(await freshSettings(driver)));
     const all = (await loadMigrations()).map((m) => m.version);
     expect(await migrate(db)).toEqual(all);
     const first = await recorded(db);
@@ -68,16 +58,16 @@ describe.each(drivers)("migrations on %s", { timeout: TIMEOUT }, (driver) => {
   });
 
   it("openDatabase twice: the second open applies nothing and sees the data", async () => {
-    const config = await freshConfig(driver);
-    const db1 = await openDatabase(config);
+    const settings = await freshSettings(driver);
+    const db1 = await openDatabase(settings);
     const first = await recorded(db1);
-    await new SqlPreviewStore(db1).record("kept", { status: "running", reason: "ready" });
+    await new SqlPreviewStore(db1).apply("kept", "launch", { reason: "requested" });
     await db1.close();
 
-    const db2 = track(await openDatabase(config));
+    const db2 = track(await openDatabase(settings));
     expect(await recorded(db2)).toEqual(first);
     expect(await migrate(db2)).toEqual([]);
-    expect(await new SqlPreviewStore(db2).get("kept")).toMatchObject({ status: "running" });
+    expect(await new SqlPreviewStore(db2).get("kept")).toMatchObject({ status: "starting" });
   });
 
   it("a failing file rolls back entirely and is not recorded", async () => {
@@ -85,9 +75,9 @@ describe.each(drivers)("migrations on %s", { timeout: TIMEOUT }, (driver) => {
       "001_ok.sql": "create table mig_ok (id int primary key);",
       "002_bad.sql": "create table mig_half (id int);\nselect * from mig_missing;",
     });
-    const db = track(await connect(await freshConfig(driver)));
+    const db = track(await connect(await freshSettings(driver)));
     const err = await migrate(db, dir).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(NonRetriableError);
+    expect(err).toBeInstanceOf(PermanentDatabaseError);
     expect((err as Error).message).toMatch(/^database: apply migration 002_bad failed: .*mig_missing/);
     expect((await recorded(db)).map((r) => r.version)).toEqual(["001"]);
     const [row] = await db.query<{ ok: string | null; half: string | null }>("select to_regclass('mig_ok')::text as ok, to_regclass('mig_half')::text as half");
@@ -100,10 +90,10 @@ describe.each(drivers)("migrations on %s", { timeout: TIMEOUT }, (driver) => {
       "001_once.sql": "create table mig_once (id int primary key); insert into mig_once values (1);",
       "002_more.sql": "alter table mig_once add column note text; insert into mig_once values (2, 'b');",
     });
-    const config = await freshConfig(driver);
+    const settings = await freshSettings(driver);
     // PGlite allows one handle per directory (see the lock test): both migrators share it.
-    const a = track(await connect(config));
-    const b = driver === "pglite" ? a : track(await connect(config));
+    const a = track(await connect(settings));
+    const b = driver === "pglite" ? a : track(await connect(settings));
     const [doneA, doneB] = await Promise.all([migrate(a, dir), migrate(b, dir)]);
     expect([...doneA, ...doneB].sort()).toEqual(["001", "002"]);
     expect(await a.query("select id, note from mig_once order by id")).toEqual([
@@ -113,10 +103,10 @@ describe.each(drivers)("migrations on %s", { timeout: TIMEOUT }, (driver) => {
   });
 
   it("two concurrent openDatabase on one database both succeed", async () => {
-    const config = await freshConfig(driver);
+    const settings = await freshSettings(driver);
     if (driver === "pglite") {
       // Embedded: a second open of the same directory is refused instead of corrupting it.
-      const results = await Promise.allSettled([openDatabase(config), openDatabase(config)]);
+      const results = await Promise.allSettled([openDatabase(settings), openDatabase(settings)]);
       const opened = results.filter((r) => r.status === "fulfilled").map((r) => track(r.value));
       const refused = results.filter((r) => r.status === "rejected").map((r) => String(r.reason));
       expect(opened).toHaveLength(1);
@@ -124,7 +114,7 @@ describe.each(drivers)("migrations on %s", { timeout: TIMEOUT }, (driver) => {
       expect((await recorded(opened[0]!)).length).toBeGreaterThan(0);
       return;
     }
-    const [a, b] = (await Promise.all([openDatabase(config), openDatabase(config)])).map(track);
+    const [a, b] = (await Promise.all([openDatabase(settings), openDatabase(settings)])).map(track);
     expect(await recorded(a!)).toEqual(await recorded(b!));
     expect((await recorded(a!)).map((r) => r.version)).toEqual((await loadMigrations()).map((m) => m.version));
   });
@@ -132,23 +122,23 @@ describe.each(drivers)("migrations on %s", { timeout: TIMEOUT }, (driver) => {
 
 describe("pglite data directory lock", { timeout: TIMEOUT }, () => {
   it("is released on close and taken over when its process is gone", async () => {
-    const config = await freshConfig("pglite");
-    const lockFile = path.join(config.dataPath, "pglite.lock");
-    const db = await openDatabase(config);
+    const settings = await freshSettings("pglite");
+    const lockFile = path.join(settings.dataPath, "pglite.lock");
+    const db = await openDatabase(settings);
     await db.close();
     await db.close(); // idempotent
-    await expect(readdir(config.dataPath)).resolves.toEqual(["pglite"]);
+    await expect(readdir(settings.dataPath)).resolves.toEqual(["pglite"]);
 
     // A lock left by a crashed process (its pid no longer exists) does not block start-up.
     const dead = spawnSync(process.execPath, ["-e", ""]).pid!;
     await writeFile(lockFile, String(dead));
-    const reopened = track(await openDatabase(config));
+    const reopened = track(await openDatabase(settings));
     expect(reopened.driver).toBe("pglite");
 
     // A live owner blocks it: this test's parent process stands in for another service.
     await reopened.close();
     await writeFile(lockFile, String(process.ppid));
-    await expect(openDatabase(config)).rejects.toThrow(`in use by process ${process.ppid}`);
+    await expect(openDatabase(settings)).rejects.toThrow(`in use by process ${process.ppid}`);
     await rm(lockFile);
   });
 });
