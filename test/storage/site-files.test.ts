@@ -6,7 +6,7 @@ import { existsSync } from "node:fs";
 import { lstat, mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { NonRetriableError } from "inngest";
+import { PermanentError } from "../../functions/ports.js";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { InvalidProjectIdError } from "../../functions/project-id.js";
 import { LocalSiteFiles } from "../../storage/site-files.js";
@@ -191,7 +191,7 @@ describe("remove", () => {
     await mkdir(path.join(root, "projects"), { recursive: true });
     await symlink(target, projectDir("site-1"));
     const attempt = files.remove("site-1");
-    await expect(attempt).rejects.toBeInstanceOf(NonRetriableError);
+    await expect(attempt).rejects.toBeInstanceOf(PermanentError);
     await expect(files.remove("site-1")).rejects.toThrow(/symbolic link/);
     await victimIntact(target);
     expect((await lstat(projectDir("site-1"))).isSymbolicLink()).toBe(true);
