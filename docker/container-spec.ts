@@ -4,25 +4,22 @@
  */
 import path from "node:path";
 import type { ContainerCreateOptions } from "dockerode";
-import type { ProjectId } from "../functions/project-id.js";
-import type { Config } from "../runtime/config.js";
-import { assertProjectId } from "../functions/project-id.js";
+import { assertProjectId, type ProjectId } from "../functions/project-id.js";
 import { LABELS, containerName, traefikLabels } from "./labels.js";
+import type { PreviewSettings } from "./settings.js";
 
+/** The port the dev server listens on inside the container. */
 export const PREVIEW_PORT = 3000;
+/** Where the project's site folder is mounted. */
 export const APP_DIR = "/app";
-
-/** The preview settings of the config, plus where the daemon sees storage. */
-export type PreviewSettings = Omit<Config["preview"], "readyTimeoutMs"> & {
-  /** Storage root as the Docker daemon sees it; never `process.cwd()`. */
-  storageHostPath: string;
-  /** Extra labels put on everything created (e.g. a test-run marker). */
-  extraLabels?: Record<string, string>;
-};
 
 /** Folder of a project's site, relative to the storage root. */
 export const siteRelativePath = (projectId: ProjectId): string => path.posix.join("projects", projectId, "site");
 
+/**
+ * The URL users open. In port mode it is only known once the container runs (random loopback
+ * port), so `hostPort` is required there.
+ */
 export function publicUrl(projectId: ProjectId, settings: Pick<PreviewSettings, "routing" | "domain">, hostPort?: string): string {
   if (settings.routing === "port") {
     if (!hostPort) throw new Error(`no published port for preview ${projectId}`);
@@ -31,6 +28,11 @@ export function publicUrl(projectId: ProjectId, settings: Pick<PreviewSettings, 
   return `http://${projectId}.${settings.domain}`;
 }
 
+/**
+ * `payloadSecret` is generated per container by the caller and never returned by the adapter
+ * (step outputs are stored by Inngest). Identity labels are set after `extraLabels`, so extra
+ * labels can never make a container look like another project's or instance's.
+ */
 export function containerSpec(projectId: ProjectId, settings: PreviewSettings, payloadSecret: string): ContainerCreateOptions {
   assertProjectId(projectId);
   const port = `${PREVIEW_PORT}/tcp`;
@@ -39,7 +41,7 @@ export function containerSpec(projectId: ProjectId, settings: PreviewSettings, p
     [LABELS.MANAGED]: "true",
     [LABELS.PROJECT_ID]: projectId,
     [LABELS.OWNER]: settings.instanceId,
-    ...(settings.routing === "traefik" ? traefikLabels(projectId, settings.domain, settings.network) : {}),
+    ...(settings.routing === "traefik" ? traefikLabels(projectId, settings.domain, settings.network, PREVIEW_PORT) : {}),
   };
   // In port mode the site URL is only known after start (random host port); the app should not
   // need an absolute URL for a dev preview, so it gets the loopback base without a port.

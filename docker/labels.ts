@@ -1,6 +1,7 @@
 /**
  * Every Docker label name this service reads or writes. A container is ours only when it carries
- * `MANAGED=true` and our `OWNER`: nothing else is ever stopped or removed.
+ * `MANAGED=true`, our `OWNER` and the expected `PROJECT_ID`: nothing else is ever started,
+ * stopped, removed or adopted.
  */
 import type { ProjectId } from "../functions/project-id.js";
 
@@ -13,21 +14,26 @@ export const LABELS = {
 } as const;
 
 export const containerName = (projectId: ProjectId): string => `preview-${projectId}`;
-export const routerName = (projectId: ProjectId): string => `preview-${projectId}`;
 
 /** True when the labels mark a container (or network) as managed by this instance. */
 export function isOwned(labels: Record<string, string> | undefined | null, owner: string): boolean {
   return labels?.[LABELS.MANAGED] === "true" && labels[LABELS.OWNER] === owner;
 }
 
-export function traefikLabels(projectId: ProjectId, domain: string, network: string): Record<string, string> {
-  const name = routerName(projectId);
+/** True when the labels mark a container as this instance's preview of `projectId`. */
+export function isOwnPreview(labels: Record<string, string> | undefined | null, owner: string, projectId: ProjectId): boolean {
+  return isOwned(labels, owner) && labels?.[LABELS.PROJECT_ID] === projectId;
+}
+
+export function traefikLabels(projectId: ProjectId, domain: string, network: string, port: number): Record<string, string> {
+  // Router and service share the container's name: unique per project, and a valid Traefik name.
+  const name = containerName(projectId);
   return {
     "traefik.enable": "true",
     // Safe to interpolate: projectId is a validated DNS label and domain a validated DNS name.
     [`traefik.http.routers.${name}.rule`]: `Host(\`${projectId}.${domain}\`)`,
     [`traefik.http.routers.${name}.service`]: name,
-    [`traefik.http.services.${name}.loadbalancer.server.port`]: "3000",
+    [`traefik.http.services.${name}.loadbalancer.server.port`]: String(port),
     "traefik.docker.network": network,
   };
 }

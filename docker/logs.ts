@@ -1,22 +1,43 @@
 /**
- * Docker multiplexes stdout and stderr of a non-TTY container into frames:
- * 1 byte stream type, 3 zero bytes, 4 bytes big-endian payload length, then the payload.
- * A TTY container's logs are raw text; we detect that by the header shape.
+ * Container logs as text. Docker multiplexes stdout and stderr of a non-TTY container into frames
+ * (8-byte header: stream type, 3 zero bytes, big-endian length); docker-modem's `demuxStream`
+ * reads them. A TTY container's logs are raw text and are taken as they are: the container's
+ * `Config.Tty` says which, no guessing from the bytes.
  */
-export function demuxLogs(buf: Buffer): string {
-  const out: Buffer[] = [];
-  let offset = 0;
-  while (offset + 8 <= buf.length) {
-    const type = buf[offset]!;
-    if (type > 2 || buf[offset + 1] !== 0 || buf[offset + 2] !== 0 || buf[offset + 3] !== 0) {
-      return buf.toString("utf8"); // not multiplexed
-    }
-    const size = buf.readUInt32BE(offset + 4);
-    out.push(buf.subarray(offset + 8, offset + 8 + size));
-    offset += 8 + size;
-  }
-  if (offset < buf.length && out.length === 0) return buf.toString("utf8");
-  return Buffer.concat(out).toString("utf8");
+import { Readable, Writable } from "node:stream";
+import type Docker from "dockerode";
+
+const PIECE_BYTES = 4096;
+
+/** What is needed of `docker.modem`. */
+export type Demuxer = Pick<Docker["modem"], "demuxStream">;
+
+/**
+ * The text of a non-follow `logs()` answer (dockerode gives a Buffer). Both streams go to one
+ * sink so their lines stay in the order the engine sent them; bytes are joined before decoding,
+ * so a UTF-8 character split across two frames survives. A truncated last frame is dropped.
+ */
+export function logText(raw: Buffer, tty: boolean, modem: Demuxer): Promise<string> {
+  if (tty) return Promise.resolve(raw.toString("utf8"));
+  const chunks: Buffer[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      chunks.push(chunk);
+      done();
+    },
+  });
+  // Fed in small pieces: demuxStream recurses once per frame within one "data" event, so a
+  // whole buffer of tiny frames in one event could exhaust the stack.
+  const pieces: Buffer[] = [];
+  for (let at = 0; at < raw.length; at += PIECE_BYTES) pieces.push(raw.subarray(at, at + PIECE_BYTES));
+  const source = Readable.from(pieces);
+  return new Promise((resolve, reject) => {
+    // demuxStream writes synchronously from the source's "data" events, so every frame has been
+    // written by the time the source ends.
+    source.once("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+    source.once("error", reject);
+    modem.demuxStream(source, sink, sink);
+  });
 }
 
 /** Keeps the last `maxChars` characters, cut at a line start when possible. */

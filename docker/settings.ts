@@ -8,8 +8,12 @@ export type DockerConnection =
   | { protocol: "unix"; socketPath: string }
   /** tcp://host:port; with `tlsVerify` the client uses ca.pem, cert.pem and key.pem from `certPath`. */
   | { protocol: "tcp"; host: string; port: number; tlsVerify: boolean; certPath: string | null }
-  /** ssh://[user@]host[:port]: docker-modem runs `docker system dial-stdio` over SSH. */
-  | { protocol: "ssh"; host: string; port: number; username: string | null };
+  /**
+   * ssh://[user@]host[:port]: docker-modem runs `docker system dial-stdio` over SSH. `agent` is the
+   * SSH agent socket that holds the key (the caller passes `SSH_AUTH_SOCK`; without an agent the
+   * connection can only authenticate by means ssh2 finds on its own).
+   */
+  | { protocol: "ssh"; host: string; port: number; username: string | null; agent?: string | null };
 
 /** Settings of preview containers. */
 export interface PreviewSettings {

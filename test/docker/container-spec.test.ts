@@ -1,11 +1,11 @@
 /**
- * Pure unit tests of what a preview container is created with (no engine needed), the preview
- * URL, and the Docker log demultiplexer.
+ * Pure unit tests (no engine) of what a preview container is created with, its labels, and the
+ * preview URL.
  */
 import { describe, expect, it } from "vitest";
-import { APP_DIR, PREVIEW_PORT, containerSpec, publicUrl, siteRelativePath, type PreviewSettings } from "../../docker/container-spec.js";
-import { LABELS, containerName, isOwned } from "../../docker/labels.js";
-import { demuxLogs, lastChars } from "../../docker/logs.js";
+import { APP_DIR, PREVIEW_PORT, containerSpec, publicUrl, siteRelativePath } from "../../docker/container-spec.js";
+import { LABELS, containerName, isOwnPreview, isOwned } from "../../docker/labels.js";
+import type { PreviewSettings } from "../../docker/settings.js";
 import { InvalidProjectIdError } from "../../functions/project-id.js";
 
 const SETTINGS: PreviewSettings = {
@@ -41,6 +41,19 @@ describe("containerSpec (traefik routing)", () => {
     expect(labels[LABELS.OWNER]).toBe("previews-eu");
     expect(isOwned(labels, "previews-eu")).toBe(true);
     expect(isOwned(labels, "someone-else")).toBe(false);
+    expect(isOwnPreview(labels, "previews-eu", "site-42")).toBe(true);
+    expect(isOwnPreview(labels, "previews-eu", "site-43")).toBe(false);
+  });
+
+  it.each([
+    ["no labels", {}],
+    ["managed is not true", { [LABELS.MANAGED]: "false", [LABELS.OWNER]: "previews-eu", [LABELS.PROJECT_ID]: "site-42" }],
+    ["no owner", { [LABELS.MANAGED]: "true", [LABELS.PROJECT_ID]: "site-42" }],
+    ["another owner", { [LABELS.MANAGED]: "true", [LABELS.OWNER]: "previews-us", [LABELS.PROJECT_ID]: "site-42" }],
+    ["no project id", { [LABELS.MANAGED]: "true", [LABELS.OWNER]: "previews-eu" }],
+  ])("does not count a container with %s as this instance's preview", (_what, labels: Record<string, string>) => {
+    expect(isOwnPreview(labels, "previews-eu", "site-42")).toBe(false);
+    expect(isOwnPreview(null, "previews-eu", "site-42")).toBe(false);
   });
 
   it("carries the Traefik router and service labels", () => {
@@ -172,85 +185,5 @@ describe("publicUrl", () => {
   it("throws in port mode without a published port", () => {
     expect(() => publicUrl("site-42", PORT_SETTINGS)).toThrow("no published port for preview site-42");
     expect(() => publicUrl("site-42", PORT_SETTINGS, "")).toThrow(/no published port/);
-  });
-});
-
-/** One multiplexed frame: [stream, 0, 0, 0, uint32 BE size] then the payload. */
-function frame(stream: 0 | 1 | 2, payload: string | Buffer): Buffer {
-  const body = typeof payload === "string" ? Buffer.from(payload, "utf8") : payload;
-  const header = Buffer.alloc(8);
-  header[0] = stream;
-  header.writeUInt32BE(body.length, 4);
-  return Buffer.concat([header, body]);
-}
-
-describe("demuxLogs", () => {
-  it("joins stdout and stderr frames in order, without headers", () => {
-    const buf = Buffer.concat([frame(1, "booting preview\n"), frame(2, "Error: Cannot find module next\n"), frame(1, "bye\n")]);
-    expect(demuxLogs(buf)).toBe("booting preview\nError: Cannot find module next\nbye\n");
-  });
-
-  it("reads stdin frames and empty frames", () => {
-    expect(demuxLogs(Buffer.concat([frame(0, "in\n"), frame(1, ""), frame(2, "err\n")]))).toBe("in\nerr\n");
-  });
-
-  it("decodes a UTF-8 character split across two frames", () => {
-    const bytes = Buffer.from("café ✓\n", "utf8");
-    const buf = Buffer.concat([frame(1, bytes.subarray(0, 4)), frame(1, bytes.subarray(4))]);
-    expect(demuxLogs(buf)).toBe("café ✓\n");
-  });
-
-  it("keeps what arrived of a truncated last frame", () => {
-    const full = frame(1, "hello world\n");
-    expect(demuxLogs(Buffer.concat([frame(1, "first\n"), full.subarray(0, 8 + 5)]))).toBe("first\nhello");
-  });
-
-  it("ignores a trailing partial header", () => {
-    expect(demuxLogs(Buffer.concat([frame(1, "ok\n"), Buffer.from([1, 0, 0])]))).toBe("ok\n");
-  });
-
-  it("returns raw (TTY) logs as they are", () => {
-    expect(demuxLogs(Buffer.from("plain tty output\nline 2\n"))).toBe("plain tty output\nline 2\n");
-    expect(demuxLogs(Buffer.from("hi\n"))).toBe("hi\n");
-  });
-
-  it("returns an empty string for no logs", () => {
-    expect(demuxLogs(Buffer.alloc(0))).toBe("");
-  });
-
-  it("handles a large frame", () => {
-    const big = "x".repeat(70_000);
-    expect(demuxLogs(frame(2, big))).toBe(big);
-  });
-});
-
-describe("lastChars", () => {
-  it("returns short text unchanged", () => {
-    expect(lastChars("abc\n", 10)).toBe("abc\n");
-    expect(lastChars("abcd", 4)).toBe("abcd");
-  });
-
-  it("cuts at the first line start inside the kept window", () => {
-    const text = "line1\nline2\nline3\n";
-    expect(lastChars(text, 8)).toBe("line3\n");
-    expect(lastChars(text, 14)).toBe("line2\nline3\n");
-  });
-
-  it("keeps a whole first line when the window already starts at a line start", () => {
-    // The last 12 characters are exactly "line2\nline3\n": nothing needs cutting.
-    expect(lastChars("line1\nline2\nline3\n", 12)).toBe("line2\nline3\n");
-  });
-
-  it("keeps the raw tail when it holds no usable line start", () => {
-    expect(lastChars("abcdefghij", 4)).toBe("ghij");
-    expect(lastChars("abcdefghi\n", 4)).toBe("ghi\n");
-  });
-
-  it("never returns more than maxChars", () => {
-    const text = Array.from({ length: 500 }, (_, i) => `log line number ${i}`).join("\n");
-    const tail = lastChars(text, 1000);
-    expect(tail.length).toBeLessThanOrEqual(1000);
-    expect(text.endsWith(tail)).toBe(true);
-    expect(tail.startsWith("log line number")).toBe(true);
   });
 });

@@ -9,7 +9,8 @@ import path from "node:path";
 import { randomBytes } from "node:crypto";
 import Docker from "dockerode";
 import { inject } from "vitest";
-import { DockerPreviewRuntime, type DockerRuntimeOptions } from "../../docker/docker-runtime.js";
+import { DockerPreviewRuntime } from "../../docker/docker-runtime.js";
+import type { PreviewSettings } from "../../docker/settings.js";
 import { LocalSiteFiles } from "../../storage/site-files.js";
 
 export const TEST_LABEL = "sitebuilder.test-run";
@@ -44,7 +45,8 @@ export interface DockerTestEnv {
   image: string;
   runId: string;
   storageRoot: string;
-  options: DockerRuntimeOptions;
+  /** The runtime's settings (stub image, this env's own network, the run label). */
+  options: PreviewSettings;
   runtime: DockerPreviewRuntime;
   site: LocalSiteFiles;
   /** A fresh project id unique to this run. */
@@ -53,12 +55,12 @@ export interface DockerTestEnv {
   cleanup(): Promise<void>;
 }
 
-export async function createDockerTestEnv(overrides: Partial<DockerRuntimeOptions> = {}): Promise<DockerTestEnv> {
+export async function createDockerTestEnv(overrides: Partial<PreviewSettings> = {}): Promise<DockerTestEnv> {
   const docker = testDocker();
   const runId = inject("testRunId");
   const suffix = randomBytes(3).toString("hex");
   const storageRoot = await mkdtemp(path.join(os.tmpdir(), "sbp-storage-"));
-  const options: DockerRuntimeOptions = {
+  const options: PreviewSettings = {
     instanceId: "previews",
     image: stubImage(runId),
     network: `sbp-test-${suffix}`,
