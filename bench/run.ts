@@ -23,17 +23,17 @@ import { promisify } from "node:util";
 import { InngestTestEngine } from "@inngest/test";
 import Docker from "dockerode";
 import { pino } from "pino";
-import { DockerPreviewRuntime, type DockerRuntimeOptions } from "../docker/docker-runtime.js";
+import { DockerPreviewRuntime } from "../docker/docker-runtime.js";
+import type { PreviewSettings } from "../docker/settings.js";
 import { LABELS } from "../docker/labels.js";
 import { createFunctions } from "../functions/index.js";
-import { createInngest } from "../inngest.config.js";
+import { createInngest } from "../runtime/inngest-client.js";
 import { openPglite } from "../sql/drivers/pglite.js";
-import { migrate } from "../sql/database.js";
+import { migrate } from "../sql/migrate.js";
 import { SqlPreviewStore } from "../sql/preview-store.js";
 import { LocalSiteFiles } from "../storage/site-files.js";
 import { buildStubImage } from "../test/helpers/stub-image.js";
-import { startInngestStandIn } from "../test/helpers/inngest-server.js";
-import { inngestConfig } from "../test/helpers/preview-env.js";
+import { inngestSettings, startInngestStandIn } from "../test/helpers/inngest-server.js";
 
 const run = promisify(execFile);
 const RUNS = Number(process.env.BENCH_RUNS ?? 12);
@@ -45,7 +45,7 @@ const network = `sbp-bench-${benchId}`;
 
 const docker = new Docker();
 const storageRoot = await mkdtemp(path.join(os.tmpdir(), "sbp-bench-"));
-const options: DockerRuntimeOptions = {
+const options: PreviewSettings = {
   instanceId: "previews",
   image,
   network,
@@ -116,7 +116,7 @@ await migrate(db);
 const standIn = await startInngestStandIn();
 const runtime = new DockerPreviewRuntime(docker, options);
 await runtime.ensureNetwork();
-const inngest = createInngest(inngestConfig({ dev: standIn.url }), pino({ level: "silent" }));
+const inngest = createInngest(inngestSettings({ dev: standIn.url }), pino({ level: "silent" }));
 const [launchFn] = createFunctions(inngest, {
   runtime,
   store: new SqlPreviewStore(db),
@@ -209,7 +209,8 @@ try {
       runtime: async (id) => {
         await runtime.ensureContainer(id);
         await runtime.start(id);
-        await runtime.waitUntilReady(id, 30_000);
+        const probe = await runtime.probeReady(id, 30_000);
+        if (probe.state !== "ready") throw new Error(`runtime probe: ${probe.state}`);
       },
       cli: async (id) => {
         await run("docker", ["start", `raw-${id}`]);

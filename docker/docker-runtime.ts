@@ -20,9 +20,6 @@ import { hostPortOf, probeSlice, probeTarget } from "./readiness.js";
 import type { PreviewSettings } from "./settings.js";
 import { traced } from "./trace.js";
 
-/** @deprecated The settings type now lives in `docker/settings.ts`; kept for existing imports. */
-export type DockerRuntimeOptions = PreviewSettings;
-
 export class DockerPreviewRuntime implements PreviewRuntime {
   private readonly network: PreviewNetwork;
   private readonly containers: PreviewContainers;
