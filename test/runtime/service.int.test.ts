@@ -4,18 +4,20 @@
  */
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, rm, stat } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { mkdir, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import net from "node:net";
 import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { pino } from "pino";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
 import { loadConfig } from "../../runtime/config.js";
-import { startService, type RunningService } from "../../runtime/service.js";
+import { SHUTDOWN_GRACE_MS, startService, type RunningService } from "../../runtime/service.js";
 import { SqlPreviewStore } from "../../sql/preview-store.js";
-import { startInngestStandIn, type InngestStandIn } from "../helpers/inngest-server.js";
+import { SITE_SCRIPTS, stubImage, testDocker } from "../helpers/docker.js";
+import { runFunction, startInngestStandIn, type InngestStandIn } from "../helpers/inngest-server.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const silent = pino({ level: "silent" });
@@ -99,7 +101,7 @@ describe("startService", () => {
 
     const inngest = await fetch(`${base}/api/inngest`);
     expect(inngest.status).toBe(200);
-    expect(await inngest.json()).toMatchObject({ function_count: 3 });
+    expect(await inngest.json()).toMatchObject({ function_count: 6 });
 
     running.splice(running.indexOf(service), 1);
     await service.close();
@@ -130,6 +132,40 @@ describe("startService", () => {
     expect((await fetch(`${base}/previews`)).status).toBe(401);
     expect((await fetch(`${base}/previews`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
     expect((await fetch(`${base}/healthz`)).status).toBe(200);
+  });
+
+  it("shuts down within the grace period while a readiness probe is in flight: the probe ends at once", async () => {
+    const dir = path.join(tmp, "shutdown");
+    const network = `sbp-test-shutdown-${randomBytes(3).toString("hex")}`;
+    const docker = testDocker();
+    const id = `shutdown-${randomBytes(3).toString("hex")}`;
+    const site = path.join(dir, "storage", "projects", id, "site");
+    await mkdir(site, { recursive: true });
+    await writeFile(path.join(site, "start.sh"), SITE_SCRIPTS.silent);
+    // The stub image carries the test label, so its containers do too (removed at teardown).
+    const service = await start(env(dir, { PREVIEW_IMAGE: stubImage(inject("testRunId")), PREVIEW_NETWORK: network, READY_TIMEOUT: "120s" }));
+    try {
+      const serveUrl = `http://127.0.0.1:${service.port}/api/inngest`;
+      const run = runFunction({ serveUrl, fnId: "previews-launch-preview", event: { name: "pipeline.step7", data: { projectId: id } } }).catch(
+        (err: unknown) => err,
+      );
+      // Wait until the dev server "compiles": the launch is now probing (a 15 s slice by default).
+      for (let i = 0; i < 200; i++) {
+        const info = await docker.getContainer(`preview-${id}`).inspect().catch(() => null);
+        if (info?.State.Running) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      await new Promise((r) => setTimeout(r, 500));
+      const started = Date.now();
+      running.splice(running.indexOf(service), 1);
+      await service.close();
+      // Well under the grace period: the probe in flight was aborted, not cut off after it.
+      expect(Date.now() - started).toBeLessThan(SHUTDOWN_GRACE_MS);
+      await run;
+    } finally {
+      await docker.getContainer(`preview-${id}`).remove({ force: true }).catch(() => undefined);
+      await docker.getNetwork(network).remove().catch(() => undefined);
+    }
   });
 
   it("releases the database when the port is taken, so a retry can start", async () => {
