@@ -162,6 +162,39 @@ describe("launch-preview", () => {
     expect(rows[0]).toMatchObject({ status: "running", containerId: [...ids][0] });
   });
 
+  it("liveness with a hostile neighbour: a foreign container under the name makes launch, stop and remove fail with a reason, never stuck", async () => {
+    const id = env.docker.projectId("hostile");
+    await env.docker.writeSite(id);
+    await env.docker.runtime.ensureNetwork();
+    const foreign = await env.docker.docker.createContainer({
+      name: `preview-${id}`,
+      Image: env.docker.image,
+      Cmd: ["/bin/busybox", "sleep", "3600"],
+      Labels: { [TEST_LABEL]: env.docker.runId },
+      HostConfig: { NetworkMode: env.docker.options.network, Init: true },
+    });
+    await foreign.start();
+
+    expect((await launch(id)).error).toBeDefined();
+    expect(await env.store.get(id)).toMatchObject({ status: "failed", reason: expect.stringContaining("not managed") });
+    expect((await env.stop(id)).error).toBeDefined();
+    expect(await env.store.get(id)).toMatchObject({ status: "failed", reason: expect.stringMatching(/^stop failed: /) });
+    expect((await env.remove(id)).error).toBeDefined();
+    expect(await env.store.get(id)).toMatchObject({ status: "failed", reason: expect.stringMatching(/^remove failed: /) });
+    // A later launch makes progress (fails with its reason) instead of answering superseded.
+    const again = await launch(id);
+    expect(again.result).toBeUndefined();
+    expect((await env.store.events(id)).map((e) => e.type)).toEqual(["starting", "failed", "stopping", "failed", "removing", "failed", "starting", "failed"]);
+    // The foreign container was never touched.
+    expect((await foreign.inspect()).State.Running).toBe(true);
+
+    // Once its owner removes it, the project launches.
+    await foreign.remove({ force: true });
+    const ok = await launch(id);
+    expect(ok.error).toBeUndefined();
+    expect((await env.store.get(id))?.status).toBe("running");
+  });
+
   it.each([
     ["../x"],
     ["A"],
