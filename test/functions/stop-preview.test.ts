@@ -11,12 +11,7 @@ afterAll(async () => {
   await env?.close();
 });
 
-async function runningPreview(prefix = "p"): Promise<string> {
-  const id = newProjectId(prefix);
-  env.site.sites.add(id);
-  await env.launch(id);
-  return id;
-}
+const runningPreview = (prefix?: string) => env.runningPreview(prefix);
 const row = (id: string) => env.store.rows.get(id);
 
 describe("stop-preview (unit)", () => {

@@ -20,6 +20,8 @@ export interface UnitEnv {
   launch(projectId: unknown, name?: string): Promise<LifecycleRun>;
   stop(projectId: unknown, name?: string): Promise<LifecycleRun>;
   remove(projectId: unknown): Promise<LifecycleRun>;
+  /** A new project with a site folder, launched (running). */
+  runningPreview(prefix?: string): Promise<string>;
   /** Events this service emitted for a project, by name. */
   emitted(name: string, projectId: string): Array<Record<string, unknown>>;
   close(): Promise<void>;
@@ -47,6 +49,13 @@ export async function createUnitEnv(overrides: Partial<PreviewDeps> = {}): Promi
     launch: (projectId, name = "pipeline.step7") => runLifecycle(launch, failures, name, { projectId }),
     stop: (projectId, name = "preview.closed") => runLifecycle(stop, failures, name, { projectId }),
     remove: (projectId) => runLifecycle(remove, failures, "project.deleted", { projectId }),
+    async runningPreview(prefix = "p") {
+      const id = newProjectId(prefix);
+      site.sites.add(id);
+      const run = await runLifecycle(launch, failures, "pipeline.step7", { projectId: id });
+      if (run.error !== undefined) throw new Error(`launch of ${id} failed: ${JSON.stringify(run.error)}`);
+      return id;
+    },
     emitted: (name, projectId) => inngestServer.eventsNamed(name).filter((e) => e.data.projectId === projectId).map((e) => e.data),
     close: () => inngestServer.close(),
   };
