@@ -19,9 +19,11 @@
  *
  * Failures: anything that fails for good (no site folder, the process exits, no answer within
  * READY_TIMEOUT, a step out of retries or refused for good) fails the run; the failure handler
- * (`launch-preview-failure`) then stops the container, records `fail` (row -> failed, with the
- * reason and log tail) and emits `preview.failed`. `fail` applies only while this launch's claim
- * stands, so a launch overtaken by a stop or remove records nothing.
+ * (`launch-preview-failure`) then records `fail` (row -> failed, with the reason and log tail),
+ * stops the container and emits `preview.failed`. `fail` applies only while this run still
+ * holds the preview (its claim), so a launch overtaken by a stop, a remove or a newer launch
+ * records nothing and leaves the newer run's container alone. A launch that found its preview
+ * running claimed nothing, so it has nothing to record if it fails (the row still says running).
  *
  * Concurrency: a later stop or remove of the project cancels the run; duplicates are skipped
  * while a launch is in flight. Should an opposite action still slip in between two steps, its
@@ -35,7 +37,6 @@ import {
   ONE_RUN_PER_PROJECT,
   PER_PROJECT,
   RETRIES,
-  errorMessage,
   formatDuration,
   parseProjectEvent,
   permanent,
@@ -43,7 +44,7 @@ import {
   sameProject,
   type PreviewDeps,
 } from "./deps.js";
-import { failureReason, type FailureContext } from "./failure.js";
+import { failureReason, stopBestEffort, type FailureContext } from "./failure.js";
 import type { ProjectId } from "./ports.js";
 
 /** Pause between two readiness slices. */
@@ -68,30 +69,38 @@ export function createLaunchPreview(inngest: Inngest, deps: PreviewDeps) {
       retries: RETRIES,
       onFailure: (ctx: FailureContext) => recordLaunchFailure(deps, ctx),
     },
-    async ({ event, step, logger }) => {
+    async ({ event, step, logger, runId }) => {
       const { projectId } = parseProjectEvent(event);
       const reason = `${event.name}: starting container`;
+      const take = () => deps.store.apply(projectId, "launch", { reason, logTail: null, claim: runId });
 
       const claim = await step.run("ensure-container", () =>
         permanent(async (): Promise<Claim> => {
           const row = await deps.store.get(projectId);
-          const site = await deps.site.check(projectId);
           // A late launch of a deleted project (its files gone with it) is not a failure.
-          if (!site.ok && (row?.status === "removed" || row?.status === "removing")) return { outcome: "superseded", status: row.status };
+          if (row?.status === "removed" || row?.status === "removing") {
+            const site = await deps.site.check(projectId);
+            if (!site.ok) return { outcome: "superseded", status: row.status };
+          }
+          // Claim first, so that whatever fails from here on is this run's failure to record.
           // A preview recorded running is claimed only once its container turns out not to run.
-          const wasRunning = row?.status === "running";
-          if (!wasRunning || !site.ok) {
-            const claimed = await deps.store.apply(projectId, "launch", { reason, logTail: null });
+          const noop = row?.status === "running";
+          if (!noop) {
+            const claimed = await take();
             if (!claimed.applied) return { outcome: "superseded", status: claimed.row?.status ?? null };
           }
-          if (!site.ok) return { outcome: "site-missing", reason: site.reason };
+          const site = await deps.site.check(projectId);
+          if (!site.ok) {
+            const claimed = noop ? await take() : null;
+            if (claimed && !claimed.applied) return { outcome: "superseded", status: claimed.row?.status ?? null };
+            return { outcome: "site-missing", reason: site.reason };
+          }
           const ensured = await deps.runtime.ensureContainer(projectId);
-          if (wasRunning && !ensured.running) {
-            const claimed = await deps.store.apply(projectId, "launch", { reason, logTail: null });
+          if (noop && !ensured.running) {
+            const claimed = await take();
             if (!claimed.applied) return { outcome: "superseded", status: claimed.row?.status ?? null };
           }
-          const claimed = !(wasRunning && ensured.running);
-          return { outcome: "claimed", claimed, containerId: ensured.containerId, running: ensured.running, at: Date.now() };
+          return { outcome: "claimed", claimed: !(noop && ensured.running), containerId: ensured.containerId, running: ensured.running, at: Date.now() };
         }),
       );
       if (claim.outcome === "superseded") return superseded(projectId, claim.status);
@@ -156,20 +165,19 @@ export async function recordLaunchFailure(deps: PreviewDeps, ctx: FailureContext
   const { event, step, logger } = ctx;
   const projectId = projectOf(event.data.event);
   if (projectId === null) return { recorded: false as const, why: "invalid event" };
+  const reason = failureReason(ctx, "launch failed");
   const failed = await step.run("record-failed", () =>
     permanent(async () => {
-      // The log tail is diagnostic and the stop best effort: neither may hide the failure.
+      // Diagnostic: a tail that cannot be read must not hide the failure.
       const logTail = await deps.runtime.logTail(projectId).catch(() => "");
-      let reason = failureReason(ctx, "launch failed");
-      await deps.runtime.stop(projectId).catch((err: unknown) => {
-        reason += ` (could not stop the container: ${errorMessage(err)})`;
-      });
-      const result = await deps.store.apply(projectId, "fail", { reason, logTail });
-      return { applied: result.applied, reason, logTail };
+      const result = await deps.store.apply(projectId, "fail", { reason, logTail, claim: event.data.run_id });
+      // Only the run that holds the preview stops its container (never a newer launch's).
+      if (result.applied) await stopBestEffort(deps, projectId);
+      return { applied: result.applied, logTail };
     }),
   );
   if (!failed.applied) return { recorded: false as const, why: "overtaken" };
-  await step.sendEvent("emit-failed", previewFailed.create({ projectId, reason: failed.reason, logTail: failed.logTail }));
-  logger.warn({ projectId, reason: failed.reason }, "preview failed to launch");
-  return { recorded: true as const, projectId, reason: failed.reason };
+  await step.sendEvent("emit-failed", previewFailed.create({ projectId, reason, logTail: failed.logTail }));
+  logger.warn({ projectId, reason }, "preview failed to launch");
+  return { recorded: true as const, projectId, reason };
 }

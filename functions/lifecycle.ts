@@ -11,7 +11,10 @@
  *     `running`, `stopped` on `stopped`, ...), so a retried step or a duplicate event changes
  *     nothing and is still *applied*;
  *   - a launch never overwrites a stop or remove that came after it: `ready` and `fail` only
- *     apply while the launch's own claim (`starting`) stands;
+ *     apply while the launch's own status (`starting`) stands, and the failures (`fail`,
+ *     `stopFailed`, `removeFailed`) only while the failing run still holds the row's claim (see
+ *     `Transition.claim`): a failure handler runs outside the per-project concurrency key, after
+ *     a newer run may have taken the preview over;
  *   - no status blocks a project forever: `launch` and `remove` make progress from every status
  *     except while a remove is under way (`removing`), and a stop or remove that fails for good
  *     leaves `stopping`/`removing` through `stopFailed`/`removeFailed` (each only from its own
@@ -28,6 +31,13 @@ export interface Transition {
   readonly to: PreviewStatus;
   /** Statuses the action applies from; `null`: no row yet. */
   readonly from: readonly (PreviewStatus | null)[];
+  /**
+   * `take`: the acting run becomes the row's claim (it owns the preview until another run takes
+   * it). `match`: the action applies only while the acting run still holds the claim, so a
+   * failure handler records the failure of the run that owns the preview, never over a newer
+   * launch, stop or remove of the same project.
+   */
+  readonly claim?: "take" | "match";
   /** What it means, for logs, docs and the README's matrix. */
   readonly doc: string;
 }
@@ -36,6 +46,7 @@ export const LIFECYCLE = {
   launch: {
     to: "starting",
     from: [null, "starting", "running", "stopping", "stopped", "failed", "removed"],
+    claim: "take",
     doc: "a launch claims the preview (everything but a remove under way)",
   },
   ready: {
@@ -46,12 +57,14 @@ export const LIFECYCLE = {
   fail: {
     to: "failed",
     from: ["starting", "running", "failed"],
-    doc: "the launch failed for good (never over a stop or remove that came after it)",
+    claim: "match",
+    doc: "the launch failed for good (never over a stop, remove or launch that came after it)",
   },
   stop: {
     to: "stopping",
-    from: ["starting", "running", "stopping", "failed"],
-    doc: "a stop begins (idle or closed)",
+    from: ["starting", "running", "stopping"],
+    claim: "take",
+    doc: "a stop begins (idle or closed); a failed preview keeps its failure (its container is stopped anyway)",
   },
   stopped: {
     to: "stopped",
@@ -61,6 +74,7 @@ export const LIFECYCLE = {
   remove: {
     to: "removing",
     from: ["starting", "running", "stopping", "stopped", "failed", "removing"],
+    claim: "take",
     doc: "a remove begins (project deleted); no row is created for a project without a preview",
   },
   removed: {
@@ -71,11 +85,13 @@ export const LIFECYCLE = {
   stopFailed: {
     to: "failed",
     from: ["stopping", "failed"],
+    claim: "match",
     doc: "a stop failed for good: recorded, so later launches and removes make progress",
   },
   removeFailed: {
     to: "failed",
     from: ["removing", "failed"],
+    claim: "match",
     doc: "a remove failed for good: recorded, so later launches and removes make progress",
   },
 } as const satisfies Record<string, Transition>;
@@ -92,6 +108,11 @@ export function allows(action: LifecycleAction, status: PreviewStatus | null): b
 export function fromStatuses(action: LifecycleAction): PreviewStatus[] {
   return LIFECYCLE[action].from.filter((s): s is PreviewStatus => s !== null);
 }
+
+/** Whether `action` makes the acting run the row's claim. */
+export const takesClaim = (action: LifecycleAction): boolean => (LIFECYCLE[action] as Transition).claim === "take";
+/** Whether `action` applies only while the acting run holds the row's claim. */
+export const matchesClaim = (action: LifecycleAction): boolean => (LIFECYCLE[action] as Transition).claim === "match";
 
 /** Whether `action` may create the row (applies when there is none). */
 export function createsRow(action: LifecycleAction): boolean {

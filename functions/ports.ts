@@ -70,6 +70,8 @@ export interface PreviewRecord {
   logTail: string | null;
   /** When the preview was last stopped; null unless `status` is `stopped`. */
   stoppedAt: Date | null;
+  /** The run that last took the preview (launch, stop, remove): see `Transition.claim`. */
+  claim: string | null;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -80,6 +82,11 @@ export interface PreviewRecord {
  */
 export interface TransitionFields {
   reason: string;
+  /**
+   * The acting run (its Inngest run id). Recorded by actions that take the claim; compared by
+   * actions that match it (they apply only while this run still holds the row).
+   */
+  claim?: string;
   url?: string | null;
   containerId?: string | null;
   logTail?: string | null;

@@ -4,8 +4,9 @@
  *
  * Steps: record-removing (`remove`) -> remove-container -> delete-site-files -> record-removed
  * (`removed`) -> emit-removed. Nothing cancels a remove; duplicates are skipped while one is in
- * flight. A project that never had a preview has no row and gets none: its container and files
- * (if any) are still removed, and nothing is emitted. A remove that fails for good (for example a
+ * flight. A project that never had a preview has no row and gets none, and a duplicate
+ * `project.deleted` leaves the `removed` row as it is: their container and files (if any) are
+ * still removed, and nothing is recorded or emitted. A remove that fails for good (for example a
  * container this service does not own holds the name) is recorded by `remove-preview-failure`
  * (`removeFailed`: row -> failed, `preview.failed`), so the project is not left `removing`.
  */
@@ -25,13 +26,21 @@ export function createRemovePreview(inngest: Inngest, deps: PreviewDeps) {
       retries: RETRIES,
       onFailure: (ctx: FailureContext) => recordActionFailure(deps, ctx, "removeFailed", "remove failed"),
     },
-    async ({ event, step, logger }) => {
+    async ({ event, step, logger, runId }) => {
       const { projectId } = parseProjectEvent(event);
       const reason = `${event.name}: project deleted`;
 
-      await step.run("record-removing", () => permanent(() => deps.store.apply(projectId, "remove", { reason }).then(() => undefined)));
+      const claimed = await step.run("record-removing", () =>
+        permanent(async () => (await deps.store.apply(projectId, "remove", { reason, claim: runId })).applied),
+      );
+      // Container and files go whatever the row says (a project without a preview may have files).
       const outcome = await step.run("remove-container", () => permanent(() => deps.runtime.remove(projectId)));
       await step.run("delete-site-files", () => permanent(() => deps.site.remove(projectId)));
+      if (!claimed) {
+        // No preview recorded, or already removed (a duplicate project.deleted): nothing to announce.
+        logger.info({ projectId, outcome }, "no preview to record as removed; container and files removed");
+        return { projectId, outcome, recorded: false };
+      }
       const removed = await step.run("record-removed", () =>
         permanent(async () => {
           const fields = { reason: `${reason} (container ${outcome})`, url: null, containerId: null, logTail: null };
@@ -39,7 +48,7 @@ export function createRemovePreview(inngest: Inngest, deps: PreviewDeps) {
         }),
       );
       if (!removed) {
-        logger.info({ projectId, outcome }, "no preview recorded for this project; container and files removed");
+        logger.info({ projectId, outcome }, "remove overtaken; nothing recorded");
         return { projectId, outcome, recorded: false };
       }
       await step.sendEvent("emit-removed", previewRemoved.create({ projectId }));

@@ -4,8 +4,9 @@
  *
  * Steps: record-stopping (`stop`) -> stop-container -> record-stopped (`stopped`) -> emit-stopped.
  * A stopped or missing container is an outcome, not an error: the function succeeds on a project
- * that never had a preview, on one already stopped (keeping its stop time) and on one being
- * removed; then it records and emits nothing. `preview.stopped` is emitted only when `stopped`
+ * that never had a preview, on one already stopped (keeping its stop time), on one that failed
+ * (it keeps its failure; its container is stopped all the same) and on one being removed; then it
+ * records and emits nothing. `preview.stopped` is emitted only when `stopped`
  * applied (never over a remove under way).
  *
  * A later launch or remove cancels the run; duplicates are skipped while a stop is in flight. A
@@ -30,12 +31,12 @@ export function createStopPreview(inngest: Inngest, deps: PreviewDeps) {
       retries: RETRIES,
       onFailure: (ctx: FailureContext) => recordActionFailure(deps, ctx, "stopFailed", "stop failed"),
     },
-    async ({ event, step, logger }) => {
+    async ({ event, step, logger, runId }) => {
       const { projectId } = parseProjectEvent(event);
       const why = `${event.name}: ${event.name === previewIdle.name ? "idle" : "closed by user"}`;
 
       const stopping = await step.run("record-stopping", () =>
-        permanent(async () => (await deps.store.apply(projectId, "stop", { reason: why })).applied),
+        permanent(async () => (await deps.store.apply(projectId, "stop", { reason: why, claim: runId })).applied),
       );
       const outcome = await step.run("stop-container", () => permanent(() => deps.runtime.stop(projectId)));
       if (!stopping && outcome !== "stopped") {

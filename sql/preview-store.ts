@@ -1,5 +1,5 @@
 /** `PreviewStore` over the `previews` table and its `preview_events` audit log. */
-import { createsRow, fromStatuses, LIFECYCLE, type LifecycleAction } from "../functions/lifecycle.js";
+import { createsRow, fromStatuses, LIFECYCLE, matchesClaim, takesClaim, type LifecycleAction } from "../functions/lifecycle.js";
 import { PermanentError } from "../functions/errors.js";
 import type { ApplyResult, PreviewRecord, PreviewStatus, PreviewStore, TransitionFields } from "../functions/ports.js";
 import type { ProjectId } from "../functions/project-id.js";
@@ -21,13 +21,14 @@ type PreviewRow = {
   reason: string | null;
   log_tail: string | null;
   stopped_at: Date | null;
+  claim: string | null;
   created_at: Date;
   updated_at: Date;
 };
 
 type ApplyRow = PreviewRow & { applied: boolean; changed: boolean };
 
-const COLUMNS = "project_id, status, url, container_id, reason, log_tail, stopped_at, created_at, updated_at";
+const COLUMNS = "project_id, status, url, container_id, reason, log_tail, stopped_at, claim, created_at, updated_at";
 const columnsOf = (table: string) =>
   COLUMNS.split(", ")
     .map((c) => `${table}.${c}`)
@@ -45,6 +46,8 @@ const columnsOf = (table: string) =>
  *   $5  reason
  *   then a (set?, value) pair for url ($6, $7), container_id ($8, $9) and log_tail ($10, $11):
  *   "set" false keeps the stored value, which is how `undefined` differs from `null`.
+ *   $12 the acting run (claim), $13 whether the action takes the claim (writes $12), $14 whether
+ *   it applies only while the row's claim is $12.
  *
  * Result: at most one row, `applied`, `changed` and the preview's columns:
  *   - applied: the row as written, `changed` true when the status moved (then, and only then, an
@@ -67,6 +70,8 @@ const columnsOf = (table: string) =>
  *   `created` uses ON CONFLICT DO NOTHING: a row committed by a concurrent statement after this
  *   statement's snapshot is invisible to prev, and overwriting it blind would skip the
  *   compare-and-set. The conflict is reported as an empty result instead.
+ * - claim: written by actions that take it; compared (as part of the compare-and-set) by actions
+ *   that match it. It is bookkeeping: it does not move updated_at.
  * - stopped_at: null unless stopped; a replayed "stopped" keeps the first stop time.
  * - updated_at moves only when something changed, so a replay leaves the row exactly as it was.
  * - an event is appended only when the status changes (a new row counts as a change).
@@ -85,6 +90,7 @@ updated as (
     stopped_at   = case when $2::text <> 'stopped' then null
                         when p.status = 'stopped' then p.stopped_at
                         else now() end,
+    claim        = case when $13::boolean then $12::text else p.claim end,
     updated_at   = case when (p.status, p.reason, p.url, p.container_id, p.log_tail)
                              is not distinct from
                              ($2::text, $5::text,
@@ -95,13 +101,15 @@ updated as (
   from prev
   where p.project_id = prev.project_id
     and prev.status = any($3::text[])
+    and (not $14::boolean or prev.claim is not distinct from $12::text)
   returning ${columnsOf("p")}, prev.status as prev_status
 ),
 created as (
-  insert into previews (project_id, status, reason, url, container_id, log_tail, stopped_at)
+  insert into previews (project_id, status, reason, url, container_id, log_tail, stopped_at, claim)
   select $1::text, $2::text, $5::text, $7::text, $9::text, $11::text,
-         case when $2::text = 'stopped' then now() end
-  where $4::boolean and not exists (select 1 from prev)
+         case when $2::text = 'stopped' then now() end,
+         case when $13::boolean then $12::text end
+  where $4::boolean and not $14::boolean and not exists (select 1 from prev)
   on conflict (project_id) do nothing
   returning ${COLUMNS}, null::text as prev_status
 ),
@@ -169,6 +177,9 @@ export class SqlPreviewStore implements PreviewStore {
       containerId ?? null,
       logTail !== undefined,
       logTail ?? null,
+      fields.claim ?? null,
+      takesClaim(action),
+      matchesClaim(action),
     ];
     const label = `apply ${JSON.stringify(action)} to project ${JSON.stringify(projectId)}`;
     for (let run = 1; ; run++) {
@@ -218,6 +229,7 @@ function toRecord(row: PreviewRow): PreviewRecord {
     reason: row.reason,
     logTail: row.log_tail,
     stoppedAt: row.stopped_at,
+    claim: row.claim,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };

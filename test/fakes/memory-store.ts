@@ -3,7 +3,7 @@
  * as the SQL store (stop time kept across `stopped` replays, `updatedAt` moves only on a change,
  * an audit event only when the status moves). The integration tier proves the SQL store agrees.
  */
-import { LIFECYCLE, allows, type LifecycleAction, type PreviewStatus } from "../../functions/lifecycle.js";
+import { LIFECYCLE, allows, matchesClaim, takesClaim, type LifecycleAction, type PreviewStatus } from "../../functions/lifecycle.js";
 import type { ApplyResult, PreviewRecord, PreviewStore, ProjectId, TransitionFields } from "../../functions/ports.js";
 
 export class MemoryPreviewStore implements PreviewStore {
@@ -28,7 +28,8 @@ export class MemoryPreviewStore implements PreviewStore {
   async apply(projectId: ProjectId, action: LifecycleAction, fields: TransitionFields): Promise<ApplyResult> {
     this.check();
     const prev = this.rows.get(projectId) ?? null;
-    if (!allows(action, prev?.status ?? null)) {
+    const claimHeld = !matchesClaim(action) || (prev?.claim ?? null) === (fields.claim ?? null);
+    if (!allows(action, prev?.status ?? null) || !claimHeld) {
       this.applied.push({ projectId, action, applied: false });
       return { applied: false, row: prev ? { ...prev } : null };
     }
@@ -42,6 +43,7 @@ export class MemoryPreviewStore implements PreviewStore {
       containerId: fields.containerId !== undefined ? fields.containerId : (prev?.containerId ?? null),
       logTail: fields.logTail !== undefined ? fields.logTail : (prev?.logTail ?? null),
       stoppedAt: to !== "stopped" ? null : prev?.status === "stopped" ? prev.stoppedAt : now,
+      claim: takesClaim(action) ? (fields.claim ?? null) : (prev?.claim ?? null),
       createdAt: prev?.createdAt ?? now,
       updatedAt: now,
     };
@@ -80,6 +82,7 @@ export class MemoryPreviewStore implements PreviewStore {
       reason: "seeded",
       logTail: null,
       stoppedAt: status === "stopped" ? now : null,
+      claim: null,
       createdAt: now,
       updatedAt: now,
       ...extra,

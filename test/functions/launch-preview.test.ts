@@ -183,6 +183,39 @@ describe("launch-preview (unit)", () => {
     expect(env.emitted("preview.failed", id)).toEqual([]);
   });
 
+  it("a late failure handler never records over, or stops, a newer launch that took the preview", async () => {
+    const id = project("late-handler");
+    env.runtime.behaviour.set(id, "exits");
+    const first = await env.launch(id, "pipeline.step7", { deferFailure: true });
+    expect(first.error).toBeDefined();
+    // The user retries before the first run's failure handler has run; this time it comes up.
+    env.runtime.behaviour.set(id, "answers");
+    env.runtime.containers.get(id)!.running = false;
+    const second = await env.launch(id, "preview.requested");
+    expect(second.error).toBeUndefined();
+    const late = await first.runFailure!();
+    expect(late.result).toEqual({ recorded: false, why: "overtaken" });
+    expect(row(id)?.status).toBe("running");
+    expect(running(id)).toBe(true);
+    expect(env.emitted("preview.failed", id)).toEqual([]);
+  });
+
+  it("a site check that fails for good (storage unreadable) ends recorded: the launch claimed first", async () => {
+    const id = project("eio");
+    const check = env.site.check.bind(env.site);
+    env.site.check = async (projectId) => {
+      if (projectId === id) throw new Error("storage: check site folder failed: EIO");
+      return check(projectId);
+    };
+    try {
+      await env.launch(id);
+    } finally {
+      env.site.check = check;
+    }
+    expect(row(id)).toMatchObject({ status: "failed", reason: "storage: check site folder failed: EIO" });
+    expect(env.emitted("preview.failed", id)).toHaveLength(1);
+  });
+
   it("a name held by a foreign container: failed with the reason, the foreign container untouched", async () => {
     const id = project("foreign");
     env.runtime.plantForeign(id);
@@ -210,9 +243,10 @@ describe("liveness after refusals: no status blocks a project forever", () => {
 
     await env.launch(id);
     expect(row(id)?.status).toBe("failed");
+    // A stop leaves a failed preview failed (it claims nothing); its refusal records nothing over it.
     const stop = await env.stop(id);
     expect(stop.error).toBeDefined();
-    expect(row(id)).toMatchObject({ status: "failed", reason: expect.stringMatching(/^stop failed: .*not managed/) });
+    expect(row(id)).toMatchObject({ status: "failed", reason: expect.stringContaining("not managed") });
     const remove = await env.remove(id);
     expect(remove.error).toBeDefined();
     expect(row(id)).toMatchObject({ status: "failed", reason: expect.stringMatching(/^remove failed: .*not managed/) });
@@ -221,7 +255,7 @@ describe("liveness after refusals: no status blocks a project forever", () => {
     const again = await env.launch(id);
     expect(again.result).toBeUndefined();
     expect(row(id)).toMatchObject({ status: "failed", reason: expect.stringContaining("not managed") });
-    expect(env.store.events(id)).toEqual(["starting", "failed", "stopping", "failed", "removing", "failed", "starting", "failed"]);
+    expect(env.store.events(id)).toEqual(["starting", "failed", "removing", "failed", "starting", "failed"]);
 
     // Once the foreign container is gone, the project launches.
     env.runtime.containers.delete(id);

@@ -52,8 +52,8 @@ describe("remove-preview", () => {
     await remove(id);
     const again = await remove(id);
     expect(again.error).toBeUndefined();
-    // A duplicate project.deleted converges (and announces removed again: at-least-once).
-    expect(again.result).toEqual({ projectId: id, outcome: "absent", recorded: true });
+    // A duplicate project.deleted converges: the row stays as it was, nothing is announced again.
+    expect(again.result).toEqual({ projectId: id, outcome: "absent", recorded: false });
     expect((await env.store.get(id))?.status).toBe("removed");
 
     const never = env.docker.projectId("never");

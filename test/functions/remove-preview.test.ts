@@ -26,12 +26,15 @@ describe("remove-preview (unit)", () => {
     expect(env.emitted("preview.removed", id)).toEqual([{ projectId: id }]);
   });
 
-  it("a duplicate project.deleted converges: still removed, no new transition", async () => {
+  it("a duplicate project.deleted converges: still removed, no new transition, nothing emitted again", async () => {
     const id = await runningPreview();
     await env.remove(id);
+    const before = row(id);
     const again = await env.remove(id);
-    expect(again.result).toMatchObject({ outcome: "absent" });
+    expect(again.result).toEqual({ projectId: id, outcome: "absent", recorded: false });
     expect(env.store.events(id)).toEqual(["starting", "running", "removing", "removed"]);
+    expect(row(id)).toEqual(before);
+    expect(env.emitted("preview.removed", id)).toHaveLength(1);
   });
 
   it("a project that never had a preview: files deleted, no row created, nothing emitted", async () => {
@@ -51,6 +54,7 @@ describe("remove-preview (unit)", () => {
     expect(run.error).toBeDefined();
     expect(row(id)).toMatchObject({ status: "failed", reason: "remove failed: docker: remove container failed: 400" });
     expect(env.emitted("preview.failed", id)).toHaveLength(1);
+    expect(env.runtime.containers.get(id)?.running).toBe(false);
     const again = await env.remove(id);
     expect(again.error).toBeUndefined();
     expect(row(id)?.status).toBe("removed");

@@ -63,7 +63,17 @@ describe("stop-preview (unit)", () => {
     expect(env.emitted("preview.stopped", id)).toHaveLength(2);
   });
 
-  it("a stop that fails for good is recorded: failed, preview.failed, and a later launch makes progress", async () => {
+  it("a failed preview stays failed: its container is stopped, nothing recorded or emitted", async () => {
+    const id = await runningPreview();
+    env.store.seed(id, "failed", { reason: "exited with code 3" });
+    const run = await env.stop(id);
+    expect(run.result).toMatchObject({ outcome: "stopped", recorded: false });
+    expect(row(id)).toMatchObject({ status: "failed", reason: "exited with code 3" });
+    expect(env.runtime.containers.get(id)?.running).toBe(false);
+    expect(env.emitted("preview.stopped", id)).toEqual([]);
+  });
+
+  it("a stop that fails for good is recorded: failed, container stopped, preview.failed, and a later launch makes progress", async () => {
     const id = await runningPreview();
     env.runtime.failNext("stop", new PermanentError("docker: stop container failed: 400 bad request"), 1);
     const run = await env.stop(id);
@@ -72,6 +82,8 @@ describe("stop-preview (unit)", () => {
     expect(env.emitted("preview.failed", id)).toEqual([
       { projectId: id, reason: "stop failed: docker: stop container failed: 400 bad request", logTail: `log of ${id}\n` },
     ]);
+    // The failure handler tried again, and the container does not run on unattended.
+    expect(env.runtime.containers.get(id)?.running).toBe(false);
     const again = await env.launch(id);
     expect(again.error).toBeUndefined();
     expect(row(id)?.status).toBe("running");

@@ -4,7 +4,8 @@
  * `inngest/function.failed` carrying the original event and the final error. (`@inngest/test`
  * cannot reach `onFailure` itself, so the same handler is mounted on a function of its own.)
  */
-import { InngestTestEngine } from "@inngest/test";
+import { randomUUID } from "node:crypto";
+import { InngestTestEngine, mockCtx } from "@inngest/test";
 import { serializeError, type Inngest } from "inngest";
 import { APP_ID } from "../../inngest.config.js";
 import type { PreviewDeps } from "../../functions/deps.js";
@@ -18,8 +19,10 @@ type Outcome = Awaited<ReturnType<InngestTestEngine["execute"]>>;
 export interface LifecycleRun {
   result: unknown;
   error: unknown;
-  /** The failure handler's run, when the function failed. */
+  /** The failure handler's run, when the function failed (unless deferred). */
   failure?: { result: unknown; error: unknown };
+  /** With `deferFailure`: runs the failure handler now (as a late `inngest/function.failed`). */
+  runFailure?: () => Promise<{ result: unknown; error: unknown }>;
 }
 
 /** The failure handlers of the three functions, each as a function of its own. */
@@ -53,16 +56,25 @@ export async function runLifecycle(
   failures: FailureFunctions,
   name: string,
   data: Record<string, unknown>,
+  opts: { deferFailure?: boolean } = {},
 ): Promise<LifecycleRun> {
   const event = { name, data };
-  const run: Outcome = await new InngestTestEngine({ function: fn, steps: pauses() }).execute({ events: [event] });
+  // `@inngest/test` draws a new run id for every execution of a run; the server keeps one per
+  // run, and the functions rely on it (a run's claim on a preview), so it is fixed here.
+  const runId = `test-run-${randomUUID()}`;
+  const transformCtx = (ctx: Parameters<typeof mockCtx>[0]) => ({ ...mockCtx(ctx), runId });
+  const run: Outcome = await new InngestTestEngine({ function: fn, steps: pauses(), transformCtx }).execute({ events: [event] });
   if (run.error === undefined) return { result: run.result, error: undefined };
   const fnId = fn.id() as keyof FailureFunctions;
   const handler = failures[fnId];
   const failedEvent = {
     name: "inngest/function.failed",
-    data: { function_id: `${APP_ID}-${fnId}`, run_id: "test-run", error: serializeError(run.error), event },
+    data: { function_id: `${APP_ID}-${fnId}`, run_id: runId, error: serializeError(run.error), event },
   };
-  const failure: Outcome = await new InngestTestEngine({ function: handler }).execute({ events: [failedEvent] });
-  return { result: run.result, error: run.error, failure: { result: failure.result, error: failure.error } };
+  const runFailure = async () => {
+    const failure: Outcome = await new InngestTestEngine({ function: handler }).execute({ events: [failedEvent] });
+    return { result: failure.result, error: failure.error };
+  };
+  if (opts.deferFailure) return { result: run.result, error: run.error, runFailure };
+  return { result: run.result, error: run.error, failure: await runFailure() };
 }

@@ -17,7 +17,7 @@ export interface UnitEnv {
   site: FakeSiteFiles;
   deps: PreviewDeps;
   inngestServer: InngestStandIn;
-  launch(projectId: unknown, name?: string): Promise<LifecycleRun>;
+  launch(projectId: unknown, name?: string, opts?: { deferFailure?: boolean }): Promise<LifecycleRun>;
   stop(projectId: unknown, name?: string): Promise<LifecycleRun>;
   remove(projectId: unknown): Promise<LifecycleRun>;
   /** A new project with a site folder, launched (running). */
@@ -46,7 +46,7 @@ export async function createUnitEnv(overrides: Partial<PreviewDeps> = {}): Promi
     site,
     deps,
     inngestServer,
-    launch: (projectId, name = "pipeline.step7") => runLifecycle(launch, failures, name, { projectId }),
+    launch: (projectId, name = "pipeline.step7", opts = {}) => runLifecycle(launch, failures, name, { projectId }, opts),
     stop: (projectId, name = "preview.closed") => runLifecycle(stop, failures, name, { projectId }),
     remove: (projectId) => runLifecycle(remove, failures, "project.deleted", { projectId }),
     async runningPreview(prefix = "p") {

@@ -88,6 +88,30 @@ describe.each(drivers)("SqlPreviewStore on %s", (driver) => {
     expect(await store.get(id)).toEqual(replaced.row);
   });
 
+  it("the claim: taken by launch, stop and remove; failures apply only for the run that holds it", async () => {
+    const id = newId("claim");
+    const launched = await store.apply(id, "launch", { reason: "l", claim: "run-a" });
+    expect(launched.row).toMatchObject({ status: "starting", claim: "run-a" });
+    // A newer launch takes the preview over: the first launch's failure no longer applies.
+    const newer = await store.apply(id, "launch", { reason: "l2", claim: "run-b" });
+    expect(newer).toMatchObject({ applied: true, changed: false, row: { claim: "run-b" } });
+    // Bookkeeping only: taking the claim with the same fields does not move updated_at.
+    expect(newer.row!.updatedAt).toEqual((await store.apply(id, "launch", { reason: "l2", claim: "run-c" })).row!.updatedAt);
+    const before = await store.get(id);
+    const stale = await store.apply(id, "fail", { reason: "old run failed", claim: "run-a" });
+    expect(stale).toEqual({ applied: false, row: before });
+    expect(await store.events(id)).toHaveLength(1);
+    const own = await store.apply(id, "fail", { reason: "failed", claim: "run-c" });
+    expect(own).toMatchObject({ applied: true, changed: true, row: { status: "failed", claim: "run-c" } });
+    // Replayed by the same run: applied, unchanged.
+    expect(await store.apply(id, "fail", { reason: "failed", claim: "run-c" })).toMatchObject({ applied: true, changed: false });
+
+    const removing = await store.apply(id, "remove", { reason: "deleted", claim: "run-r" });
+    expect(removing.row).toMatchObject({ status: "removing", claim: "run-r" });
+    expect(await store.apply(id, "removeFailed", { reason: "x", claim: "run-other" })).toMatchObject({ applied: false });
+    expect(await store.apply(id, "removeFailed", { reason: "remove failed", claim: "run-r" })).toMatchObject({ applied: true, row: { status: "failed" } });
+  });
+
   it("a new stop after a restart gets a new stop time", async () => {
     const id = newId("restop");
     await walk(id, ["launch", "ready", "stop"]);

@@ -4,7 +4,7 @@
  * preview-store.int.test.ts and lifecycle.int.test.ts.
  */
 import { describe, expect, it } from "vitest";
-import { createsRow, fromStatuses, LIFECYCLE, LIFECYCLE_ACTIONS, type LifecycleAction } from "../../functions/lifecycle.js";
+import { createsRow, fromStatuses, LIFECYCLE, LIFECYCLE_ACTIONS, matchesClaim, takesClaim, type LifecycleAction } from "../../functions/lifecycle.js";
 import { isPermanent, PermanentError } from "../../functions/ports.js";
 import type { Database } from "../../sql/database.js";
 import { PermanentDatabaseError } from "../../sql/errors.js";
@@ -39,6 +39,7 @@ const row = (status: string, extra: Record<string, unknown> = {}) => ({
   reason: "r",
   log_tail: null,
   stopped_at: null,
+  claim: null,
   created_at: at,
   updated_at: at,
   ...extra,
@@ -51,16 +52,17 @@ const record = (status: string) => ({
   reason: "r",
   logTail: null,
   stoppedAt: null,
+  claim: null,
   createdAt: at,
   updatedAt: at,
 });
 
 describe("SqlPreviewStore.apply (scripted database)", () => {
-  it.each(LIFECYCLE_ACTIONS)("%s: sends the table's target, from-statuses and whether it creates the row", async (action) => {
+  it.each(LIFECYCLE_ACTIONS)("%s: sends the table's target, from-statuses, whether it creates the row and how it treats the claim", async (action) => {
     const { db, calls } = scripted([row(LIFECYCLE[action].to, { applied: true, changed: true })]);
-    await new SqlPreviewStore(db).apply("p1", action, { reason: "why", url: undefined, containerId: null, logTail: "tail" });
+    await new SqlPreviewStore(db).apply("p1", action, { reason: "why", url: undefined, containerId: null, logTail: "tail", claim: "run-1" });
     expect(calls).toHaveLength(1);
-    expect(calls[0]!.params).toEqual(["p1", LIFECYCLE[action].to, fromStatuses(action), createsRow(action), "why", false, null, true, null, true, "tail"]);
+    expect(calls[0]!.params).toEqual(["p1", LIFECYCLE[action].to, fromStatuses(action), createsRow(action), "why", false, null, true, null, true, "tail", "run-1", takesClaim(action), matchesClaim(action)]);
   });
 
   it("an unknown action is a PermanentError and sends nothing", async () => {
