@@ -56,9 +56,8 @@ export class DockerPreviewRuntime implements PreviewRuntime {
   }
 
   /**
-   * One bounded probe slice (see `probeSlice`). `down` carries the container's log tail (empty
-   * when it is gone, or when the logs cannot be read: the tail must not hide the real failure).
-   * A foreign container under the name throws `ForeignContainerError`, as everywhere.
+   * One bounded probe slice (see `probeSlice`). A foreign container under the name throws
+   * `ForeignContainerError`, as everywhere. (The logs of a preview that is down: `logTail`.)
    */
   async probeReady(projectId: ProjectId, sliceMs: number, signal?: AbortSignal): Promise<ProbeResult> {
     const id = assertProjectId(projectId);
@@ -74,15 +73,8 @@ export class DockerPreviewRuntime implements PreviewRuntime {
         return { state: "ready", url: publicUrl(id, this.settings, hostPortOf(outcome.info)), containerId: outcome.info.Id };
       case "waiting":
         return { state: "waiting" };
-      case "down": {
-        const logTail = outcome.info
-          ? await this.containers.logTail(id, outcome.info).catch((err: unknown) => {
-              this.log?.warn({ projectId: id, containerId: outcome.info?.Id, err }, "could not read container logs");
-              return "";
-            })
-          : "";
-        return { state: "down", reason: outcome.reason, logTail };
-      }
+      case "down":
+        return { state: "down", reason: outcome.reason };
     }
   }
 

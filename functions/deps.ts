@@ -20,7 +20,10 @@ export interface PreviewDeps {
   shutdown?: AbortSignal;
 }
 
-/** At most 30 s in one step, so no call request is held open for minutes. */
+/**
+ * How long one readiness step probes (capped at 30 s in launch-preview): no call request is held
+ * open for minutes.
+ */
 export const DEFAULT_READY_SLICE_MS = 15_000;
 
 /**

@@ -38,66 +38,64 @@ export interface Transition {
    * launch, stop or remove of the same project.
    */
   readonly claim?: "take" | "match";
-  /** What it means, for logs, docs and the README's matrix. */
-  readonly doc: string;
 }
 
 export const LIFECYCLE = {
+  /** A launch claims the preview (everything but a remove under way). */
   launch: {
     to: "starting",
     from: [null, "starting", "running", "stopping", "stopped", "failed", "removed"],
     claim: "take",
-    doc: "a launch claims the preview (everything but a remove under way)",
   },
+  /** The launch's container answers HTTP. */
   ready: {
     to: "running",
     from: ["starting", "running"],
-    doc: "the launch's container answers HTTP",
   },
+  /** The launch failed for good (never over a stop, remove or launch that came after it). */
   fail: {
     to: "failed",
     from: ["starting", "running", "failed"],
     claim: "match",
-    doc: "the launch failed for good (never over a stop, remove or launch that came after it)",
   },
+  /** A stop begins (idle or closed); a failed preview keeps its failure (its container is stopped anyway). */
   stop: {
     to: "stopping",
     from: ["starting", "running", "stopping"],
     claim: "take",
-    doc: "a stop begins (idle or closed); a failed preview keeps its failure (its container is stopped anyway)",
   },
+  /** The container is stopped; the stop time is kept across replays. */
   stopped: {
     to: "stopped",
     from: ["stopping", "stopped"],
-    doc: "the container is stopped; the stop time is kept across replays",
   },
+  /** A remove begins (project deleted); no row is created for a project without a preview. */
   remove: {
     to: "removing",
     from: ["starting", "running", "stopping", "stopped", "failed", "removing"],
     claim: "take",
-    doc: "a remove begins (project deleted); no row is created for a project without a preview",
   },
+  /** Container and site files are gone. */
   removed: {
     to: "removed",
     from: ["removing", "removed"],
-    doc: "container, files and objects are gone",
   },
+  /** A stop failed for good: recorded, so later launches and removes make progress. */
   stopFailed: {
     to: "failed",
     from: ["stopping", "failed"],
     claim: "match",
-    doc: "a stop failed for good: recorded, so later launches and removes make progress",
   },
+  /** A remove failed for good: recorded, so later launches and removes make progress. */
   removeFailed: {
     to: "failed",
     from: ["removing", "failed"],
     claim: "match",
-    doc: "a remove failed for good: recorded, so later launches and removes make progress",
   },
 } as const satisfies Record<string, Transition>;
 
 export type LifecycleAction = keyof typeof LIFECYCLE;
-export const LIFECYCLE_ACTIONS = Object.keys(LIFECYCLE) as LifecycleAction[];
+export const LIFECYCLE_ACTIONS: readonly LifecycleAction[] = Object.freeze(Object.keys(LIFECYCLE) as LifecycleAction[]);
 
 /** True when `action` may move a preview whose status is `status` (`null`: no row). */
 export function allows(action: LifecycleAction, status: PreviewStatus | null): boolean {

@@ -25,8 +25,8 @@ export type ProbeResult =
   | { state: "ready"; url: string; containerId: string }
   /** Still starting: probe again later. */
   | { state: "waiting" }
-  /** It will not come up: the process exited, or the container is gone. */
-  | { state: "down"; reason: string; logTail: string };
+  /** It will not come up: the process exited, or the container is gone (`logTail` has its logs). */
+  | { state: "down"; reason: string };
 
 export type StopOutcome = "stopped" | "already-stopped" | "absent";
 export type RemoveOutcome = "removed" | "absent";

@@ -9,7 +9,7 @@
  * timeout, pool closed, "Connection terminated unexpectedly", WebSocket errors): it stays a plain
  * `Error` so it is retried. No Inngest import here: mapping to Inngest's errors is functions/'s job.
  */
-import { PermanentError } from "../functions/errors.js";
+import { PermanentError } from "../functions/ports.js";
 
 const RETRYABLE_SQLSTATE_CLASSES = new Set([
   "08", // connection exception

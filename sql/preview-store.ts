@@ -1,6 +1,6 @@
 /** `PreviewStore` over the `previews` table and its `preview_events` audit log. */
 import { createsRow, fromStatuses, LIFECYCLE, matchesClaim, takesClaim, type LifecycleAction } from "../functions/lifecycle.js";
-import { PermanentError } from "../functions/errors.js";
+import { PermanentError } from "../functions/ports.js";
 import type { ApplyResult, PreviewRecord, PreviewStatus, PreviewStore, TransitionFields } from "../functions/ports.js";
 import type { ProjectId } from "../functions/project-id.js";
 import type { Database } from "./database.js";

@@ -77,9 +77,9 @@ export class FakeRuntime implements PreviewRuntime {
   async probeReady(projectId: ProjectId, sliceMs: number, signal?: AbortSignal): Promise<ProbeResult> {
     this.enter("probeReady", projectId);
     const c = this.ours(projectId, "probe");
-    if (!c) return { state: "down", reason: `container preview-${projectId} does not exist`, logTail: "" };
+    if (!c) return { state: "down", reason: `container preview-${projectId} does not exist` };
     const behaviour = this.behaviour.get(projectId) ?? "answers";
-    if (!c.running) return { state: "down", reason: `container preview-${projectId} exited with code 3`, logTail: "Error: boom\n" };
+    if (!c.running) return { state: "down", reason: `container preview-${projectId} exited with code 3` };
     if (behaviour === "silent") {
       // A real probe spends its slice trying (or ends at once on shutdown).
       await new Promise<void>((resolve) => {

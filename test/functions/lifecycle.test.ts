@@ -3,6 +3,7 @@
  * all three drivers in test/sql/*.int.test.ts; the in-memory store of the unit tier applies it
  * the same way.
  */
+import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { LIFECYCLE, LIFECYCLE_ACTIONS, PREVIEW_STATUSES, allows, createsRow, fromStatuses, type PreviewStatus } from "../../functions/lifecycle.js";
 
@@ -10,7 +11,7 @@ const ALL: (PreviewStatus | null)[] = [null, ...PREVIEW_STATUSES];
 
 describe("lifecycle table", () => {
   it("names every action the functions use, and only known statuses", () => {
-    expect(LIFECYCLE_ACTIONS.sort()).toEqual(["fail", "launch", "ready", "remove", "removeFailed", "removed", "stop", "stopFailed", "stopped"].sort());
+    expect([...LIFECYCLE_ACTIONS].sort()).toEqual(["fail", "launch", "ready", "remove", "removeFailed", "removed", "stop", "stopFailed", "stopped"].sort());
     for (const action of LIFECYCLE_ACTIONS) {
       expect(PREVIEW_STATUSES).toContain(LIFECYCLE[action].to);
       for (const s of LIFECYCLE[action].from) if (s !== null) expect(PREVIEW_STATUSES).toContain(s);
@@ -53,5 +54,18 @@ describe("lifecycle table", () => {
     for (const status of PREVIEW_STATUSES) {
       expect(LIFECYCLE_ACTIONS.some((a) => allows(a, status) && LIFECYCLE[a].to !== status), status).toBe(true);
     }
+  });
+});
+
+describe("the README's matrix", () => {
+  it("is the table, rendered", () => {
+    const cols: (PreviewStatus | null)[] = [null, ...PREVIEW_STATUSES];
+    const lines = [
+      `| action \\ from | ${cols.map((c) => c ?? "(no row)").join(" | ")} |`,
+      `|${["", ...cols].map(() => "---").join("|")}|`,
+      ...LIFECYCLE_ACTIONS.map((a) => `| \`${a}\` | ${cols.map((c) => (allows(a, c) ? LIFECYCLE[a].to : "·")).join(" | ")} |`),
+    ];
+    const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8");
+    expect(readme).toContain(lines.join("\n"));
   });
 });

@@ -283,6 +283,29 @@ describe.each([{ checkpointing: false }, { checkpointing: true }])("/api/inngest
       expect((await env.store.get(id))?.logTail).toContain("Cannot find module next");
       expect(await isRunning(id)).toBe(false);
     });
+    it("a failure handler that runs late records nothing over a newer launch, and leaves its container running", async () => {
+      const id = env.docker.projectId("late");
+      const site = await env.docker.writeSite(id, "exit");
+      const failed = await run("launch-preview", launchEvent(id), { onFailure: false });
+      expect(failed.outcome).toBe("failed");
+      // The user retries with a fixed site before the first run's failure handler has run.
+      await writeFile(path.join(site, "start.sh"), "exec /bin/busybox httpd -f -p 3000 -h /app\n");
+      const again = await run("launch-preview", { name: "preview.requested", data: { projectId: id } });
+      expect(again.outcome).toBe("completed");
+      const late = await server().runFailureHandler({
+        serveUrl: app.serveUrl,
+        fnId: `${APP}-launch-preview`,
+        event: failed.event,
+        error: failed.error,
+        runId: failed.runId,
+        checkpointing,
+      });
+      expect(late.outcome).toBe("completed");
+      expect(late.result).toEqual({ recorded: false, why: "overtaken" });
+      expect(await env.store.get(id)).toMatchObject({ status: "running" });
+      expect(await isRunning(id)).toBe(true);
+      expect(env.emitted("preview.failed", id)).toEqual([]);
+    });
   });
 
   describe("interleavings the server's flow control reduces but cannot rule out", () => {
