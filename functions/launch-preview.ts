@@ -106,7 +106,19 @@ export function createLaunchPreview(inngest: Inngest, deps: PreviewDeps) {
       if (claim.outcome === "superseded") return superseded(projectId, claim.status);
       if (claim.outcome === "site-missing") throw new NonRetriableError(claim.reason);
 
-      if (!claim.running) await step.run("start-container", () => permanent(() => deps.runtime.start(projectId)));
+      if (!claim.running) {
+        const started = await step.run("start-container", () =>
+          permanent(async () => {
+            // Only while this run still holds the preview: a stop or remove that ran to its end
+            // since the claim must not find the container started behind its back.
+            const row = await deps.store.get(projectId);
+            if (row?.status !== "starting" || row.claim !== runId) return { started: false, status: row?.status ?? null };
+            await deps.runtime.start(projectId);
+            return { started: true, status: row.status };
+          }),
+        );
+        if (!started.started) return superseded(projectId, started.status);
+      }
 
       let ready;
       for (let slice = 1; ; slice++) {
@@ -114,7 +126,12 @@ export function createLaunchPreview(inngest: Inngest, deps: PreviewDeps) {
           permanent(async () => {
             const left = deps.readyTimeoutMs - (Date.now() - claim.at);
             const result = await deps.runtime.probeReady(projectId, Math.max(0, Math.min(sliceMs, left)), deps.shutdown);
-            return { ...result, timedOut: result.state === "waiting" && Date.now() - claim.at >= deps.readyTimeoutMs };
+            const timedOut = result.state === "waiting" && Date.now() - claim.at >= deps.readyTimeoutMs;
+            // A preview recorded running that does not answer (hung, or its process died) is
+            // claimed before the run fails, so that its failure is recorded and the next launch
+            // restarts it instead of finding it "running" again.
+            if (!claim.claimed && (result.state === "down" || timedOut)) await take();
+            return { ...result, timedOut };
           }),
         );
         if (probe.state === "ready") {
@@ -137,9 +154,11 @@ export function createLaunchPreview(inngest: Inngest, deps: PreviewDeps) {
           if (current?.status === "running" && current.url === url && current.containerId === containerId) {
             return { applied: true, status: current.status };
           }
-          const result = await deps.store.apply(projectId, "ready", { reason: `${event.name}: answering HTTP`, url, containerId, logTail: null });
-          // Overtaken: whatever came later wins, and it did not ask for a running container.
-          if (!result.applied) await deps.runtime.stop(projectId).catch(() => undefined);
+          const result = await deps.store.apply(projectId, "ready", { reason: `${event.name}: answering HTTP`, url, containerId, logTail: null, claim: runId });
+          // Overtaken by a stop or remove: whatever came later wins, and it did not ask for a
+          // running container. Overtaken by a newer launch: that launch owns the container.
+          const owner = result.row?.status;
+          if (!result.applied && owner !== "starting" && owner !== "running") await stopBestEffort(deps, projectId);
           return { applied: result.applied, status: result.row?.status ?? null };
         }),
       );

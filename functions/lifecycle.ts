@@ -33,9 +33,11 @@ export interface Transition {
   readonly from: readonly (PreviewStatus | null)[];
   /**
    * `take`: the acting run becomes the row's claim (it owns the preview until another run takes
-   * it). `match`: the action applies only while the acting run still holds the claim, so a
-   * failure handler records the failure of the run that owns the preview, never over a newer
-   * launch, stop or remove of the same project.
+   * it). `match`: the action applies only while the acting run still holds the claim. Every
+   * action that ends a run's work (`ready`, `stopped`, `removed`, and the failures) matches, so a
+   * run overtaken by a newer launch, stop or remove of the same project (or a duplicate of
+   * itself) records and emits nothing, and a failure handler records only the failure of the run
+   * that owns the preview.
    */
   readonly claim?: "take" | "match";
 }
@@ -51,6 +53,7 @@ export const LIFECYCLE = {
   ready: {
     to: "running",
     from: ["starting", "running"],
+    claim: "match",
   },
   /** The launch failed for good (never over a stop, remove or launch that came after it). */
   fail: {
@@ -68,6 +71,7 @@ export const LIFECYCLE = {
   stopped: {
     to: "stopped",
     from: ["stopping", "stopped"],
+    claim: "match",
   },
   /** A remove begins (project deleted); no row is created for a project without a preview. */
   remove: {
@@ -79,6 +83,7 @@ export const LIFECYCLE = {
   removed: {
     to: "removed",
     from: ["removing", "removed"],
+    claim: "match",
   },
   /** A stop failed for good: recorded, so later launches and removes make progress. */
   stopFailed: {

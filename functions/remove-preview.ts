@@ -44,7 +44,7 @@ export function createRemovePreview(inngest: Inngest, deps: PreviewDeps) {
       const removed = await step.run("record-removed", () =>
         permanent(async () => {
           const fields = { reason: `${reason} (container ${outcome})`, url: null, containerId: null, logTail: null };
-          return (await deps.store.apply(projectId, "removed", fields)).applied;
+          return (await deps.store.apply(projectId, "removed", { ...fields, claim: runId })).applied;
         }),
       );
       if (!removed) {

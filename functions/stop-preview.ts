@@ -2,12 +2,13 @@
  * stop-preview: `preview.idle` / `preview.closed` -> container stopped, row `stopped` with the
  * time, `preview.stopped`.
  *
- * Steps: record-stopping (`stop`) -> stop-container -> record-stopped (`stopped`) -> emit-stopped.
- * A stopped or missing container is an outcome, not an error: the function succeeds on a project
- * that never had a preview, on one already stopped (keeping its stop time), on one that failed
- * (it keeps its failure; its container is stopped all the same) and on one being removed; then it
- * records and emits nothing. `preview.stopped` is emitted only when `stopped`
- * applied (never over a remove under way).
+ * Steps: record-stopping (`stop`: takes the preview) -> stop-container (only while this run still
+ * holds it) -> record-stopped (`stopped`) -> emit-stopped. A stopped or missing container is an
+ * outcome, not an error: the function succeeds on a project that never had a preview, on one
+ * already stopped (keeping its stop time), on one that failed (it keeps its failure; its
+ * container is stopped all the same) and on one being removed; then it records and emits
+ * nothing. `preview.stopped` is emitted only when `stopped` applied for this run: never over a
+ * remove under way or a launch that came after it, and once per stop even if a duplicate raced.
  *
  * A later launch or remove cancels the run; duplicates are skipped while a stop is in flight. A
  * stop that fails for good is recorded by `stop-preview-failure` (`stopFailed`: row -> failed,
@@ -38,15 +39,26 @@ export function createStopPreview(inngest: Inngest, deps: PreviewDeps) {
       const stopping = await step.run("record-stopping", () =>
         permanent(async () => (await deps.store.apply(projectId, "stop", { reason: why, claim: runId })).applied),
       );
-      const outcome = await step.run("stop-container", () => permanent(() => deps.runtime.stop(projectId)));
-      if (!stopping && outcome !== "stopped") {
-        logger.info({ projectId, outcome }, "nothing to stop");
+      const outcome = await step.run("stop-container", () =>
+        permanent(async () => {
+          // Re-read: a launch (or a duplicate stop) that took the preview since record-stopping
+          // owns the container now, and must not find it stopped behind its back.
+          const row = await deps.store.get(projectId);
+          const overtaken = stopping ? row?.status !== "stopping" || row.claim !== runId : row?.status === "starting" || row?.status === "running";
+          if (overtaken) return "overtaken" as const;
+          return deps.runtime.stop(projectId);
+        }),
+      );
+      if (outcome === "overtaken") {
+        logger.info({ projectId }, "stop overtaken by a launch or another stop; nothing done");
         return { projectId, outcome, recorded: false };
       }
-      // Also when `stop` was refused but a container ran: a row that said stopped while its
-      // container ran keeps its stop time (`stopped` replays on `stopped`).
+      if (!stopping) {
+        logger.info({ projectId, outcome }, "no preview to record as stopped");
+        return { projectId, outcome, recorded: false };
+      }
       const stopped = await step.run("record-stopped", () =>
-        permanent(async () => (await deps.store.apply(projectId, "stopped", { reason: `${why} (container ${outcome})` })).applied),
+        permanent(async () => (await deps.store.apply(projectId, "stopped", { reason: `${why} (container ${outcome})`, claim: runId })).applied),
       );
       if (!stopped) {
         logger.info({ projectId, outcome }, "stop overtaken by a launch or remove; nothing recorded");

@@ -299,7 +299,7 @@ export function configSchema(cwd: string) {
       v.partialCheck(
         [["INNGEST_DEV"], ["INNGEST_SIGNING_KEY"]],
         (e) => isDevMode(e.INNGEST_DEV) || Boolean(e.INNGEST_SIGNING_KEY),
-        "INNGEST_SIGNING_KEY is required unless INNGEST_DEV is set (cloud mode verifies every request)",
+        "INNGEST_SIGNING_KEY is required unless INNGEST_DEV turns dev mode on (1, true or the dev server URL): cloud mode verifies every request",
       ),
       ["INNGEST_SIGNING_KEY"],
     ),

@@ -52,15 +52,16 @@ describe("stop-preview (unit)", () => {
     expect(env.emitted("preview.stopped", id)).toEqual([]);
   });
 
-  it("a row that said stopped while its container ran: stopped again, stop time kept, preview.stopped", async () => {
+  it("a row that said stopped while its container ran: the container is stopped, the row (and its stop time) kept, nothing emitted", async () => {
     const id = await runningPreview();
     await env.stop(id);
-    const stoppedAt = row(id)!.stoppedAt;
+    const before = row(id);
     env.runtime.containers.get(id)!.running = true; // started by hand
     const run = await env.stop(id);
-    expect(run.result).toMatchObject({ outcome: "stopped", recorded: true });
-    expect(row(id)).toMatchObject({ status: "stopped", stoppedAt });
-    expect(env.emitted("preview.stopped", id)).toHaveLength(2);
+    expect(run.result).toMatchObject({ outcome: "stopped", recorded: false });
+    expect(env.runtime.containers.get(id)?.running).toBe(false);
+    expect(row(id)).toEqual(before);
+    expect(env.emitted("preview.stopped", id)).toHaveLength(1);
   });
 
   it("a failed preview stays failed: its container is stopped, nothing recorded or emitted", async () => {

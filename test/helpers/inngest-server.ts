@@ -201,6 +201,8 @@ export interface RunOptions {
   signingKey?: string;
   /** Pre-memoized step results by step id (not hashed), as a replay after a crash would have. */
   memoized?: Record<string, unknown>;
+  /** The run's id (default: a new one); a replay after a crash is the same run. */
+  runId?: string;
   /**
    * Checkpointing as production runs it: `ctx.fn_id` and `ctx.qi_id` are sent, so an SDK whose
    * client has checkpointing on runs the steps in one request and checkpoints each to this
@@ -335,7 +337,7 @@ async function drive(opts: RunOptions, ctx: Context): Promise<RunResult> {
     stack.push(hashStepId(name));
     names.set(hashStepId(name), name);
   }
-  const runId = `run-${randomUUID()}`;
+  const runId = opts.runId ?? `run-${randomUUID()}`;
   const internalFnId = `fn-${createHash("sha1").update(opts.fnId).digest("hex").slice(0, 12)}`;
   const recorded: RecordedStep[] = [];
   const ops: string[] = [];

@@ -48,6 +48,7 @@ describe.each([{ checkpointing: false }, { checkpointing: true }])("concurrent c
       const problems: string[] = [];
       let runs = 0;
       let failed = 0;
+      let overtaken = 0;
       for (let round = 1; round <= ROUNDS; round++) {
         const id = env.docker.projectId(`crowd${round}`);
         await env.docker.writeSite(id);
@@ -63,19 +64,28 @@ describe.each([{ checkpointing: false }, { checkpointing: true }])("concurrent c
           ),
         );
         runs += results.length;
+        let superseded = 0;
+        const countSuperseded = () => (overtaken += superseded);
         for (const r of results) {
           if (r.outcome !== "completed") {
             failed++;
             problems.push(`round ${round}: run failed: ${(r.error as { message?: string })?.message ?? JSON.stringify(r.error)}`);
           } else if ((r.result as { superseded?: boolean }).superseded) {
-            problems.push(`round ${round}: run superseded although nothing stopped or removed the project`);
+            // Overtaken by a duplicate that took the preview after it: allowed, never a failure.
+            superseded++;
+            const status = (r.result as { status?: string }).status;
+            if (status !== "starting" && status !== "running") problems.push(`round ${round}: superseded by ${status}`);
           }
         }
+        if (superseded === results.length) problems.push(`round ${round}: every run superseded`);
+        countSuperseded();
         const containers = (await env.docker.docker.listContainers({ all: true, filters: { name: [`preview-${id}`] } })).filter((c) =>
           c.Names.includes(`/preview-${id}`),
         );
         const row = await env.store.get(id);
-        const reported = new Set(results.filter((r) => r.outcome === "completed").map((r) => (r.result as { containerId?: string }).containerId));
+        const reported = new Set(
+          results.filter((r) => r.outcome === "completed" && !(r.result as { superseded?: boolean }).superseded).map((r) => (r.result as { containerId?: string }).containerId),
+        );
         if (containers.length !== 1) problems.push(`round ${round}: ${containers.length} containers`);
         else {
           const [only] = containers;
@@ -89,7 +99,9 @@ describe.each([{ checkpointing: false }, { checkpointing: true }])("concurrent c
         // Keep the engine light across many rounds (the env removes anything left at the end).
         await Promise.all(containers.map((c) => env.docker.docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
       }
-      console.info(`concurrent creates (checkpointing ${checkpointing}): ${failed} of ${runs} runs failed over ${ROUNDS} round(s) of ${CONCURRENT}`);
+      console.info(
+        `concurrent creates (checkpointing ${checkpointing}): ${failed} of ${runs} runs failed, ${overtaken} overtaken by a duplicate, over ${ROUNDS} round(s) of ${CONCURRENT}`,
+      );
       expect(problems).toEqual([]);
       expect(env.inngestServer.unhandled).toEqual([]);
     },

@@ -13,7 +13,7 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { InngestTestEngine } from "@inngest/test";
+import { InngestTestEngine, mockCtx } from "@inngest/test";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createFunctions, type PreviewDeps } from "../../functions/index.js";
@@ -185,12 +185,15 @@ describe.each([{ checkpointing: false }, { checkpointing: true }])("/api/inngest
     await env.docker.writeSite(id);
     // The worker claimed the preview and created the container, its result was saved, and it
     // died before starting it.
-    const partial = await new InngestTestEngine({ function: env.functions[0] }).executeStep("ensure-container", { events: [launchEvent(id)] });
+    const runId = `run-${randomBytes(6).toString("hex")}`;
+    const transformCtx = (ctx: Parameters<typeof mockCtx>[0]) => ({ ...mockCtx(ctx), runId });
+    const partial = await new InngestTestEngine({ function: env.functions[0], transformCtx }).executeStep("ensure-container", { events: [launchEvent(id)] });
     const claim = partial.result as { outcome: string; containerId: string; running: boolean };
     expect(claim).toMatchObject({ outcome: "claimed", running: false });
     expect(await env.store.get(id)).toMatchObject({ status: "starting" });
 
-    const result = await run("launch-preview", launchEvent(id), { memoized: { "ensure-container": claim } });
+    // The same run, resumed with the step's saved result.
+    const result = await run("launch-preview", launchEvent(id), { memoized: { "ensure-container": claim }, runId });
     expect(result.outcome).toBe("completed");
     expect(result.result).toMatchObject({ projectId: id, containerId: claim.containerId });
     expect(names(result)).not.toContain("ensure-container"); // the memoized step did not run again
