@@ -219,6 +219,8 @@ const EnvFields = v.object({
   INNGEST_ENV: optionalString,
   INNGEST_SERVE_ORIGIN: v.optional(v.pipe(v.string(), v.url("INNGEST_SERVE_ORIGIN must be a URL"))),
   INNGEST_CHECKPOINTING: bool("true"),
+  // Dev mode takes unsigned calls: off loopback only when this says so explicitly.
+  ALLOW_UNSIGNED_REMOTE: bool("false"),
 });
 
 type Env = v.InferOutput<typeof EnvFields>;
@@ -226,6 +228,12 @@ type Env = v.InferOutput<typeof EnvFields>;
 // --- Mapping onto the adapters' settings ---------------------------------------------------------
 
 const NEON_HOST = /\.neon\.(tech|build)$/i;
+
+/** 127.0.0.0/8, ::1 and localhost: addresses no other machine can reach. */
+export function isLoopback(host: string): boolean {
+  const h = host.trim().toLowerCase().replace(/^\[|\]$/g, "");
+  return h === "localhost" || h === "::1" || /^127(\.\d{1,3}){3}$/.test(h);
+}
 
 function databaseSettings(env: Env, cwd: string): DatabaseSettings {
   let driver: DatabaseSettings["driver"];
@@ -302,6 +310,22 @@ export function configSchema(cwd: string) {
         "INNGEST_SIGNING_KEY is required unless INNGEST_DEV turns dev mode on (1, true or the dev server URL): cloud mode verifies every request",
       ),
       ["INNGEST_SIGNING_KEY"],
+    ),
+    v.forward(
+      v.partialCheck(
+        [["INNGEST_DEV"], ["INNGEST_SERVE_ORIGIN"]],
+        (e) => isDevMode(e.INNGEST_DEV) || Boolean(e.INNGEST_SERVE_ORIGIN),
+        "INNGEST_SERVE_ORIGIN is required in cloud mode (the public origin Inngest calls, e.g. https://previews.example.com): without it an unsigned sync could register the app at the URL of a forged Host header",
+      ),
+      ["INNGEST_SERVE_ORIGIN"],
+    ),
+    v.forward(
+      v.partialCheck(
+        [["INNGEST_DEV"], ["HOST"], ["INNGEST_SIGNING_KEY"], ["ALLOW_UNSIGNED_REMOTE"]],
+        (e) => !isDevMode(e.INNGEST_DEV) || isLoopback(e.HOST) || Boolean(e.INNGEST_SIGNING_KEY) || e.ALLOW_UNSIGNED_REMOTE,
+        "HOST must be a loopback address in dev mode (INNGEST_DEV), which takes unsigned calls: anyone who reaches the port could stop or remove previews. Set INNGEST_SIGNING_KEY, or ALLOW_UNSIGNED_REMOTE=1 if the network is yours alone",
+      ),
+      ["HOST"],
     ),
     v.transform((env) => {
       const storagePath = path.resolve(cwd, env.STORAGE_PATH);

@@ -2,6 +2,7 @@ import { existsSync, readdirSync } from "node:fs";
 import path from "node:path";
 import { InngestTestEngine } from "@inngest/test";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { oneRun } from "../helpers/lifecycle-run.js";
 import { createPreviewTestEnv, type PreviewTestEnv } from "../helpers/preview-env.js";
 import { TEST_LABEL } from "../helpers/docker.js";
 
@@ -120,7 +121,7 @@ describe("launch-preview", () => {
     const id = env.docker.projectId("crash-create");
     await env.docker.writeSite(id);
     // Run only up to the step that creates the container, as if the worker died right after it.
-    const partial = await new InngestTestEngine({ function: launchFn() }).executeStep("ensure-container", {
+    const partial = await new InngestTestEngine({ function: launchFn(), transformCtx: oneRun().transformCtx }).executeStep("ensure-container", {
       events: [{ name: "pipeline.step7", data: { projectId: id } }],
     });
     const created = partial.result as { outcome: string; containerId: string; running: boolean };
@@ -138,10 +139,11 @@ describe("launch-preview", () => {
   it("converges after a crash between start and recording running", async () => {
     const id = env.docker.projectId("crash-start");
     await env.docker.writeSite(id);
-    await new InngestTestEngine({ function: launchFn() }).executeStep("start-container", {
+    await new InngestTestEngine({ function: launchFn(), transformCtx: oneRun().transformCtx }).executeStep("start-container", {
       events: [{ name: "pipeline.step7", data: { projectId: id } }],
     });
     expect(await env.store.get(id)).toMatchObject({ status: "starting" });
+    expect((await env.docker.docker.getContainer(`preview-${id}`).inspect()).State.Running).toBe(true);
     const { error } = await launch(id);
     expect(error).toBeUndefined();
     expect(await env.store.get(id)).toMatchObject({ status: "running" });

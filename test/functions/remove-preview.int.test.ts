@@ -3,6 +3,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { InngestTestEngine } from "@inngest/test";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { oneRun } from "../helpers/lifecycle-run.js";
 import { createPreviewTestEnv, type PreviewTestEnv } from "../helpers/preview-env.js";
 
 let env: PreviewTestEnv;
@@ -106,7 +107,7 @@ describe("remove-preview", () => {
     const id = env.docker.projectId();
     const siteDir = await env.docker.writeSite(id);
     await launch(id);
-    await new InngestTestEngine({ function: env.functions[2] }).executeStep("remove-container", {
+    await new InngestTestEngine({ function: env.functions[2], transformCtx: oneRun().transformCtx }).executeStep("remove-container", {
       events: [{ name: "project.deleted", data: { projectId: id } }],
     });
     expect(existsSync(siteDir)).toBe(true);

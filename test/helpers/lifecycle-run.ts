@@ -50,6 +50,15 @@ export type FailureFunctions = ReturnType<typeof failureFunctions>;
  */
 const pauses = () => Array.from({ length: 200 }, (_, i) => ({ id: `pause-${i + 1}`, handler: () => undefined }));
 
+/**
+ * `@inngest/test` draws a new run id for every execution of a run; the server keeps one per run,
+ * and the functions rely on it (a run's claim on a preview). Pass `transformCtx` to an engine to
+ * give every execution of the run the same id.
+ */
+export function oneRun(runId = `test-run-${randomUUID()}`) {
+  return { runId, transformCtx: (ctx: Parameters<typeof mockCtx>[0]) => ({ ...mockCtx(ctx), runId }) };
+}
+
 /** One run on one event, with a new engine (clones share a step cache), then its failure handler. */
 export async function runLifecycle(
   fn: TestedFunction & { id(): string },
@@ -59,10 +68,7 @@ export async function runLifecycle(
   opts: { deferFailure?: boolean } = {},
 ): Promise<LifecycleRun> {
   const event = { name, data };
-  // `@inngest/test` draws a new run id for every execution of a run; the server keeps one per
-  // run, and the functions rely on it (a run's claim on a preview), so it is fixed here.
-  const runId = `test-run-${randomUUID()}`;
-  const transformCtx = (ctx: Parameters<typeof mockCtx>[0]) => ({ ...mockCtx(ctx), runId });
+  const { runId, transformCtx } = oneRun();
   const run: Outcome = await new InngestTestEngine({ function: fn, steps: pauses(), transformCtx }).execute({ events: [event] });
   if (run.error === undefined) return { result: run.result, error: undefined };
   const fnId = fn.id() as keyof FailureFunctions;

@@ -144,9 +144,36 @@ describe("loadConfig explicit values", () => {
   });
 
   it("accepts cloud mode with a signing key", () => {
-    const c = loadConfig({ INNGEST_SIGNING_KEY: "signkey-prod-abc123", INNGEST_EVENT_KEY: "evt" }, CWD);
+    const c = loadConfig({ INNGEST_SIGNING_KEY: "signkey-prod-abc123", INNGEST_EVENT_KEY: "evt", INNGEST_SERVE_ORIGIN: "https://previews.example.com" }, CWD);
     expect(c.inngest.dev).toBe(false);
     expect(c.inngest.signingKey).toBe("signkey-prod-abc123");
+    expect(c.inngest.serveOrigin).toBe("https://previews.example.com");
+  });
+
+  it("refuses cloud mode without a pinned serve origin, naming INNGEST_SERVE_ORIGIN (a forged Host must not re-register the app)", () => {
+    const err = configError({ INNGEST_SIGNING_KEY: "signkey-prod-abc123" });
+    expect(err.problems).toEqual([expect.stringMatching(/^INNGEST_SERVE_ORIGIN: INNGEST_SERVE_ORIGIN is required in cloud mode/)]);
+    expect(err.message).not.toContain("signkey-prod-abc123");
+  });
+
+  it.each([
+    ["127.0.0.1", {}, true],
+    ["localhost", {}, true],
+    ["::1", {}, true],
+    ["127.1.2.3", {}, true],
+    ["0.0.0.0", {}, false],
+    ["192.168.1.10", {}, false],
+    ["0.0.0.0", { ALLOW_UNSIGNED_REMOTE: "1" }, true],
+    ["0.0.0.0", { INNGEST_SIGNING_KEY: "signkey-test-1" }, true],
+  ] as const)("dev mode on HOST=%s with %j: %s", (host, extra, ok) => {
+    const env = { INNGEST_DEV: "1", HOST: host, ...extra };
+    if (ok) expect(loadConfig(env, CWD).host).toBe(host);
+    else expect(configError(env).problems).toEqual([expect.stringMatching(/^HOST: HOST must be a loopback address in dev mode/)]);
+  });
+
+  it("cloud mode listens anywhere (every call is signed)", () => {
+    const env = { HOST: "0.0.0.0", INNGEST_SIGNING_KEY: "signkey-prod-abc123", INNGEST_SERVE_ORIGIN: "https://p.example.com" };
+    expect(loadConfig(env, CWD).host).toBe("0.0.0.0");
   });
 
   it.each([
@@ -157,7 +184,7 @@ describe("loadConfig explicit values", () => {
     ["true", true],
     ["https://inngest.local", "https://inngest.local"],
   ] as const)("INNGEST_DEV=%s -> dev %s", (raw, dev) => {
-    expect(loadConfig({ INNGEST_DEV: raw, INNGEST_SIGNING_KEY: "signkey-test-1" }, CWD).inngest.dev).toBe(dev);
+    expect(loadConfig({ INNGEST_DEV: raw, INNGEST_SIGNING_KEY: "signkey-test-1", INNGEST_SERVE_ORIGIN: "https://p.example.com" }, CWD).inngest.dev).toBe(dev);
   });
 });
 
