@@ -6,7 +6,8 @@
  *                      or create the container. One step, so nothing of this project runs between
  *                      the check and the create. A late launch of a deleted project (row removed,
  *                      files gone) ends as superseded without recording anything.
- *   start-container    when it is not running yet
+ *   start-container    when it is not running yet, while this run holds the preview; the site
+ *                      folder is verified again right before (and after) the start that mounts it
  *   wait-ready-N       probe HTTP for a bounded slice (at most 30 s) ...
  *   pause-N            ... then sleep and probe again, until READY_TIMEOUT: no call request is held
  *                      open for minutes, every probe shows in the dashboard, and a shutdown ends a
@@ -45,7 +46,7 @@ import {
   type PreviewDeps,
 } from "./deps.js";
 import { failureReason, stopBestEffort, type FailureContext } from "./failure.js";
-import type { ProjectId } from "./ports.js";
+import { PermanentError, type ProjectId } from "./ports.js";
 
 /** Pause between two readiness slices. */
 const PAUSE = "1s";
@@ -113,7 +114,17 @@ export function createLaunchPreview(inngest: Inngest, deps: PreviewDeps) {
             // since the claim must not find the container started behind its back.
             const row = await deps.store.get(projectId);
             if (row?.status !== "starting" || row.claim !== runId) return { started: false, status: row?.status ?? null };
+            // Mount what was checked: the folder is verified right before the start that mounts
+            // it (a step boundary separates this from ensure-container), and again right after,
+            // so a swap for a link in between is caught and the container does not run on.
+            const before = await deps.site.check(projectId);
+            if (!before.ok) throw new PermanentError(before.reason);
             await deps.runtime.start(projectId);
+            const after = await deps.site.check(projectId);
+            if (!after.ok) {
+              await deps.runtime.stop(projectId);
+              throw new PermanentError(`${after.reason} (changed while the container started; stopped)`);
+            }
             return { started: true, status: row.status };
           }),
         );

@@ -44,6 +44,8 @@ export function previewSettings(config: Config): PreviewSettings {
 
 export async function startService(config: Config, log: Logger = pino({ level: config.logLevel })): Promise<RunningService> {
   await mkdir(config.storage.path, { recursive: true });
+  // What is mounted into previews comes from here: a link at STORAGE_PATH/projects is refused.
+  await new LocalSiteFiles(config.storage.path).verifyRoot();
   const db = await openDatabase(config.database);
   log.info({ driver: db.driver }, "database ready");
   try {

@@ -3,7 +3,7 @@
  * validated DNS label, and every path is also checked to stay under `{root}/projects`; links are
  * refused because the folder is bind-mounted into a container (a link could expose the host).
  */
-import { lstat, rm, rmdir } from "node:fs/promises";
+import { lstat, mkdir, realpath, rm, rmdir } from "node:fs/promises";
 import path from "node:path";
 import { PermanentError, type SiteCheck, type SiteFiles } from "../functions/ports.js";
 import { assertProjectId, type ProjectId } from "../functions/project-id.js";
@@ -27,9 +27,20 @@ export class LocalSiteFiles implements SiteFiles {
     return this.paths(projectId).site;
   }
 
+  /**
+   * Verifies that the site folder can be mounted as it is: `{root}/projects`, the project folder
+   * and the site folder are each a real directory (no symbolic link anywhere on the way down from
+   * the root), and the site's real path is the expected one. Callers run it in the same step as,
+   * and right before, the create or start that mounts the folder.
+   */
   async check(projectId: ProjectId): Promise<SiteCheck> {
     const { project, site } = this.paths(projectId);
-    for (const [label, p] of [["project folder", project], ["site folder", site]] as const) {
+    const levels = [
+      ["projects folder", this.projectsRoot],
+      ["project folder", project],
+      ["site folder", site],
+    ] as const;
+    for (const [label, p] of levels) {
       let stat;
       try {
         stat = await lstat(p);
@@ -40,7 +51,41 @@ export class LocalSiteFiles implements SiteFiles {
       if (stat.isSymbolicLink()) return { ok: false, reason: `${label} ${p} is a symbolic link; refusing to mount it` };
       if (!stat.isDirectory()) return { ok: false, reason: `${label} ${p} is not a directory` };
     }
+    // Above the projects folder the path is the operator's (verified at start-up); below it no
+    // link was found, so the real path must be the expected one unless something moved since.
+    const expected = path.join(await this.realRoot(), path.basename(project), "site");
+    const real = await realpath(site).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === "ENOENT") return null;
+      throw new Error(`storage: resolve site folder ${site} failed: ${err.message}`, { cause: err });
+    });
+    if (real === null) return { ok: false, reason: `site folder not found: ${site}` };
+    if (real !== expected) return { ok: false, reason: `site folder ${site} resolves to ${real}, outside ${expected}; refusing to mount it` };
     return { ok: true };
+  }
+
+  /**
+   * At start-up: `{root}/projects` exists (created if missing) and is a real directory, not a
+   * symbolic link. Throws a `PermanentError` naming the path otherwise.
+   */
+  async verifyRoot(): Promise<void> {
+    await mkdir(this.projectsRoot, { recursive: true }).catch(() => undefined);
+    const stat = await lstat(this.projectsRoot).catch((err: NodeJS.ErrnoException) => {
+      throw new PermanentError(`storage: ${this.projectsRoot} cannot be read: ${err.message}`, { cause: err });
+    });
+    if (stat.isSymbolicLink()) throw new PermanentError(`storage: ${this.projectsRoot} is a symbolic link; point STORAGE_PATH at the real folder`);
+    if (!stat.isDirectory()) throw new PermanentError(`storage: ${this.projectsRoot} is not a directory`);
+    this.root = null;
+    await this.realRoot();
+  }
+
+  private root: Promise<string> | null = null;
+  /** The real path of `{root}/projects` (STORAGE_PATH may itself sit behind an operator's link). */
+  private realRoot(): Promise<string> {
+    this.root ??= realpath(this.projectsRoot).catch((err: unknown) => {
+      this.root = null;
+      throw err;
+    });
+    return this.root;
   }
 
   async remove(projectId: ProjectId): Promise<void> {

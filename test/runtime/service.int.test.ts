@@ -5,7 +5,7 @@
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { randomBytes } from "node:crypto";
-import { mkdir, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, stat, symlink, writeFile } from "node:fs/promises";
 import net from "node:net";
 import type { AddressInfo } from "node:net";
 import os from "node:os";
@@ -166,6 +166,16 @@ describe("startService", () => {
       await docker.getContainer(`preview-${id}`).remove({ force: true }).catch(() => undefined);
       await docker.getNetwork(network).remove().catch(() => undefined);
     }
+  });
+
+  it("refuses to start when STORAGE_PATH/projects is a symbolic link (what previews mount comes from there)", async () => {
+    const dir = path.join(tmp, "linked-projects");
+    await mkdir(path.join(dir, "storage"), { recursive: true });
+    await mkdir(path.join(dir, "elsewhere"), { recursive: true });
+    await symlink(path.join(dir, "elsewhere"), path.join(dir, "storage", "projects"));
+    await expect(startService(loadConfig(env(dir)), silent)).rejects.toThrow(
+      `storage: ${path.join(dir, "storage", "projects")} is a symbolic link; point STORAGE_PATH at the real folder`,
+    );
   });
 
   it("releases the database when the port is taken, so a retry can start", async () => {

@@ -122,12 +122,53 @@ describe("check", () => {
     expect(!result.ok && result.reason).toContain(projectDir("site-1"));
   });
 
+  it("refuses a projects folder that is a symbolic link (the whole tree swapped)", async () => {
+    const target = await victim();
+    await mkdir(path.join(target, "site-1", "site"), { recursive: true });
+    await symlink(target, path.join(root, "projects"));
+    const result = await files.check("site-1");
+    expect(result.ok).toBe(false);
+    expect(!result.ok && result.reason).toMatch(/projects folder .* is a symbolic link/);
+    await victimIntact(target);
+  });
+
   it("refuses a dangling site link", async () => {
     await mkdir(projectDir("site-1"), { recursive: true });
     await symlink(path.join(outside, "does-not-exist"), siteDir("site-1"));
     const result = await files.check("site-1");
     expect(result.ok).toBe(false);
     expect(!result.ok && result.reason).toMatch(/symbolic link/);
+  });
+});
+
+describe("verifyRoot (start-up)", () => {
+  it("creates a missing projects folder and accepts a real one", async () => {
+    await files.verifyRoot();
+    expect((await lstat(path.join(root, "projects"))).isDirectory()).toBe(true);
+    await files.verifyRoot();
+  });
+
+  it("refuses a projects folder that is a symbolic link, naming it", async () => {
+    await symlink(outside, path.join(root, "projects"));
+    const err = await files.verifyRoot().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PermanentError);
+    expect((err as Error).message).toBe(`storage: ${path.join(root, "projects")} is a symbolic link; point STORAGE_PATH at the real folder`);
+  });
+
+  it("refuses a projects path that is a file", async () => {
+    await writeFile(path.join(root, "projects"), "not a folder\n");
+    await expect(files.verifyRoot()).rejects.toThrow(/is not a directory/);
+  });
+
+  it("accepts a STORAGE_PATH that itself sits behind an operator's link, and checks sites against the real path", async () => {
+    const real = path.join(tmp, "real-storage");
+    await mkdir(real);
+    const linked = path.join(tmp, "linked-storage");
+    await symlink(real, linked);
+    const behind = new LocalSiteFiles(linked);
+    await behind.verifyRoot();
+    await mkdir(path.join(real, "projects", "p-1", "site"), { recursive: true });
+    expect(await behind.check("p-1")).toEqual({ ok: true });
   });
 });
 

@@ -1,0 +1,111 @@
+/**
+ * Mount what was checked: the site folder is verified in the same step as, and right before,
+ * every create and every start. An attacker with write access to storage swaps the folder for a
+ * link to a secret between two steps of a launch: the launch refuses, nothing outside storage is
+ * mounted, read, written or deleted. Driven over the HTTP seam like the Inngest server.
+ */
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, symlink, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { pino } from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createFunctions } from "../../functions/index.js";
+import { createApp } from "../../runtime/app.js";
+import { createInngest } from "../../runtime/inngest-client.js";
+import { listen } from "../helpers/http.js";
+import { inngestSettings, type RecordedStep } from "../helpers/inngest-server.js";
+import { createPreviewTestEnv, type PreviewTestEnv } from "../helpers/preview-env.js";
+
+let env: PreviewTestEnv;
+let serveUrl: string;
+let secrets: string;
+const closers: Array<() => Promise<void>> = [];
+
+beforeAll(async () => {
+  env = await createPreviewTestEnv({ readySliceMs: 250, readyTimeoutMs: 3_000 });
+  const inngest = createInngest(inngestSettings({ dev: env.inngestServer.url }), pino({ level: "silent" }));
+  const host = await listen(createApp({ inngest, functions: createFunctions(inngest, env.deps), store: env.store, runtime: env.docker.runtime, apiToken: null }));
+  closers.push(host.close);
+  serveUrl = `${host.url}/api/inngest`;
+  secrets = await mkdtemp(path.join(os.tmpdir(), "sbp-secrets-"));
+  closers.push(() => rm(secrets, { recursive: true, force: true }));
+});
+afterAll(async () => {
+  for (const close of closers.reverse()) await close().catch(() => undefined);
+  await env?.cleanup();
+});
+
+/** A folder outside storage that a swapped link points at: it serves HTTP if ever mounted. */
+async function secretFolder(name: string): Promise<string> {
+  const dir = path.join(secrets, name);
+  await mkdir(dir, { recursive: true });
+  await writeFile(path.join(dir, "start.sh"), "echo pwned > /app/written-by-preview\nexec /bin/busybox httpd -f -p 3000 -h /app\n");
+  await writeFile(path.join(dir, "secret.txt"), "s3cret\n");
+  return dir;
+}
+
+/** Replaces the site folder with a link to `target` (what an attacker with storage access does). */
+async function swapForLink(site: string, target: string): Promise<void> {
+  await rename(site, `${site}.moved`);
+  await symlink(target, site);
+}
+
+const launchEvent = (id: string) => ({ name: "pipeline.step7", data: { projectId: id } });
+
+describe.each([{ checkpointing: false }, { checkpointing: true }])("mount what was checked, checkpointing $checkpointing", ({ checkpointing }) => {
+  it("a site swapped for a link between ensure-container and start-container: refused, never started, the target untouched", async () => {
+    const id = env.docker.projectId("swap");
+    const site = await env.docker.writeSite(id);
+    const secret = await secretFolder(`swap-${checkpointing}`);
+    const result = await env.inngestServer.run({
+      serveUrl,
+      fnId: "previews-launch-preview",
+      event: launchEvent(id),
+      checkpointing,
+      onFailure: true,
+      onStep: async (s: RecordedStep) => {
+        if (s.name === "ensure-container") await swapForLink(site, secret);
+      },
+    });
+    expect(result.outcome).toBe("failed");
+    expect(await env.store.get(id)).toMatchObject({ status: "failed", reason: expect.stringMatching(/site folder .* is a symbolic link; refusing to mount it/) });
+    expect(env.emitted("preview.failed", id)).toHaveLength(1);
+    // The container exists (created from the checked folder) but never ran.
+    const info = await env.docker.docker.getContainer(`preview-${id}`).inspect();
+    expect(info.State.Running).toBe(false);
+    expect(info.State.StartedAt).toMatch(/^0001-01-01/);
+    // Nothing was written into, or removed from, the link's target.
+    expect((await readdir(secret)).sort()).toEqual(["secret.txt", "start.sh"]);
+    expect(await readFile(path.join(secret, "secret.txt"), "utf8")).toBe("s3cret\n");
+  });
+
+  it("a site that is a link before the launch: refused in ensure-container, no container created", async () => {
+    const id = env.docker.projectId("linked");
+    const site = await env.docker.writeSite(id);
+    const secret = await secretFolder(`linked-${checkpointing}`);
+    await swapForLink(site, secret);
+    const result = await env.inngestServer.run({ serveUrl, fnId: "previews-launch-preview", event: launchEvent(id), checkpointing, onFailure: true });
+    expect(result.outcome).toBe("failed");
+    expect(await env.store.get(id)).toMatchObject({ status: "failed", reason: expect.stringMatching(/is a symbolic link/) });
+    await expect(env.docker.docker.getContainer(`preview-${id}`).inspect()).rejects.toMatchObject({ statusCode: 404 });
+    expect((await readdir(secret)).sort()).toEqual(["secret.txt", "start.sh"]);
+  });
+
+  it("a whole projects folder swapped for a link before a resume: refused before the start", async () => {
+    const id = env.docker.projectId("resume");
+    await env.docker.writeSite(id);
+    expect((await env.inngestServer.run({ serveUrl, fnId: "previews-launch-preview", event: launchEvent(id), checkpointing })).outcome).toBe("completed");
+    await env.docker.runtime.stop(id);
+    await env.store.apply(id, "stop", { reason: "test" });
+    // Another project's folder is swapped in under this project's name.
+    const other = await secretFolder(`other-${checkpointing}`);
+    const project = path.join(env.docker.storageRoot, "projects", id);
+    await rename(project, `${project}.moved`);
+    await mkdir(project);
+    await symlink(other, path.join(project, "site"));
+    const result = await env.inngestServer.run({ serveUrl, fnId: "previews-launch-preview", event: launchEvent(id), checkpointing, onFailure: true });
+    expect(result.outcome).toBe("failed");
+    expect((await env.docker.docker.getContainer(`preview-${id}`).inspect()).State.Running).toBe(false);
+    expect((await readdir(other)).sort()).toEqual(["secret.txt", "start.sh"]);
+  });
+});
