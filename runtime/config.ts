@@ -52,11 +52,11 @@ export function parseDuration(input: string): number | undefined {
 const DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock";
 const DOCKER_HOST_FORMS = "unix:///path, tcp://host:port or ssh://[user@]host[:port]";
 
-/** Where the engine listens; TLS settings are added from the other variables in the transform. */
+/** Where the engine listens: `DockerConnection` before TLS and agent come from the other variables. */
 type DockerEndpoint =
-  | { protocol: "unix"; socketPath: string }
-  | { protocol: "tcp"; host: string; port: number }
-  | { protocol: "ssh"; host: string; port: number; username: string | null };
+  | Extract<DockerConnection, { protocol: "unix" }>
+  | Omit<Extract<DockerConnection, { protocol: "tcp" }>, "tlsVerify" | "certPath">
+  | Omit<Extract<DockerConnection, { protocol: "ssh" }>, "agent">;
 
 /** A host name, IPv4 or bracketed IPv6 address, as a URL accepts it; brackets removed. */
 function hostName(raw: string): string | undefined {

@@ -1,18 +1,10 @@
 /** Builds the Inngest client from the parsed config (never at import time). */
 import { Inngest, type Logger } from "inngest";
 import { APP_ID } from "../inngest.config.js";
+import type { Config } from "./config.js";
 
-export interface InngestSettings {
-  /** Dev mode: true, or the dev server URL; false for cloud mode. */
-  dev: boolean | string;
-  baseUrl: string | null;
-  signingKey: string | null;
-  signingKeyFallback: string | null;
-  eventKey: string | null;
-  env: string | null;
-  serveOrigin: string | null;
-  checkpointing: boolean;
-}
+/** The client's settings: the `inngest` group of the parsed config (described once, there). */
+export type InngestSettings = Config["inngest"];
 
 /**
  * Everything the SDK would otherwise read from `INNGEST_*` variables is passed explicitly, so
