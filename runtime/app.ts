@@ -56,6 +56,22 @@ async function check(name: string, probe: () => Promise<void>, timeoutMs: number
   }
 }
 
+/**
+ * A dependency momentarily out (down, hung, timed out, not migrated yet): an adapter's error that
+ * carries `unavailable`, the dependency's name, and `publicReason`, what failed in words safe to
+ * show (the SQL adapter's `DatabaseUnavailableError` does). Read structurally, so the host depends
+ * on no adapter. The request may succeed later: 503, not 500.
+ */
+export function outage(err: unknown): { dependency: string; reason: string } | null {
+  if (typeof err !== "object" || err === null) return null;
+  const { unavailable, publicReason } = err as { unavailable?: unknown; publicReason?: unknown };
+  if (typeof unavailable !== "string" || unavailable === "") return null;
+  return { dependency: unavailable, reason: typeof publicReason === "string" && publicReason ? publicReason : "try again later" };
+}
+
+/** Seconds a client is asked to wait after a 503 for an outage. */
+export const OUTAGE_RETRY_AFTER_S = 5;
+
 const digest = (s: string) => createHash("sha256").update(s).digest();
 
 /**
@@ -116,6 +132,13 @@ export function createApp(deps: AppDeps): Hono {
   app.route("/previews", api);
 
   app.onError((err, c) => {
+    const down = outage(err);
+    if (down) {
+      // Expected during an outage, and the message has the details: not an error of ours.
+      deps.log?.warn({ err, method: c.req.method, path: c.req.path }, `request failed: ${down.dependency} unavailable`);
+      c.header("Retry-After", String(OUTAGE_RETRY_AFTER_S));
+      return c.json({ error: `${down.dependency} unavailable: ${down.reason}` }, 503);
+    }
     deps.log?.error({ err, method: c.req.method, path: c.req.path }, "request failed");
     return c.json({ error: "internal error" }, 500);
   });

@@ -153,6 +153,15 @@ const EnvFields = v.object({
   DATABASE_DRIVER: v.optional(v.picklist(["auto", "pg", "neon", "pglite"]), "auto"),
   DATA_PATH: v.optional(v.pipe(v.string(), v.minLength(1)), "./.data"),
   NEON_WS_PROXY: optionalString,
+  // pg and Neon: connection, statement and query timeout. A hung server must fail a query (a
+  // retryable error), not hold a step or a request until it comes back. PGlite ignores it.
+  DATABASE_TIMEOUT: v.pipe(
+    v.optional(v.string(), "10s"),
+    v.transform(parseDuration),
+    v.number("DATABASE_TIMEOUT must be a duration such as 10s or 1500ms"),
+    v.minValue(100, "DATABASE_TIMEOUT must be at least 100ms"),
+    v.maxValue(600_000, "DATABASE_TIMEOUT must be at most 10m"),
+  ),
 
   STORAGE_PATH: v.optional(v.pipe(v.string(), v.minLength(1)), "./storage"),
   STORAGE_HOST_PATH: v.optional(
@@ -245,6 +254,7 @@ function databaseSettings(env: Env, cwd: string): DatabaseSettings {
     url: env.DATABASE_URL ?? null,
     dataPath: path.resolve(cwd, env.DATA_PATH),
     neonWsProxy: env.NEON_WS_PROXY ?? null,
+    timeoutMs: env.DATABASE_TIMEOUT,
   };
 }
 

@@ -11,7 +11,7 @@ import { createDockerClient } from "../docker/client.js";
 import { DockerPreviewRuntime } from "../docker/docker-runtime.js";
 import type { PreviewSettings } from "../docker/settings.js";
 import { createFunctions } from "../functions/index.js";
-import { openDatabase } from "../sql/connect.js";
+import { openDatabaseInBackground } from "../sql/connect.js";
 import type { Database } from "../sql/database.js";
 import { SqlPreviewStore } from "../sql/preview-store.js";
 import { LocalSiteFiles } from "../storage/site-files.js";
@@ -29,7 +29,8 @@ export interface RunningService {
   /**
    * Stops within `SHUTDOWN_GRACE_MS` plus the database close: readiness probes in flight end at
    * once (the run probes again on a live instance), other requests get the grace period, then
-   * their connections are closed (Inngest retries an unanswered step).
+   * their connections are closed (Inngest retries an unanswered step). The background migration
+   * loop stops (an attempt in flight ends within the database timeouts) before the pool closes.
    */
   close(): Promise<void>;
 }
@@ -46,8 +47,16 @@ export async function startService(config: Config, log: Logger = pino({ level: c
   await mkdir(config.storage.path, { recursive: true });
   // What is mounted into previews comes from here: a link at STORAGE_PATH/projects is refused.
   await new LocalSiteFiles(config.storage.path).verifyRoot();
-  const db = await openDatabase(config.database);
-  log.info({ driver: db.driver }, "database ready");
+  // pg and Neon: serve at once and migrate in the background until the database answers (a host
+  // that refuses to start while the database is down cannot even say so). Until then the store
+  // fails with a retryable "not ready": /previews answers 503, /readyz 503 naming the database,
+  // Inngest steps retry. PGlite (in-process, never "down") opens and migrates here, as before.
+  const driver = config.database.driver;
+  const db = await openDatabaseInBackground(config.database, {
+    onAttemptFailed: ({ attempt, error, retryInMs }) =>
+      log.warn({ err: error, driver, attempt, retryInMs }, "database not ready: migrating failed, retrying"),
+    onReady: ({ attempts, applied }) => log.info({ driver, attempts, applied }, "database ready"),
+  });
   try {
     return await serveWith(config, log, db);
   } catch (err) {

@@ -7,6 +7,12 @@ import type { Database } from "../database.js";
 /**
  * Opens PGlite on `dataDir` (created if missing), or in memory when `dataDir` is undefined.
  * The first open of a directory runs initdb (~2-3 s); later opens take ~0.2 s.
+ *
+ * No timeout (`DatabaseSettings.timeoutMs`) applies: there is no server and no socket, so
+ * nothing can hang the way a stopped or partitioned Postgres does. A slow statement runs
+ * synchronously in WASM on this thread, so no JavaScript timer could fire before it ends, and
+ * PGlite does not enforce `statement_timeout` (measured: `pg_sleep(1.5)` under a 200 ms
+ * statement_timeout ran its full 1.5 s, with the event loop blocked throughout).
  */
 export async function openPglite(dataDir?: string): Promise<Database> {
   let unlock = async () => {};

@@ -1,5 +1,6 @@
 /** `Database` over a node-postgres-compatible pool (`pg`'s and the Neon driver's share the API). */
 import type { Database } from "../database.js";
+import { asTimeout } from "../errors.js";
 
 interface PgLikePool {
   query<T>(text: string, params?: unknown[]): Promise<{ rows: T[] }>;
@@ -7,19 +8,46 @@ interface PgLikePool {
   on(event: "error", listener: (err: Error) => void): unknown;
 }
 
-export function poolDatabase(driver: "pg" | "neon", pool: PgLikePool): Database {
+/**
+ * The limits both pool drivers put on every connection, from `DatabaseSettings.timeoutMs`:
+ * - `connectionTimeoutMillis`: a new connection (or a free pooled one) within `timeoutMs`;
+ *   node-postgres waits forever by default.
+ * - `statement_timeout` (sent in the start-up packet): the server cancels a statement that runs
+ *   longer than `timeoutMs` (SQLSTATE 57014) and stops working on it.
+ * - `query_timeout`: the client gives up on a query that got no answer `QUERY_TIMEOUT_GRACE_MS`
+ *   after that. A hung server (stopped, partitioned) never sends the 57014, so without it a
+ *   query would wait until the server came back. The grace lets a live server's own, cleaner,
+ *   verdict arrive first.
+ * A store call can meet both limits: connect, then query (at most ~2 x timeoutMs in all).
+ */
+export function poolTimeouts(timeoutMs: number) {
+  return {
+    connectionTimeoutMillis: timeoutMs,
+    statement_timeout: timeoutMs,
+    query_timeout: timeoutMs + QUERY_TIMEOUT_GRACE_MS,
+  };
+}
+
+export const QUERY_TIMEOUT_GRACE_MS = 500;
+
+export function poolDatabase(driver: "pg" | "neon", pool: PgLikePool, timeoutMs: number): Database {
   // An idle client that loses its connection (server restart) emits "error" on the pool; with no
   // listener that would crash the process. The next query reconnects or fails on its own.
   pool.on("error", () => {});
+  // The drivers' timeouts say "Query read timeout" and the like; say which limit it was.
+  const limits = { timeoutMs, queryTimeoutMs: poolTimeouts(timeoutMs).query_timeout };
+  const rethrow = (err: unknown): never => {
+    throw asTimeout(err, limits) ?? err;
+  };
   return {
     driver,
     async query<T extends Record<string, unknown>>(text: string, params: unknown[] = []) {
-      return (await pool.query<T>(text, params)).rows;
+      return (await pool.query<T>(text, params).catch(rethrow)).rows;
     },
     async exec(text: string) {
       // No parameters: the simple query protocol, which accepts several statements and runs
       // them as one implicit transaction.
-      await pool.query(text);
+      await pool.query(text).catch(rethrow);
     },
     async close() {
       await pool.end();

@@ -12,6 +12,7 @@ import { DockerPreviewRuntime } from "../../docker/docker-runtime.js";
 import { createFunctions } from "../../functions/index.js";
 import { createInngest } from "../../runtime/inngest-client.js";
 import { createApp, previewJson, type AppDeps } from "../../runtime/app.js";
+import { openPglite } from "../../sql/drivers/pglite.js";
 import { SqlPreviewStore } from "../../sql/preview-store.js";
 import { createDockerTestEnv, type DockerTestEnv } from "../helpers/docker.js";
 import { inngestSettings, startInngestStandIn, type InngestStandIn } from "../helpers/inngest-server.js";
@@ -172,10 +173,21 @@ describe("readiness failures", () => {
     expect(res.body.failing).toEqual({ docker: "no answer within 300ms" });
   });
 
-  it("answers 500 without internals when the store fails on an API call", async () => {
+  it("answers 503 naming the database, without internals, when the store cannot reach it on an API call", async () => {
     const closed = await openTestDatabase("pglite");
     await closed.cleanup();
     const base = await listen(createApp(deps({ store: new SqlPreviewStore(closed.db) })));
+    const res = await getJson(`${base}/previews`);
+    expect(res.status).toBe(503);
+    expect(res.body).toEqual({ error: "database unavailable: list previews failed: cannot reach the server" });
+    expect(res.headers.get("retry-after")).not.toBeNull();
+  });
+
+  it("answers 500 without internals when the store fails for good on an API call (the statement is refused)", async () => {
+    // Never migrated: "relation previews does not exist" (42P01), which no retry changes.
+    const unmigrated = await openPglite();
+    cleanups.push(() => unmigrated.close());
+    const base = await listen(createApp(deps({ store: new SqlPreviewStore(unmigrated) })));
     const res = await getJson(`${base}/previews`);
     expect(res.status).toBe(500);
     expect(res.body).toEqual({ error: "internal error" });

@@ -5,7 +5,8 @@
 import { describe, expect, it } from "vitest";
 import { createFunctions } from "../../functions/index.js";
 import type { PreviewRuntime } from "../../functions/ports.js";
-import { createApp, type AppDeps } from "../../runtime/app.js";
+import { createApp, outage, OUTAGE_RETRY_AFTER_S, type AppDeps } from "../../runtime/app.js";
+import { asTimeout, databaseError, DatabaseNotReadyError } from "../../sql/errors.js";
 import { createInngest } from "../../runtime/inngest-client.js";
 import { FakeRuntime, FakeSiteFiles } from "../fakes/fake-runtime.js";
 import { MemoryPreviewStore } from "../fakes/memory-store.js";
@@ -84,5 +85,66 @@ describe("previews API", () => {
     const res = await a.request("/previews");
     expect(res.status).toBe(500);
     expect(await res.json()).toEqual({ error: "internal error" });
+  });
+});
+
+describe("database outage", () => {
+  /** What the SQL store throws when the server is hung (pg's client-side query timeout). */
+  const hung = (action: string) => databaseError(action, asTimeout(new Error("Query read timeout"), { timeoutMs: 10_000, queryTimeoutMs: 10_500 }));
+
+  it("a retryable store error answers 503 naming the database, with Retry-After and without the driver's text", async () => {
+    const { app: a, store } = app();
+    store.failWith = databaseError("list previews", Object.assign(new Error("connect ECONNREFUSED 10.1.2.3:5432"), { code: "ECONNREFUSED" }));
+    const res = await a.request("/previews");
+    expect(res.status).toBe(503);
+    expect(res.headers.get("retry-after")).toBe(String(OUTAGE_RETRY_AFTER_S));
+    const body = (await res.json()) as { error: string };
+    expect(body).toEqual({ error: "database unavailable: list previews failed: cannot reach the server" });
+    expect(JSON.stringify(body)).not.toContain("10.1.2.3");
+  });
+
+  it("a hung database (query timeout) answers 503 on list and get, naming the database and the limit", async () => {
+    const { app: a, store } = app();
+    store.failWith = hung("list previews");
+    let res = await a.request("/previews");
+    expect(res.status).toBe(503);
+    expect(await res.json()).toEqual({
+      error: "database unavailable: list previews failed: no answer within 10.5s (DATABASE_TIMEOUT 10s + 500ms grace); the server may be hung",
+    });
+    store.failWith = hung('get project "u-1"');
+    res = await a.request("/previews/u-1");
+    expect(res.status).toBe(503);
+    expect(((await res.json()) as { error: string }).error).toMatch(/^database unavailable: get project "u-1" failed: no answer within/);
+  });
+
+  it("a database not migrated yet (started while it was down) answers 503", async () => {
+    const { app: a, store } = app();
+    store.failWith = databaseError("list previews", new DatabaseNotReadyError("not ready: migrations not applied yet (first attempt under way)"));
+    const res = await a.request("/previews");
+    expect(res.status).toBe(503);
+    expect(await res.json()).toEqual({ error: "database unavailable: list previews failed: not ready yet (migrations not applied)" });
+    // Liveness does not depend on the database; readiness names it.
+    expect((await a.request("/healthz")).status).toBe(200);
+    const ready = await a.request("/readyz");
+    expect(ready.status).toBe(503);
+    expect(Object.keys(((await ready.json()) as { failing: object }).failing)).toEqual(["database"]);
+  });
+
+  it("a permanent store error stays a 500 without internals", async () => {
+    const { app: a, store } = app();
+    store.failWith = databaseError("list previews", Object.assign(new Error('relation "previews" does not exist'), { code: "42P01", severity: "ERROR" }));
+    const res = await a.request("/previews");
+    expect(res.status).toBe(500);
+    expect(await res.json()).toEqual({ error: "internal error" });
+  });
+
+  it("recognises the marker structurally, whoever sets it", () => {
+    expect(outage(Object.assign(new Error("x"), { unavailable: "docker", publicReason: "ping failed" }))).toEqual({ dependency: "docker", reason: "ping failed" });
+    expect(outage(Object.assign(new Error("x"), { unavailable: "database" }))).toEqual({ dependency: "database", reason: "try again later" });
+    expect(outage(new Error("x"))).toBeNull();
+    expect(outage(Object.assign(new Error("x"), { unavailable: "" }))).toBeNull();
+    expect(outage(Object.assign(new Error("x"), { unavailable: true }))).toBeNull();
+    expect(outage(null)).toBeNull();
+    expect(outage("database")).toBeNull();
   });
 });

@@ -39,6 +39,7 @@ describe("loadConfig defaults", () => {
       driver: "pglite",
       dataPath: path.join(CWD, ".data"),
       neonWsProxy: null,
+      timeoutMs: 10_000,
     });
     expect(path.isAbsolute(config.database.dataPath)).toBe(true);
   });
@@ -226,6 +227,23 @@ describe("loadConfig database driver", () => {
     expect(configError({ ...DEV, DATABASE_DRIVER: "neon" }).message).toContain("DATABASE_URL");
   });
 
+  it("reads DATABASE_TIMEOUT as a duration (default 10s; a bare number is seconds)", () => {
+    expect(driver({}).timeoutMs).toBe(10_000);
+    expect(driver({ DATABASE_URL: "postgres://u:p@db/previews", DATABASE_TIMEOUT: "1500ms" }).timeoutMs).toBe(1_500);
+    expect(driver({ DATABASE_TIMEOUT: "3" }).timeoutMs).toBe(3_000);
+    expect(driver({ DATABASE_TIMEOUT: "2m" }).timeoutMs).toBe(120_000);
+  });
+
+  it("refuses a DATABASE_TIMEOUT that is not a duration, or out of bounds", () => {
+    expect(configError({ ...DEV, DATABASE_TIMEOUT: "soon" }).problems).toEqual([
+      'DATABASE_TIMEOUT: DATABASE_TIMEOUT must be a duration such as 10s or 1500ms (got "soon")',
+    ]);
+    expect(configError({ ...DEV, DATABASE_TIMEOUT: "-1s" }).message).toContain("DATABASE_TIMEOUT must be a duration");
+    expect(configError({ ...DEV, DATABASE_TIMEOUT: "50ms" }).message).toContain("DATABASE_TIMEOUT must be at least 100ms");
+    expect(configError({ ...DEV, DATABASE_TIMEOUT: "0" }).message).toContain("DATABASE_TIMEOUT must be at least 100ms");
+    expect(configError({ ...DEV, DATABASE_TIMEOUT: "1h" }).message).toContain("DATABASE_TIMEOUT must be at most 10m");
+  });
+
   it("refuses a DATABASE_URL that is not a postgres URL", () => {
     expect(configError({ ...DEV, DATABASE_URL: "mysql://localhost/db" }).message).toMatch(/DATABASE_URL.*postgres/);
   });
@@ -260,6 +278,7 @@ describe("loadConfig errors", () => {
       PREVIEW_ROUTING: "nginx",
       PREVIEW_MEMORY: "lots",
       READY_TIMEOUT: "soon",
+      DATABASE_TIMEOUT: "never",
       STORAGE_HOST_PATH: "relative/storage",
       DOCKER_HOST: "ftp://x",
       API_TOKEN: "short",
@@ -273,6 +292,7 @@ describe("loadConfig errors", () => {
       "PREVIEW_ROUTING",
       "PREVIEW_MEMORY",
       "READY_TIMEOUT",
+      "DATABASE_TIMEOUT",
       "STORAGE_HOST_PATH",
       "DOCKER_HOST",
       "API_TOKEN",

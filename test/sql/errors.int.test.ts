@@ -19,7 +19,7 @@ async function closedPort(): Promise<number> {
 describe("unreachable server", () => {
   it("pg: connection refused is a retryable error naming the action", async () => {
     const port = await closedPort();
-    const settings = { driver: "pg", url: `postgres://u:p@127.0.0.1:${port}/x`, dataPath: "/nonexistent", neonWsProxy: null } as const;
+    const settings = { driver: "pg", url: `postgres://u:p@127.0.0.1:${port}/x`, dataPath: "/nonexistent", neonWsProxy: null, timeoutMs: 10_000 } as const;
     const db = await connect(settings);
     try {
       const store = new SqlPreviewStore(db);
@@ -40,7 +40,7 @@ describe("unreachable server", () => {
   it("neon: a proxy whose server refuses is a retryable error naming the action", async () => {
     const port = await closedPort();
     const proxy = await startWsProxy();
-    const db = await connect({ driver: "neon", url: `postgres://u:p@127.0.0.1:${port}/x`, dataPath: "/nonexistent", neonWsProxy: proxy.address });
+    const db = await connect({ driver: "neon", url: `postgres://u:p@127.0.0.1:${port}/x`, dataPath: "/nonexistent", neonWsProxy: proxy.address, timeoutMs: 10_000 });
     try {
       const err = await new SqlPreviewStore(db).get("abc").catch((e: unknown) => e);
       expect(err).toBeInstanceOf(Error);
@@ -54,7 +54,7 @@ describe("unreachable server", () => {
 
   it("neon: an unreachable proxy is a retryable error naming the action", async () => {
     const port = await closedPort();
-    const db = await connect({ driver: "neon", url: "postgres://u:p@127.0.0.1:5432/x", dataPath: "/nonexistent", neonWsProxy: `127.0.0.1:${port}` });
+    const db = await connect({ driver: "neon", url: "postgres://u:p@127.0.0.1:5432/x", dataPath: "/nonexistent", neonWsProxy: `127.0.0.1:${port}`, timeoutMs: 10_000 });
     try {
       const err = await new SqlPreviewStore(db).ping().catch((e: unknown) => e);
       expect(err).toBeInstanceOf(Error);
@@ -67,7 +67,7 @@ describe("unreachable server", () => {
 
   it("pg and neon without a URL are refused before any connection", async () => {
     for (const driver of ["pg", "neon"] as const) {
-      await expect(connect({ driver, url: null, dataPath: "/nonexistent", neonWsProxy: null })).rejects.toThrow(`the ${driver} driver needs a DATABASE_URL`);
+      await expect(connect({ driver, url: null, dataPath: "/nonexistent", neonWsProxy: null, timeoutMs: 10_000 })).rejects.toThrow(`the ${driver} driver needs a DATABASE_URL`);
     }
   });
 });
