@@ -58,7 +58,29 @@ const options: PreviewSettings = {
   stopTimeoutSeconds: 5,
   extraLabels: { [BENCH_LABEL]: benchId },
 };
-const HARDENING = ["--init", "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true", "--memory", "256m", "--memory-swap", "256m", "--cpus", "1", "--pids-limit", "128"];
+const HARDENING = [
+  "--init",
+  "--cap-drop",
+  "ALL",
+  "--security-opt",
+  "no-new-privileges:true",
+  "--memory",
+  "256m",
+  "--memory-swap",
+  "256m",
+  "--cpus",
+  "1",
+  "--pids-limit",
+  "128",
+  // Unprivileged, read-only root, /tmp as the preview spec has it.
+  "--user",
+  "1000:1000",
+  "--read-only",
+  "--tmpfs",
+  "/tmp:rw,nosuid,nodev,size=536870912,mode=1777",
+  "-e",
+  "HOME=/tmp",
+];
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -149,6 +171,8 @@ async function dockerApiCreateStart(id: string): Promise<void> {
   const c = await docker.createContainer({
     name: `api-${id}`,
     Image: image,
+    User: "1000:1000",
+    Env: ["HOME=/tmp"],
     Labels: { [BENCH_LABEL]: benchId },
     HostConfig: {
       NetworkMode: network,
@@ -156,6 +180,8 @@ async function dockerApiCreateStart(id: string): Promise<void> {
       Init: true,
       CapDrop: ["ALL"],
       SecurityOpt: ["no-new-privileges:true"],
+      ReadonlyRootfs: true,
+      Tmpfs: { "/tmp": "rw,nosuid,nodev,size=536870912,mode=1777" },
       Memory: options.memoryBytes,
       MemorySwap: options.memoryBytes,
       NanoCpus: options.nanoCpus,

@@ -5,6 +5,7 @@
 import path from "node:path";
 import type { ContainerCreateOptions } from "dockerode";
 import { assertProjectId, type ProjectId } from "../functions/project-id.js";
+import { DEFAULT_TMP_BYTES, IsolationSettingError, TMP_DIR, previewUser } from "./isolation.js";
 import { LABELS, containerName, traefikLabels } from "./labels.js";
 import type { PreviewSettings } from "./settings.js";
 
@@ -46,13 +47,22 @@ export function containerSpec(projectId: ProjectId, settings: PreviewSettings, p
   // In port mode the site URL is only known after start (random host port); the app should not
   // need an absolute URL for a dev preview, so it gets the loopback base without a port.
   const siteUrl = settings.routing === "traefik" ? publicUrl(projectId, settings) : "http://127.0.0.1";
+  const tmpBytes = settings.tmpBytes ?? DEFAULT_TMP_BYTES;
+  if (!Number.isSafeInteger(tmpBytes) || tmpBytes <= 0) throw new IsolationSettingError(`tmpBytes must be a positive integer, not ${tmpBytes}`);
   return {
     name: containerName(projectId),
     Image: settings.image,
     Labels: labels,
-    Env: [`PAYLOAD_SECRET=${payloadSecret}`, `NEXT_PUBLIC_SITE_URL=${siteUrl}`, `PORT=${PREVIEW_PORT}`, "HOSTNAME=0.0.0.0"],
+    // Numeric, never root: the image's USER is overridden so a root image cannot undo it.
+    User: previewUser(settings).user,
+    // HOME on the tmpfs: with a read-only root and a uid without a passwd entry, npm and Next
+    // would otherwise write under "/".
+    Env: [`PAYLOAD_SECRET=${payloadSecret}`, `NEXT_PUBLIC_SITE_URL=${siteUrl}`, `PORT=${PREVIEW_PORT}`, "HOSTNAME=0.0.0.0", `HOME=${TMP_DIR}`],
     ExposedPorts: { [port]: {} },
     HostConfig: {
+      ReadonlyRootfs: settings.readOnlyRootFs ?? true,
+      // Bounded scratch space (its pages count against Memory); nosuid/nodev on top of no-new-privileges.
+      Tmpfs: { [TMP_DIR]: `rw,nosuid,nodev,size=${tmpBytes},mode=1777` },
       // Only the project's own site folder, read from the daemon's view of storage.
       Mounts: [
         {

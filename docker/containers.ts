@@ -157,6 +157,9 @@ export class PreviewContainers {
     const info = await this.find(projectId, "start");
     if (!info) throw this.gone(projectId);
     if (info.State.Running) return;
+    // The engine attaches by network name at start: check (and recreate, if it is gone) the
+    // network it would join, so a network replaced by one that does not isolate is refused here.
+    await this.network.ensure();
     await this.startById(projectId, info.Id, true);
   }
 

@@ -34,4 +34,43 @@ export interface PreviewSettings {
   stopTimeoutSeconds?: number;
   /** Log lines kept for a failed preview (default 50). */
   logTailLines?: number;
+
+  // --- Isolation (untrusted previews). Every field is optional; the defaults are the safe ones. ---
+
+  /**
+   * Numeric "uid:gid" the preview process runs as (default "1000:1000", the `node` user of
+   * `docker/preview-base`). Root (0) is refused. The site folder must be writable by it: the
+   * storage side prepares (chowns) it; the adapter does not touch files.
+   */
+  user?: string;
+  /** Read-only root file system (default true). `/tmp` is a tmpfs either way and `HOME=/tmp`. */
+  readOnlyRootFs?: boolean;
+  /** Size of the `/tmp` tmpfs in bytes (default 512 MiB); its pages count against `memoryBytes`. */
+  tmpBytes?: number;
+  /**
+   * Whether previews may open connections beyond this host, e.g. for `npm install` (default true).
+   * false: the preview network is created `Internal` (the engine drops every forwarded packet
+   * to or from outside its subnet). A network of the other kind is refused, never reused.
+   */
+  egress?: boolean;
+  /**
+   * Linux name of the preview network's bridge (at most 15 characters), so host firewall rules
+   * can name it before the network exists. Default: `sbp-` + 11 hex digits of SHA-256(network).
+   */
+  bridgeName?: string;
+  /**
+   * The host firewall rules that stop previews from opening connections to the host itself (any
+   * of its addresses, so every host service bound to 0.0.0.0 and every published port) and to
+   * `egressDeny`: "iptables" = the adapter installs them (idempotent, scoped to the bridge,
+   * needs root or CAP_NET_ADMIN in the host's network namespace); "off" (default) = not by this
+   * process (`scripts/preview-firewall.ts install` does it at provisioning time). Without them a
+   * preview reaches every host service on the gateway address.
+   */
+  hostFirewall?: "iptables" | "off";
+  /**
+   * IPv4 destinations (CIDR) previews may not open connections to even with egress on, applied
+   * with the host firewall rules (default ["169.254.0.0/16"]: link-local, i.e. cloud instance
+   * metadata). Add the private ranges of your VPC if the database or object store lives there.
+   */
+  egressDeny?: string[];
 }

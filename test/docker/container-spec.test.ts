@@ -6,6 +6,8 @@ import { describe, expect, it } from "vitest";
 import { APP_DIR, PREVIEW_PORT, containerSpec, publicUrl, siteRelativePath } from "../../docker/container-spec.js";
 import { LABELS, containerName, isOwnPreview, isOwned } from "../../docker/labels.js";
 import type { PreviewSettings } from "../../docker/settings.js";
+import { IsolationSettingError } from "../../docker/isolation.js";
+import { PermanentError } from "../../functions/ports.js";
 import { InvalidProjectIdError } from "../../functions/project-id.js";
 
 const SETTINGS: PreviewSettings = {
@@ -82,6 +84,13 @@ describe("containerSpec (traefik routing)", () => {
     expect(host.PidMode).toBeUndefined();
     expect(host.IpcMode).toBeUndefined();
     expect(host.Devices).toBeUndefined();
+  });
+
+  it("runs as the non-root default user 1000:1000 on a read-only root, with a bounded tmpfs /tmp as HOME", () => {
+    expect(spec.User).toBe("1000:1000");
+    expect(host.ReadonlyRootfs).toBe(true);
+    expect(host.Tmpfs).toEqual({ "/tmp": `rw,nosuid,nodev,size=${512 * 1024 * 1024},mode=1777` });
+    expect(spec.Env).toContain("HOME=/tmp");
   });
 
   it("bind-mounts exactly the project's site folder, from the host path, at /app", () => {
@@ -169,6 +178,30 @@ describe("containerSpec (port routing)", () => {
 
   it("gives the app a loopback site URL", () => {
     expect(spec.Env).toContain("NEXT_PUBLIC_SITE_URL=http://127.0.0.1");
+  });
+});
+
+describe("containerSpec (unprivileged settings)", () => {
+  it("takes the configured uid:gid, root fs mode and tmpfs size", () => {
+    const s = containerSpec("site-42", { ...SETTINGS, user: "1234:5678", readOnlyRootFs: false, tmpBytes: 64 * 1024 * 1024 }, SECRET);
+    expect(s.User).toBe("1234:5678");
+    expect(s.HostConfig!.ReadonlyRootfs).toBe(false);
+    expect(s.HostConfig!.Tmpfs).toEqual({ "/tmp": `rw,nosuid,nodev,size=${64 * 1024 * 1024},mode=1777` });
+  });
+
+  it.each(["0:0", "0:1000", "1000:0", "root", "node", "1000"])("refuses the user %j permanently", (user) => {
+    expect(() => containerSpec("site-42", { ...SETTINGS, user }, SECRET)).toThrow(IsolationSettingError);
+    expect(() => containerSpec("site-42", { ...SETTINGS, user }, SECRET)).toThrow(PermanentError);
+  });
+
+  it.each([0, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY])("refuses the tmpfs size %s", (tmpBytes) => {
+    expect(() => containerSpec("site-42", { ...SETTINGS, tmpBytes }, SECRET)).toThrow(IsolationSettingError);
+  });
+
+  it("keeps the network settings out of the container: it joins the network by name only", () => {
+    const s = containerSpec("site-42", { ...SETTINGS, egress: false, hostFirewall: "iptables", bridgeName: "br-previews" }, SECRET);
+    expect(s.HostConfig!.NetworkMode).toBe("sitebuilder-previews");
+    expect(s.NetworkingConfig).toBeUndefined();
   });
 });
 

@@ -1,0 +1,63 @@
+/**
+ * Installs, removes or shows the host firewall rules of the preview bridge, for hosts where the
+ * service itself does not manage them (`PREVIEW_HOST_FIREWALL=off`, e.g. it runs without root or
+ * CAP_NET_ADMIN). Run as root on the Docker host, at provisioning time and at every boot (the
+ * rules live in the kernel, not on disk), e.g. from a systemd unit ordered after docker.service:
+ *
+ *   npx tsx scripts/preview-firewall.ts install [--network sitebuilder-previews | --bridge NAME] [--deny 169.254.0.0/16,10.0.0.0/8]
+ *   npx tsx scripts/preview-firewall.ts status  [...]   exit 0 when every rule is present, 1 otherwise
+ *   npx tsx scripts/preview-firewall.ts remove  [...]   deletes only the rules carrying this bridge's comment
+ *   npx tsx scripts/preview-firewall.ts print   [...]   prints the iptables commands (for your own firewall config)
+ *
+ * The bridge name defaults to the one the service derives from the network name
+ * (PREVIEW_NETWORK, default sitebuilder-previews), so both agree without configuration.
+ * Idempotent: install adds only missing rules; remove touches only rules it would have added.
+ */
+import { HostFirewall, installCommands, previewFirewallRules } from "../docker/host-firewall.js";
+import { DEFAULT_EGRESS_DENY, bridgeName, egressDeny } from "../docker/isolation.js";
+
+function usage(message?: string): never {
+  if (message) console.error(message);
+  console.error("usage: preview-firewall.ts install|remove|status|print [--network NAME | --bridge NAME] [--deny CIDR[,CIDR...]]");
+  process.exit(2);
+}
+
+const [command, ...rest] = process.argv.slice(2);
+const flags = new Map<string, string>();
+for (let i = 0; i < rest.length; i += 2) {
+  const key = rest[i];
+  const value = rest[i + 1];
+  if (!key?.startsWith("--") || value === undefined) usage(`bad argument ${key ?? ""}`);
+  flags.set(key.slice(2), value);
+}
+for (const key of flags.keys()) if (!["network", "bridge", "deny"].includes(key)) usage(`unknown option --${key}`);
+
+const network = flags.get("network") ?? process.env.PREVIEW_NETWORK ?? "sitebuilder-previews";
+const denyFlag = flags.get("deny");
+const bridge = bridgeName({ network, bridgeName: flags.get("bridge") });
+const deny = egressDeny({ egressDeny: denyFlag === undefined ? [...DEFAULT_EGRESS_DENY] : denyFlag.split(",").filter(Boolean) });
+const firewall = HostFirewall.forBridge(bridge, deny);
+
+switch (command) {
+  case "print":
+    for (const line of installCommands(previewFirewallRules(bridge, deny))) console.log(line);
+    break;
+  case "install": {
+    const added = await firewall.install();
+    console.log(`bridge ${bridge}: ${added} rule(s) added, ${firewall.rules.length - added} already present`);
+    break;
+  }
+  case "remove": {
+    const removed = await firewall.remove();
+    console.log(`bridge ${bridge}: ${removed} rule(s) removed`);
+    break;
+  }
+  case "status": {
+    const present = await firewall.status();
+    firewall.rules.forEach((rule, i) => console.log(`${present[i] ? "present" : "MISSING"}  ${rule.chain} ${rule.spec.join(" ")}`));
+    process.exit(present.every(Boolean) ? 0 : 1);
+  }
+  // falls through (process.exit above)
+  default:
+    usage(command ? `unknown command ${command}` : undefined);
+}
