@@ -96,10 +96,13 @@ export function createLaunchPreview(inngest: Inngest, deps: PreviewDeps) {
             if (claimed && !claimed.applied) return { outcome: "superseded", status: claimed.row?.status ?? null };
             return { outcome: "site-missing", reason: site.reason };
           }
+          // The preview runs unprivileged: the folder it installs and builds in must be its own.
+          if (!noop) await deps.site.prepare(projectId);
           const ensured = await deps.runtime.ensureContainer(projectId);
           if (noop && !ensured.running) {
             const claimed = await take();
             if (!claimed.applied) return { outcome: "superseded", status: claimed.row?.status ?? null };
+            await deps.site.prepare(projectId);
           }
           return { outcome: "claimed", claimed: !(noop && ensured.running), containerId: ensured.containerId, running: ensured.running, at: Date.now() };
         }),

@@ -119,6 +119,11 @@ export type SiteCheck = { ok: true } | { ok: false; reason: string };
 export interface SiteFiles {
   /** Checks the site folder exists and is a real directory (not a link out of storage). */
   check(projectId: ProjectId): Promise<SiteCheck>;
+  /**
+   * Makes the (checked) site folder writable by the unprivileged preview user, so the preview
+   * can install dependencies and build in it. Idempotent; never follows a link.
+   */
+  prepare(projectId: ProjectId): Promise<void>;
   /** Deletes the project's site folder; a missing folder is success. */
   remove(projectId: ProjectId): Promise<void>;
 }

@@ -207,6 +207,34 @@ const EnvFields = v.object({
     v.maxValue(64, "PREVIEW_CPUS must be at most 64"),
   ),
   PREVIEW_PIDS_LIMIT: intIn("PREVIEW_PIDS_LIMIT", 16, 1_000_000, "512"),
+  // Isolation of untrusted previews (see README "Security"); the defaults are the safe ones.
+  PREVIEW_USER: v.optional(
+    v.pipe(
+      v.string(),
+      v.trim(),
+      v.regex(/^\d{1,10}:\d{1,10}$/, 'PREVIEW_USER must be a numeric "uid:gid" such as 1000:1000'),
+      v.check((s) => s.split(":").every((n) => Number(n) !== 0), "PREVIEW_USER must not be root (uid or gid 0): previews run unprivileged"),
+    ),
+    "1000:1000",
+  ),
+  PREVIEW_READ_ONLY_ROOT: bool("true"),
+  PREVIEW_TMP_SIZE: v.pipe(
+    v.optional(v.string(), "512m"),
+    v.transform(parseBytes),
+    v.number("PREVIEW_TMP_SIZE must be a size such as 256m or 1g"),
+    v.minValue(1024 * 1024, "PREVIEW_TMP_SIZE must be at least 1m"),
+  ),
+  PREVIEW_EGRESS: bool("true"),
+  PREVIEW_BRIDGE: v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/, "PREVIEW_BRIDGE must be a Linux interface name of at most 15 characters"))),
+  PREVIEW_HOST_FIREWALL: v.optional(v.picklist(["iptables", "off"], "PREVIEW_HOST_FIREWALL must be iptables or off"), "off"),
+  PREVIEW_EGRESS_DENY: v.pipe(
+    v.optional(v.string(), "169.254.0.0/16"),
+    v.transform((s) => s.split(",").map((x) => x.trim()).filter(Boolean)),
+    v.check(
+      (list) => list.every((c) => /^(\d{1,3})(\.\d{1,3}){3}\/\d{1,2}$/.test(c) && c.split("/")[0]!.split(".").every((o) => Number(o) <= 255) && Number(c.split("/")[1]) <= 32),
+      "PREVIEW_EGRESS_DENY must be comma-separated IPv4 CIDRs such as 169.254.0.0/16,10.0.0.0/8",
+    ),
+  ),
   READY_TIMEOUT: v.pipe(
     // A first start of a real preview installs its dependencies: minutes, not seconds.
     v.optional(v.string(), "300s"),
@@ -361,6 +389,14 @@ export function configSchema(cwd: string) {
           nanoCpus: Math.round(env.PREVIEW_CPUS * 1e9),
           pidsLimit: env.PREVIEW_PIDS_LIMIT,
           readyTimeoutMs: env.READY_TIMEOUT,
+          user: env.PREVIEW_USER,
+          readOnlyRootFs: env.PREVIEW_READ_ONLY_ROOT,
+          tmpBytes: env.PREVIEW_TMP_SIZE,
+          egress: env.PREVIEW_EGRESS,
+          /** undefined: derived from the network name by the Docker adapter. */
+          bridgeName: env.PREVIEW_BRIDGE,
+          hostFirewall: env.PREVIEW_HOST_FIREWALL,
+          egressDeny: env.PREVIEW_EGRESS_DENY,
         },
         apiToken: env.API_TOKEN ?? null,
         inngest: {

@@ -70,7 +70,8 @@ async function serveWith(config: Config, log: Logger, db: Database): Promise<Run
   const docker = createDockerClient(config.docker);
   const runtime = new DockerPreviewRuntime(docker, previewSettings(config), log);
   const store = new SqlPreviewStore(db);
-  const site = new LocalSiteFiles(config.storage.path);
+  const [uid, gid] = config.preview.user.split(":").map(Number) as [number, number];
+  const site = new LocalSiteFiles(config.storage.path, { uid, gid });
   const inngest = createInngest(config.inngest, log);
   const shutdown = new AbortController();
   const functions = createFunctions(inngest, { runtime, store, site, readyTimeoutMs: config.preview.readyTimeoutMs, shutdown: shutdown.signal });

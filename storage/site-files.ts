@@ -3,15 +3,25 @@
  * validated DNS label, and every path is also checked to stay under `{root}/projects`; links are
  * refused because the folder is bind-mounted into a container (a link could expose the host).
  */
-import { lstat, mkdir, realpath, rm, rmdir } from "node:fs/promises";
+import { lchown, lstat, mkdir, readdir, realpath, rm, rmdir } from "node:fs/promises";
 import path from "node:path";
 import { PermanentError, type SiteCheck, type SiteFiles } from "../functions/ports.js";
 import { assertProjectId, type ProjectId } from "../functions/project-id.js";
 
+/** Who previews run as: what `prepare` gives the site folder to. */
+export interface SiteOwner {
+  uid: number;
+  gid: number;
+}
+
 export class LocalSiteFiles implements SiteFiles {
   private readonly projectsRoot: string;
 
-  constructor(root: string) {
+  /** @param owner the preview user (`PREVIEW_USER`); null: site folders are left as they are. */
+  constructor(
+    root: string,
+    private readonly owner: SiteOwner | null = null,
+  ) {
     this.projectsRoot = path.join(path.resolve(root), "projects");
   }
 
@@ -86,6 +96,38 @@ export class LocalSiteFiles implements SiteFiles {
       throw err;
     });
     return this.root;
+  }
+
+  /**
+   * Gives every entry of the site folder that is not the preview user's to that user (lchown:
+   * a link is changed itself, never followed), so the unprivileged preview can write there
+   * (`npm ci`, `.next/`). Entries already owned are skipped, so a relaunch walks but writes
+   * nothing. Run after `check`, in the same step.
+   */
+  async prepare(projectId: ProjectId): Promise<void> {
+    const owner = this.owner;
+    if (!owner) return;
+    const { site } = this.paths(projectId);
+    /** lstat, then lchown when not the owner's; null when the entry vanished meanwhile. */
+    const give = async (p: string) => {
+      const stat = await lstat(p).catch(() => null);
+      if (stat && (stat.uid !== owner.uid || stat.gid !== owner.gid)) {
+        await lchown(p, owner.uid, owner.gid).catch((err: NodeJS.ErrnoException) => {
+          const how = err.code === "EPERM" ? ": run the service as root or as that user, or write the folder as that user" : "";
+          throw new PermanentError(`storage: give ${p} to the preview user ${owner.uid}:${owner.gid} failed: ${err.code ?? err.message}${how}`, { cause: err });
+        });
+      }
+      return stat;
+    };
+    if (!(await give(site))?.isDirectory()) return;
+    const pending = [site];
+    for (let dir = pending.pop(); dir !== undefined; dir = pending.pop()) {
+      for (const entry of await readdir(dir).catch(() => [])) {
+        const p = path.join(dir, entry);
+        // lstat: a link is never a directory here, so the walk never leaves the site folder.
+        if ((await give(p))?.isDirectory()) pending.push(p);
+      }
+    }
   }
 
   async remove(projectId: ProjectId): Promise<void> {

@@ -125,11 +125,15 @@ export class FakeRuntime implements PreviewRuntime {
 
 export class FakeSiteFiles implements SiteFiles {
   readonly sites = new Set<string>();
-  readonly calls: Array<{ method: "check" | "remove"; projectId: string }> = [];
+  readonly calls: Array<{ method: "check" | "prepare" | "remove"; projectId: string }> = [];
 
   async check(projectId: ProjectId): Promise<SiteCheck> {
     this.calls.push({ method: "check", projectId });
     return this.sites.has(projectId) ? { ok: true } : { ok: false, reason: `site folder not found: /storage/projects/${projectId}/site` };
+  }
+
+  async prepare(projectId: ProjectId): Promise<void> {
+    this.calls.push({ method: "prepare", projectId });
   }
 
   async remove(projectId: ProjectId): Promise<void> {

@@ -62,6 +62,13 @@ describe("loadConfig defaults", () => {
       nanoCpus: 1_000_000_000,
       pidsLimit: 512,
       readyTimeoutMs: 300_000,
+      user: "1000:1000",
+      readOnlyRootFs: true,
+      tmpBytes: 512 * 1024 * 1024,
+      egress: true,
+      bridgeName: undefined,
+      hostFirewall: "off",
+      egressDeny: ["169.254.0.0/16"],
     });
   });
 
@@ -136,6 +143,13 @@ describe("loadConfig explicit values", () => {
       nanoCpus: 500_000_000,
       pidsLimit: 256,
       readyTimeoutMs: 90_000,
+      user: "1000:1000",
+      readOnlyRootFs: true,
+      tmpBytes: 512 * 1024 * 1024,
+      egress: true,
+      bridgeName: undefined,
+      hostFirewall: "off",
+      egressDeny: ["169.254.0.0/16"],
     });
     expect(c.apiToken).toBe("0123456789abcdef");
     expect(c.inngest.dev).toBe("http://127.0.0.1:8288");
@@ -486,6 +500,51 @@ describe("loadConfig docker engine (DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_
   });
 });
 
+describe("preview isolation settings", () => {
+  it("defaults to the safe ones", () => {
+    expect(loadConfig(DEV, CWD).preview).toMatchObject({
+      user: "1000:1000",
+      readOnlyRootFs: true,
+      tmpBytes: 512 * 1024 * 1024,
+      egress: true,
+      bridgeName: undefined,
+      hostFirewall: "off",
+      egressDeny: ["169.254.0.0/16"],
+    });
+  });
+
+  it("reads every variable", () => {
+    const p = loadConfig(
+      {
+        ...DEV,
+        PREVIEW_USER: "1001:1002",
+        PREVIEW_READ_ONLY_ROOT: "false",
+        PREVIEW_TMP_SIZE: "64m",
+        PREVIEW_EGRESS: "0",
+        PREVIEW_BRIDGE: "sbp-custom",
+        PREVIEW_HOST_FIREWALL: "iptables",
+        PREVIEW_EGRESS_DENY: "169.254.0.0/16, 10.0.0.0/8",
+      },
+      CWD,
+    ).preview;
+    expect(p).toMatchObject({ user: "1001:1002", readOnlyRootFs: false, tmpBytes: 64 * 1024 * 1024, egress: false, bridgeName: "sbp-custom", hostFirewall: "iptables", egressDeny: ["169.254.0.0/16", "10.0.0.0/8"] });
+  });
+
+  it.each([
+    ["PREVIEW_USER", "0:0", /must not be root/],
+    ["PREVIEW_USER", "1000:0", /must not be root/],
+    ["PREVIEW_USER", "node", /numeric "uid:gid"/],
+    ["PREVIEW_BRIDGE", "a-bridge-name-too-long", /at most 15 characters/],
+    ["PREVIEW_HOST_FIREWALL", "nftables", /iptables or off/],
+    ["PREVIEW_EGRESS_DENY", "10.0.0.0/33", /IPv4 CIDRs/],
+    ["PREVIEW_EGRESS_DENY", "example.com", /IPv4 CIDRs/],
+    ["PREVIEW_TMP_SIZE", "lots", /size/],
+  ])("refuses %s=%s", (key, value, message) => {
+    const err = configError({ ...DEV, [key]: value });
+    expect(err.problems).toEqual([expect.stringMatching(new RegExp(`^${key}: .*${message.source}`))]);
+  });
+});
+
 describe("Config is inferred from the schema", () => {
   it("is the output of ConfigSchema, with the adapters' settings types", () => {
     expectTypeOf<Config>().toEqualTypeOf<v.InferOutput<ConfigSchema>>();
@@ -510,6 +569,13 @@ describe("Config is inferred from the schema", () => {
         nanoCpus: number;
         pidsLimit: number;
         readyTimeoutMs: number;
+        user: string;
+        readOnlyRootFs: boolean;
+        tmpBytes: number;
+        egress: boolean;
+        bridgeName: string | undefined;
+        hostFirewall: "iptables" | "off";
+        egressDeny: string[];
       };
       apiToken: string | null;
       inngest: {

@@ -141,6 +141,37 @@ describe("check", () => {
   });
 });
 
+describe("prepare (the unprivileged preview's folder)", () => {
+  const owner = { uid: 4321, gid: 4322 };
+  const isRoot = process.getuid?.() === 0;
+
+  it("gives every entry to the preview user, links changed themselves and never followed", async () => {
+    const target = await victim();
+    await writeSite("own-1");
+    await symlink(path.join(target, "keep.txt"), path.join(siteDir("own-1"), "link-out"));
+    const prepared = new LocalSiteFiles(root, owner).prepare("own-1");
+    if (!isRoot) {
+      // Only root (or the preview user itself) may hand files over: the refusal names it.
+      await expect(prepared).rejects.toThrow(/give .* to the preview user 4321:4322 failed: EPERM: run the service as root/);
+      return;
+    }
+    await prepared;
+    for (const p of [siteDir("own-1"), path.join(siteDir("own-1"), "package.json"), path.join(siteDir("own-1"), "src"), path.join(siteDir("own-1"), "src", "page.tsx"), path.join(siteDir("own-1"), "link-out")]) {
+      expect(await lstat(p), p).toMatchObject({ uid: 4321, gid: 4322 });
+    }
+    // The link's target, outside storage, is untouched.
+    expect((await lstat(path.join(target, "keep.txt"))).uid).toBe(0);
+    await victimIntact(target);
+  });
+
+  it("without an owner (no PREVIEW_USER mapping) changes nothing", async () => {
+    await writeSite("own-2");
+    const before = await lstat(siteDir("own-2"));
+    await files.prepare("own-2");
+    expect((await lstat(siteDir("own-2"))).uid).toBe(before.uid);
+  });
+});
+
 describe("verifyRoot (start-up)", () => {
   it("creates a missing projects folder and accepts a real one", async () => {
     await files.verifyRoot();
