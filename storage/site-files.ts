@@ -102,7 +102,8 @@ export class LocalSiteFiles implements SiteFiles {
    * Gives every entry of the site folder that is not the preview user's to that user (lchown:
    * a link is changed itself, never followed), so the unprivileged preview can write there
    * (`npm ci`, `.next/`). Entries already owned are skipped, so a relaunch walks but writes
-   * nothing. Run after `check`, in the same step.
+   * nothing; files with several hard links are never changed (their inode may be a host file's).
+   * Run after `check`, in the same step.
    */
   async prepare(projectId: ProjectId): Promise<void> {
     const owner = this.owner;
@@ -111,7 +112,11 @@ export class LocalSiteFiles implements SiteFiles {
     /** lstat, then lchown when not the owner's; null when the entry vanished meanwhile. */
     const give = async (p: string) => {
       const stat = await lstat(p).catch(() => null);
-      if (stat && (stat.uid !== owner.uid || stat.gid !== owner.gid)) {
+      // A file with more than one link shares its inode with a path elsewhere (a hard link to a
+      // host file, or a package store): chowning it would hand THAT file to the preview user.
+      // It is left as it is; the unprivileged preview reads it only if it is world-readable.
+      const shared = stat !== null && !stat.isDirectory() && stat.nlink > 1;
+      if (stat && !shared && (stat.uid !== owner.uid || stat.gid !== owner.gid)) {
         await lchown(p, owner.uid, owner.gid).catch((err: NodeJS.ErrnoException) => {
           const how = err.code === "EPERM" ? ": run the service as root or as that user, or write the folder as that user" : "";
           throw new PermanentError(`storage: give ${p} to the preview user ${owner.uid}:${owner.gid} failed: ${err.code ?? err.message}${how}`, { cause: err });

@@ -3,7 +3,7 @@
  * what remove deletes (and, as importantly, what it must leave alone).
  */
 import { existsSync } from "node:fs";
-import { lstat, mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from "node:fs/promises";
+import { link, lstat, mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { PermanentError } from "../../functions/ports.js";
@@ -161,6 +161,17 @@ describe("prepare (the unprivileged preview's folder)", () => {
     }
     // The link's target, outside storage, is untouched.
     expect((await lstat(path.join(target, "keep.txt"))).uid).toBe(0);
+    await victimIntact(target);
+  });
+
+  it("never hands over a file hard-linked from outside storage (its inode is the host file's)", async () => {
+    const target = await victim();
+    await writeSite("own-3");
+    await link(path.join(target, "keep.txt"), path.join(siteDir("own-3"), "hard-link"));
+    const before = await lstat(path.join(target, "keep.txt"));
+    await new LocalSiteFiles(root, owner).prepare("own-3").catch(() => undefined);
+    const after = await lstat(path.join(target, "keep.txt"));
+    expect({ uid: after.uid, gid: after.gid }).toEqual({ uid: before.uid, gid: before.gid });
     await victimIntact(target);
   });
 
