@@ -226,7 +226,8 @@ const EnvFields = v.object({
   ),
   PREVIEW_EGRESS: bool("true"),
   PREVIEW_BRIDGE: v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/, "PREVIEW_BRIDGE must be a Linux interface name of at most 15 characters"))),
-  PREVIEW_HOST_FIREWALL: v.optional(v.picklist(["iptables", "off"], "PREVIEW_HOST_FIREWALL must be iptables or off"), "off"),
+  // auto: iptables when this process can (root with an iptables binary), else off with a warning.
+  PREVIEW_HOST_FIREWALL: v.optional(v.picklist(["auto", "iptables", "off"], "PREVIEW_HOST_FIREWALL must be auto, iptables or off"), "auto"),
   PREVIEW_EGRESS_DENY: v.pipe(
     v.optional(v.string(), "169.254.0.0/16"),
     v.transform((s) => s.split(",").map((x) => x.trim()).filter(Boolean)),

@@ -3,6 +3,7 @@
  * wires the implementations into the functions and the HTTP app, and serves it. Nothing here runs
  * at import time.
  */
+import { spawnSync } from "node:child_process";
 import { mkdir } from "node:fs/promises";
 import { serve, type ServerType } from "@hono/node-server";
 import type { Inngest } from "inngest";
@@ -38,9 +39,19 @@ export interface RunningService {
 export const SHUTDOWN_GRACE_MS = 8_000;
 
 /** The Docker adapter's settings, from the parsed environment. */
-export function previewSettings(config: Config): PreviewSettings {
-  const { readyTimeoutMs: _readyTimeoutMs, ...preview } = config.preview;
-  return { ...preview, storageHostPath: config.storage.hostPath };
+export function previewSettings(config: Config, canFirewall: () => boolean = iptablesUsable): PreviewSettings {
+  const { readyTimeoutMs: _readyTimeoutMs, hostFirewall, ...preview } = config.preview;
+  return {
+    ...preview,
+    hostFirewall: hostFirewall === "auto" ? (canFirewall() ? "iptables" : "off") : hostFirewall,
+    storageHostPath: config.storage.hostPath,
+  };
+}
+
+/** Whether this process can manage the host firewall itself: root, with an iptables binary. */
+export function iptablesUsable(): boolean {
+  if (process.getuid?.() !== 0) return false;
+  return spawnSync("iptables", ["--version"], { stdio: "ignore", timeout: 5_000 }).status === 0;
 }
 
 export async function startService(config: Config, log: Logger = pino({ level: config.logLevel })): Promise<RunningService> {
@@ -68,7 +79,17 @@ export async function startService(config: Config, log: Logger = pino({ level: c
 
 async function serveWith(config: Config, log: Logger, db: Database): Promise<RunningService> {
   const docker = createDockerClient(config.docker);
-  const runtime = new DockerPreviewRuntime(docker, previewSettings(config), log);
+  const settings = previewSettings(config);
+  if (settings.hostFirewall === "off") {
+    log.warn(
+      { network: settings.network },
+      "no host firewall rule on the preview bridge from this process: previews can reach host services unless `npx tsx scripts/preview-firewall.ts install` ran (README: Security)",
+    );
+  }
+  const runtime = new DockerPreviewRuntime(docker, settings, log);
+  // At start-up, so that an existing network without isolation is reported now, not at the
+  // first launch (and the host rules are in place). Docker may be down: not a reason not to serve.
+  runtime.ensureNetwork().catch((err: unknown) => log.error({ err, network: settings.network }, "preview network not ready"));
   const store = new SqlPreviewStore(db);
   const [uid, gid] = config.preview.user.split(":").map(Number) as [number, number];
   const site = new LocalSiteFiles(config.storage.path, { uid, gid });

@@ -67,7 +67,7 @@ describe("loadConfig defaults", () => {
       tmpBytes: 512 * 1024 * 1024,
       egress: true,
       bridgeName: undefined,
-      hostFirewall: "off",
+      hostFirewall: "auto",
       egressDeny: ["169.254.0.0/16"],
     });
   });
@@ -148,7 +148,7 @@ describe("loadConfig explicit values", () => {
       tmpBytes: 512 * 1024 * 1024,
       egress: true,
       bridgeName: undefined,
-      hostFirewall: "off",
+      hostFirewall: "auto",
       egressDeny: ["169.254.0.0/16"],
     });
     expect(c.apiToken).toBe("0123456789abcdef");
@@ -508,7 +508,7 @@ describe("preview isolation settings", () => {
       tmpBytes: 512 * 1024 * 1024,
       egress: true,
       bridgeName: undefined,
-      hostFirewall: "off",
+      hostFirewall: "auto",
       egressDeny: ["169.254.0.0/16"],
     });
   });
@@ -535,7 +535,7 @@ describe("preview isolation settings", () => {
     ["PREVIEW_USER", "1000:0", /must not be root/],
     ["PREVIEW_USER", "node", /numeric "uid:gid"/],
     ["PREVIEW_BRIDGE", "a-bridge-name-too-long", /at most 15 characters/],
-    ["PREVIEW_HOST_FIREWALL", "nftables", /iptables or off/],
+    ["PREVIEW_HOST_FIREWALL", "nftables", /auto, iptables or off/],
     ["PREVIEW_EGRESS_DENY", "10.0.0.0/33", /IPv4 CIDRs/],
     ["PREVIEW_EGRESS_DENY", "example.com", /IPv4 CIDRs/],
     ["PREVIEW_TMP_SIZE", "lots", /size/],
@@ -574,7 +574,7 @@ describe("Config is inferred from the schema", () => {
         tmpBytes: number;
         egress: boolean;
         bridgeName: string | undefined;
-        hostFirewall: "iptables" | "off";
+        hostFirewall: "auto" | "iptables" | "off";
         egressDeny: string[];
       };
       apiToken: string | null;

@@ -22,6 +22,7 @@ import { loadMigrations } from "../../sql/migrate.js";
 import { SqlPreviewStore } from "../../sql/preview-store.js";
 import { runFunction, startInngestStandIn, type InngestStandIn } from "../helpers/inngest-server.js";
 import { createPrivateCluster, startWsProxy, type PrivateCluster } from "../helpers/postgres.js";
+import { removeServiceNetwork, serviceNetworkEnv } from "../helpers/service-env.js";
 
 const TIMEOUT_MS = 1_000;
 /** Loose: about DATABASE_TIMEOUT (+ the query grace), never "until the server is back". */
@@ -69,7 +70,8 @@ async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; value?: T; 
 }
 
 const measured: string[] = [];
-afterAll(() => {
+afterAll(async () => {
+  await removeServiceNetwork();
   if (measured.length) console.info(`database outage timings (DATABASE_TIMEOUT ${TIMEOUT_MS}ms):\n  ${measured.join("\n  ")}`);
 });
 
@@ -157,6 +159,7 @@ async function startOn(name: string, extra: Record<string, string> = {}): Promis
     INNGEST_DEV: standIn.url,
     DATABASE_URL: cluster.url,
     DATABASE_TIMEOUT: `${TIMEOUT_MS}ms`,
+    ...serviceNetworkEnv(),
     ...extra,
   });
   const service = await startService(config, log);

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { loadConfig } from "../../runtime/config.js";
 import { startService, type RunningService } from "../../runtime/service.js";
 import { startInngestStandIn, type InngestStandIn } from "../helpers/inngest-server.js";
+import { removeServiceNetwork, serviceNetworkEnv } from "../helpers/service-env.js";
 
 let tmp: string;
 let standIn: InngestStandIn;
@@ -28,11 +29,13 @@ beforeAll(async () => {
     INNGEST_BASE_URL: standIn.url,
     INNGEST_SIGNING_KEY: "signkey-test-0123456789abcdef0123456789abcdef",
     INNGEST_SERVE_ORIGIN: "https://previews.example.com",
+    ...serviceNetworkEnv(),
   });
   service = await startService(config, pino({ level: "silent" }));
 });
 afterAll(async () => {
   await service?.close();
+  await removeServiceNetwork();
   await standIn?.close();
   await rm(tmp, { recursive: true, force: true });
 });

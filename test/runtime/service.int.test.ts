@@ -17,6 +17,7 @@ import { loadConfig } from "../../runtime/config.js";
 import { SHUTDOWN_GRACE_MS, startService, type RunningService } from "../../runtime/service.js";
 import { SqlPreviewStore } from "../../sql/preview-store.js";
 import { SITE_SCRIPTS, stubImage, testDocker } from "../helpers/docker.js";
+import { removeServiceNetwork, serviceNetworkEnv } from "../helpers/service-env.js";
 import { runFunction, startInngestStandIn, type InngestStandIn } from "../helpers/inngest-server.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -36,6 +37,7 @@ afterEach(async () => {
 });
 
 afterAll(async () => {
+  await removeServiceNetwork();
   await standIn?.close();
   await rm(tmp, { recursive: true, force: true });
 });
@@ -57,6 +59,7 @@ function env(dir: string, extra: Record<string, string> = {}): Record<string, st
     DATA_PATH: path.join(dir, "data"),
     STORAGE_PATH: path.join(dir, "storage"),
     INNGEST_DEV: standIn.url,
+    ...serviceNetworkEnv(),
     ...extra,
   };
 }

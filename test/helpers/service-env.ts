@@ -1,0 +1,20 @@
+/**
+ * Environment for tests that start the whole service (`startService`, `runtime/main.ts`): its own
+ * preview network (the service creates it at start-up) and no host firewall rules, so a test never
+ * creates the machine's default `sitebuilder-previews` network or touches the host firewall.
+ * `removeServiceNetwork` removes that network at the end (only it, by its unique name).
+ */
+import { randomBytes } from "node:crypto";
+import Docker from "dockerode";
+
+export function serviceNetworkEnv(): { PREVIEW_NETWORK: string; PREVIEW_HOST_FIREWALL: string } {
+  return { PREVIEW_NETWORK: NETWORK, PREVIEW_HOST_FIREWALL: "off" };
+}
+
+const NETWORK = `sbp-test-svc-${randomBytes(4).toString("hex")}`;
+
+export async function removeServiceNetwork(): Promise<void> {
+  const docker = new Docker();
+  const networks = await docker.listNetworks({ filters: { name: [NETWORK] } }).catch(() => []);
+  for (const n of networks.filter((x) => x.Name === NETWORK)) await docker.getNetwork(n.Id).remove().catch(() => undefined);
+}
