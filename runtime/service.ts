@@ -89,7 +89,7 @@ async function serveWith(config: Config, log: Logger, db: Database): Promise<Run
   const runtime = new DockerPreviewRuntime(docker, settings, log);
   // At start-up, so that an existing network without isolation is reported now, not at the
   // first launch (and the host rules are in place). Docker may be down: not a reason not to serve.
-  runtime.ensureNetwork().catch((err: unknown) => log.error({ err, network: settings.network }, "preview network not ready"));
+  const networkReady = runtime.ensureNetwork().catch((err: unknown) => log.error({ err, network: settings.network }, "preview network not ready"));
   const store = new SqlPreviewStore(db);
   const [uid, gid] = config.preview.user.split(":").map(Number) as [number, number];
   const site = new LocalSiteFiles(config.storage.path, { uid, gid });
@@ -129,6 +129,7 @@ async function serveWith(config: Config, log: Logger, db: Database): Promise<Run
         });
         await Promise.race([closed, grace]);
         clearTimeout(timer);
+        await networkReady; // settled (it never rejects): nothing is created after close()
         await db.close();
       })();
       return closing;
