@@ -142,7 +142,8 @@ const inngest = createInngest(inngestSettings({ dev: standIn.url }), pino({ leve
 const [launchFn] = createFunctions(inngest, {
   runtime,
   store: new SqlPreviewStore(db),
-  site: new LocalSiteFiles(storageRoot),
+  // As production: the site is handed to the unprivileged preview user before a start.
+  site: new LocalSiteFiles(storageRoot, { uid: 1000, gid: 1000 }),
   readyTimeoutMs: 30_000,
 });
 
