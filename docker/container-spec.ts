@@ -3,7 +3,7 @@
  * so hardening and routing can be unit-tested without an engine.
  */
 import path from "node:path";
-import type { ContainerCreateOptions } from "dockerode";
+import type { ContainerCreateOptions, ContainerInspectInfo } from "dockerode";
 import { assertProjectId, type ProjectId } from "../functions/project-id.js";
 import { DEFAULT_TMP_BYTES, IsolationSettingError, TMP_DIR, previewUser } from "./isolation.js";
 import { LABELS, containerName, traefikLabels } from "./labels.js";
@@ -87,4 +87,28 @@ export function containerSpec(projectId: ProjectId, settings: PreviewSettings, p
       ...(settings.routing === "port" ? { PortBindings: { [port]: [{ HostIp: "127.0.0.1", HostPort: "" }] } } : {}),
     },
   };
+}
+
+/**
+ * Why an existing container no longer matches the spec this service would create now, or null.
+ * Only what isolation and routing depend on is compared (user, read-only root, privileges,
+ * network, image, the mounted folder): a container created by an earlier version, or with other
+ * settings, is recreated rather than started with a weaker spec.
+ */
+export function outdatedBy(info: ContainerInspectInfo, spec: ContainerCreateOptions): string | null {
+  const want = spec.HostConfig ?? {};
+  const have = info.HostConfig as typeof info.HostConfig & { ReadonlyRootfs?: boolean; SecurityOpt?: string[]; CapDrop?: string[] };
+  const mount = (info.Mounts ?? []).find((m) => m.Destination === APP_DIR);
+  const checks: Array<[string, unknown, unknown]> = [
+    ["user", info.Config.User || "", spec.User ?? ""],
+    ["read-only root", Boolean(have.ReadonlyRootfs), Boolean(want.ReadonlyRootfs)],
+    ["privileged", Boolean(have.Privileged), false],
+    ["dropped capabilities", (have.CapDrop ?? []).includes("ALL"), true],
+    ["no-new-privileges", (have.SecurityOpt ?? []).some((o: string) => o.startsWith("no-new-privileges")), true],
+    ["network", have.NetworkMode, want.NetworkMode],
+    ["image", info.Config.Image, spec.Image],
+    ["site folder", mount?.Source, want.Mounts?.[0]?.Source],
+  ];
+  const differs = checks.filter(([, a, b]) => a !== b).map(([what, a, b]) => `${what} ${JSON.stringify(a)} instead of ${JSON.stringify(b)}`);
+  return differs.length ? differs.join(", ") : null;
 }

@@ -10,7 +10,7 @@ import type { ContainerInspectInfo } from "dockerode";
 import type { Logger } from "pino";
 import type { EnsuredContainer, RemoveOutcome, StopOutcome } from "../functions/ports.js";
 import { assertProjectId, type ProjectId } from "../functions/project-id.js";
-import { containerSpec } from "./container-spec.js";
+import { containerSpec, outdatedBy } from "./container-spec.js";
 import { DockerPermanentError, DockerRetryableError, ForeignContainerError, dockerError, failureMessage, statusOf } from "./errors.js";
 import { LABELS, containerName, isOwnPreview } from "./labels.js";
 import { lastChars, logText } from "./logs.js";
@@ -76,7 +76,13 @@ export class PreviewContainers {
    */
   async ensure(projectId: ProjectId): Promise<EnsuredContainer> {
     const existing = await this.find(projectId, "create");
-    if (existing) return ensured(existing);
+    if (existing) {
+      // A container of an earlier version (or other settings) is not started with a weaker spec.
+      const stale = outdatedBy(existing, containerSpec(projectId, this.settings, ""));
+      if (!stale) return ensured(existing);
+      this.log?.info({ projectId, containerId: existing.Id, stale }, "recreating a preview container whose spec is outdated");
+      await this.remove(projectId);
+    }
     await this.network.ensure();
     return this.create(projectId);
   }

@@ -449,3 +449,33 @@ describe("DockerPreviewRuntime on a real engine (port routing)", () => {
     expect(res.body).toContain(`preview ${id}`);
   });
 });
+
+describe("a container of an earlier version is recreated, never started with its weaker spec", () => {
+  let env: DockerTestEnv;
+  beforeAll(async () => {
+    env = await createDockerTestEnv();
+    await env.runtime.ensureNetwork();
+  });
+  afterAll(async () => {
+    await env?.cleanup();
+  });
+
+  it("ours by its labels, but root and a writable root file system: replaced by one with the current spec", async () => {
+    const id = env.projectId("old");
+    const site = await env.writeSite(id);
+    const old = await env.docker.createContainer({
+      name: `preview-${id}`,
+      Image: env.image,
+      Labels: { [TEST_LABEL]: env.runId, [LABELS.MANAGED]: "true", [LABELS.OWNER]: env.options.instanceId, [LABELS.PROJECT_ID]: id },
+      HostConfig: { NetworkMode: env.options.network, Init: true, Mounts: [{ Type: "bind", Source: site, Target: "/app" }] },
+    });
+    const ensured = await env.runtime.ensureContainer(id);
+    expect(ensured.containerId).not.toBe(old.id);
+    await expect(old.inspect()).rejects.toMatchObject({ statusCode: 404 });
+    const info = await env.docker.getContainer(ensured.containerId).inspect();
+    expect(info.Config.User).toBe("1000:1000");
+    expect(info.HostConfig.ReadonlyRootfs).toBe(true);
+    // A container with the current spec is reused as it is.
+    expect((await env.runtime.ensureContainer(id)).containerId).toBe(ensured.containerId);
+  });
+});
