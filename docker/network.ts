@@ -1,8 +1,8 @@
 /**
  * The previews' own bridge network (separate from the database/cache/storage network): created
  * on first use with the isolating options (`isolation.ts`: inter-container communication off,
- * fixed bridge name, internal when egress is off), labelled as ours, deduplicated when
- * concurrent creators raced. An existing network without those options is refused
+ * fixed bridge name, internal when egress is off), labelled as ours. Concurrent creators cannot
+ * make two: the engine refuses a second network with the same bridge name. An existing network without those options is refused
  * (`UnsafeNetworkError`, permanent), never used. With `hostFirewall: "iptables"` the host rules
  * of the bridge (`host-firewall.ts`) are installed too, and re-checked at most every
  * `FIREWALL_RECHECK_MS` (a firewall reload or a reboot drops them).
@@ -12,7 +12,7 @@ import type { Logger } from "pino";
 import { detailOf, dockerError, statusOf } from "./errors.js";
 import { HostFirewall, type IptablesRunner } from "./host-firewall.js";
 import { UnsafeNetworkError, bridgeName, egressDeny, networkOptions, networkProblems, unsafeNetworkMessage } from "./isolation.js";
-import { LABELS, isOwned } from "./labels.js";
+import { LABELS } from "./labels.js";
 import type { PreviewSettings } from "./settings.js";
 import { traced } from "./trace.js";
 
@@ -118,7 +118,8 @@ export class PreviewNetwork {
         this.docker.createNetwork({
           Name: name,
           ...networkOptions(this.settings),
-          // Narrows (does not close) the window in which two creates give two networks of one name.
+          // With the fixed bridge name the engine lets exactly one of concurrent creates win (the
+          // others get 403), so two networks of one name cannot appear; this checks the name too.
           CheckDuplicate: true,
           Labels: { ...this.settings.extraLabels, [LABELS.MANAGED]: "true", [LABELS.OWNER]: this.settings.instanceId },
         }),
@@ -131,34 +132,6 @@ export class PreviewNetwork {
       if (status === 403) return err;
       if (status !== 409) throw dockerError("create", `network ${name}`, err);
     }
-    await this.dedupe();
     return null;
-  }
-
-  /**
-   * `CheckDuplicate` does not stop concurrent creates (measured: five at once give five networks
-   * with one name). Every creator therefore keeps the oldest network of that name and removes
-   * the other ones it owns; all creators pick the same keeper, so they converge.
-   */
-  private async dedupe(): Promise<void> {
-    const name = this.name;
-    let networks: Docker.NetworkInspectInfo[];
-    try {
-      // The name filter matches substrings: keep exact names only.
-      networks = (await traced(this.log, "network.list", { network: name }, () => this.docker.listNetworks({ filters: { name: [name] } }))).filter(
-        (n) => n.Name === name,
-      );
-    } catch (err) {
-      throw dockerError("list", `networks ${name}`, err);
-    }
-    if (networks.length <= 1) return;
-    networks.sort((a, b) => a.Created.localeCompare(b.Created) || a.Id.localeCompare(b.Id));
-    for (const extra of networks.slice(1)) {
-      if (!isOwned(extra.Labels, this.settings.instanceId)) continue;
-      await traced(this.log, "network.remove", { network: name }, () => this.docker.getNetwork(extra.Id).remove()).catch((err: unknown) =>
-        // Another creator may be removing the same duplicate: harmless.
-        this.log?.warn({ network: name, networkId: extra.Id, err }, "could not remove duplicate network"),
-      );
-    }
   }
 }

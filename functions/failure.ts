@@ -14,31 +14,43 @@ export interface FailureContext {
   logger: Logger;
 }
 
-/** The failure's reason as recorded: the run's final error message. */
-export const failureReason = (ctx: FailureContext, fallback: string): string => ctx.event.data.error?.message || fallback;
+/**
+ * What each function's failure records: the table action (each applies only while the failing
+ * run still holds the preview), the reason as recorded (from the run's final error message), and
+ * the log line.
+ */
+const FAILURES = {
+  launch: { action: "fail", reason: (message: string) => message || "launch failed", log: "preview failed to launch" },
+  stop: { action: "stopFailed", reason: (message: string) => `stop failed: ${message || "unknown error"}`, log: "preview stop failed" },
+  remove: { action: "removeFailed", reason: (message: string) => `remove failed: ${message || "unknown error"}`, log: "preview remove failed" },
+} as const;
 
 /**
- * The failure handler of a stop or remove: records `action` (`stopFailed` / `removeFailed`,
- * which apply only while the failing run holds the preview) with the reason, stops the
- * container, and emits `preview.failed` when it applied. Later launches and removes then make progress instead of finding the project
- * stuck in `stopping` or `removing`.
+ * The failure handler of every lifecycle function (`<fn>-failure`): records the failure with its
+ * reason and the log tail, stops the container (a failed preview must not run on unattended), and
+ * emits `preview.failed`, all only when the write applied. A run overtaken by a newer launch, stop
+ * or remove records nothing and leaves that run's container alone; later launches and removes then
+ * make progress instead of finding the project stuck in `starting`, `stopping` or `removing`.
  */
-export async function recordActionFailure(deps: PreviewDeps, ctx: FailureContext, action: "stopFailed" | "removeFailed", what: string) {
+export async function recordFailure(deps: PreviewDeps, ctx: FailureContext, kind: keyof typeof FAILURES) {
   const { event, step, logger } = ctx;
   const projectId = projectOf(event.data.event);
   if (projectId === null) return { recorded: false as const, why: "invalid event" };
-  const reason = `${what}: ${failureReason(ctx, "unknown error")}`;
+  const { action, log } = FAILURES[kind];
+  const reason = FAILURES[kind].reason(event.data.error?.message ?? "");
   const failed = await step.run("record-failed", () =>
     permanent(async () => {
+      // Diagnostic: a tail that cannot be read must not hide the failure.
       const logTail = await deps.runtime.logTail(projectId).catch(() => "");
       const result = await deps.store.apply(projectId, action, { reason, logTail, claim: event.data.run_id });
+      // Only the run that holds the preview stops its container (never a newer run's).
       if (result.applied) await stopBestEffort(deps, projectId);
       return { applied: result.applied, logTail };
     }),
   );
   if (!failed.applied) return { recorded: false as const, why: "overtaken" };
   await step.sendEvent("emit-failed", previewFailed.create({ projectId, reason, logTail: failed.logTail }));
-  logger.warn({ projectId, reason }, `preview ${what}`);
+  logger.warn({ projectId, reason }, log);
   return { recorded: true as const, projectId, reason };
 }
 

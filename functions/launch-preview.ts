@@ -32,7 +32,7 @@
  * ends as `superseded` without emitting anything.
  */
 import { NonRetriableError, type Inngest } from "inngest";
-import { pipelineStep7, previewClosed, previewFailed, previewIdle, previewReady, previewRequested, projectDeleted } from "../inngest.config.js";
+import { pipelineStep7, previewClosed, previewIdle, previewReady, previewRequested, projectDeleted } from "../inngest.config.js";
 import {
   DEFAULT_READY_SLICE_MS,
   ONE_RUN_PER_PROJECT,
@@ -41,11 +41,10 @@ import {
   formatDuration,
   parseProjectEvent,
   permanent,
-  projectOf,
   sameProject,
   type PreviewDeps,
 } from "./deps.js";
-import { failureReason, stopBestEffort, type FailureContext } from "./failure.js";
+import { recordFailure, stopBestEffort, type FailureContext } from "./failure.js";
 import { PermanentError, type ProjectId } from "./ports.js";
 
 /** Pause between two readiness slices. */
@@ -68,7 +67,7 @@ export function createLaunchPreview(inngest: Inngest, deps: PreviewDeps) {
       singleton: ONE_RUN_PER_PROJECT,
       cancelOn: [sameProject(previewIdle), sameProject(previewClosed), sameProject(projectDeleted)],
       retries: RETRIES,
-      onFailure: (ctx: FailureContext) => recordLaunchFailure(deps, ctx),
+      onFailure: (ctx: FailureContext) => recordFailure(deps, ctx, "launch"),
     },
     async ({ event, step, logger, runId }) => {
       const { projectId } = parseProjectEvent(event);
@@ -78,19 +77,19 @@ export function createLaunchPreview(inngest: Inngest, deps: PreviewDeps) {
       const claim = await step.run("ensure-container", () =>
         permanent(async (): Promise<Claim> => {
           const row = await deps.store.get(projectId);
-          // A late launch of a deleted project (its files gone with it) is not a failure.
-          if (row?.status === "removed" || row?.status === "removing") {
-            const site = await deps.site.check(projectId);
-            if (!site.ok) return { outcome: "superseded", status: row.status };
-          }
-          // Claim first, so that whatever fails from here on is this run's failure to record.
+          // A late launch of a deleted project (its files gone with it) is not a failure: its
+          // site is checked before anything is claimed. Any other launch claims first, so that
+          // whatever fails from here on (a check that throws included) is its failure to record.
+          const deleted = row?.status === "removed" || row?.status === "removing" ? row.status : null;
+          const early = deleted ? await deps.site.check(projectId) : null;
+          if (deleted && early && !early.ok) return { outcome: "superseded", status: deleted };
           // A preview recorded running is claimed only once its container turns out not to run.
           const noop = row?.status === "running";
           if (!noop) {
             const claimed = await take();
             if (!claimed.applied) return { outcome: "superseded", status: claimed.row?.status ?? null };
           }
-          const site = await deps.site.check(projectId);
+          const site = early ?? (await deps.site.check(projectId));
           if (!site.ok) {
             const claimed = noop ? await take() : null;
             if (claimed && !claimed.applied) return { outcome: "superseded", status: claimed.row?.status ?? null };
@@ -187,30 +186,4 @@ export function createLaunchPreview(inngest: Inngest, deps: PreviewDeps) {
       }
     },
   );
-}
-
-/**
- * `launch-preview-failure`: the launch failed for good. Stops the container (a preview that does
- * not answer must not run on unattended), records `fail` with the reason and the log tail, and
- * emits `preview.failed`, only when the write applied (the launch's claim still stood).
- */
-export async function recordLaunchFailure(deps: PreviewDeps, ctx: FailureContext) {
-  const { event, step, logger } = ctx;
-  const projectId = projectOf(event.data.event);
-  if (projectId === null) return { recorded: false as const, why: "invalid event" };
-  const reason = failureReason(ctx, "launch failed");
-  const failed = await step.run("record-failed", () =>
-    permanent(async () => {
-      // Diagnostic: a tail that cannot be read must not hide the failure.
-      const logTail = await deps.runtime.logTail(projectId).catch(() => "");
-      const result = await deps.store.apply(projectId, "fail", { reason, logTail, claim: event.data.run_id });
-      // Only the run that holds the preview stops its container (never a newer launch's).
-      if (result.applied) await stopBestEffort(deps, projectId);
-      return { applied: result.applied, logTail };
-    }),
-  );
-  if (!failed.applied) return { recorded: false as const, why: "overtaken" };
-  await step.sendEvent("emit-failed", previewFailed.create({ projectId, reason, logTail: failed.logTail }));
-  logger.warn({ projectId, reason }, "preview failed to launch");
-  return { recorded: true as const, projectId, reason };
 }

@@ -13,7 +13,7 @@
 import type { Inngest } from "inngest";
 import { previewRemoved, projectDeleted } from "../inngest.config.js";
 import { ONE_RUN_PER_PROJECT, PER_PROJECT, RETRIES, parseProjectEvent, permanent, type PreviewDeps } from "./deps.js";
-import { recordActionFailure, type FailureContext } from "./failure.js";
+import { recordFailure, type FailureContext } from "./failure.js";
 
 export function createRemovePreview(inngest: Inngest, deps: PreviewDeps) {
   return inngest.createFunction(
@@ -24,7 +24,7 @@ export function createRemovePreview(inngest: Inngest, deps: PreviewDeps) {
       concurrency: PER_PROJECT,
       singleton: ONE_RUN_PER_PROJECT,
       retries: RETRIES,
-      onFailure: (ctx: FailureContext) => recordActionFailure(deps, ctx, "removeFailed", "remove failed"),
+      onFailure: (ctx: FailureContext) => recordFailure(deps, ctx, "remove"),
     },
     async ({ event, step, logger, runId }) => {
       const { projectId } = parseProjectEvent(event);

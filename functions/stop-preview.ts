@@ -17,7 +17,7 @@
 import type { Inngest } from "inngest";
 import { pipelineStep7, previewClosed, previewIdle, previewRequested, previewStopped, projectDeleted } from "../inngest.config.js";
 import { ONE_RUN_PER_PROJECT, PER_PROJECT, RETRIES, parseProjectEvent, permanent, sameProject, type PreviewDeps } from "./deps.js";
-import { recordActionFailure, type FailureContext } from "./failure.js";
+import { recordFailure, type FailureContext } from "./failure.js";
 
 export function createStopPreview(inngest: Inngest, deps: PreviewDeps) {
   return inngest.createFunction(
@@ -30,7 +30,7 @@ export function createStopPreview(inngest: Inngest, deps: PreviewDeps) {
       // A later launch (the user came back) or remove wins over a stop still in flight.
       cancelOn: [sameProject(pipelineStep7), sameProject(previewRequested), sameProject(projectDeleted)],
       retries: RETRIES,
-      onFailure: (ctx: FailureContext) => recordActionFailure(deps, ctx, "stopFailed", "stop failed"),
+      onFailure: (ctx: FailureContext) => recordFailure(deps, ctx, "stop"),
     },
     async ({ event, step, logger, runId }) => {
       const { projectId } = parseProjectEvent(event);

@@ -10,6 +10,7 @@ import type { Inngest } from "inngest";
 import { pino, type Logger } from "pino";
 import { createDockerClient } from "../docker/client.js";
 import { DockerPreviewRuntime } from "../docker/docker-runtime.js";
+import { previewUser } from "../docker/isolation.js";
 import type { PreviewSettings } from "../docker/settings.js";
 import { createFunctions } from "../functions/index.js";
 import { openDatabaseInBackground } from "../sql/connect.js";
@@ -91,7 +92,8 @@ async function serveWith(config: Config, log: Logger, db: Database): Promise<Run
   // first launch (and the host rules are in place). Docker may be down: not a reason not to serve.
   const networkReady = runtime.ensureNetwork().catch((err: unknown) => log.error({ err, network: settings.network }, "preview network not ready"));
   const store = new SqlPreviewStore(db);
-  const [uid, gid] = config.preview.user.split(":").map(Number) as [number, number];
+  // The site folder is handed to the user the previews run as.
+  const { uid, gid } = previewUser(settings);
   const site = new LocalSiteFiles(config.storage.path, { uid, gid });
   const inngest = createInngest(config.inngest, log);
   const shutdown = new AbortController();

@@ -28,10 +28,14 @@ export async function connect(settings: DatabaseSettings): Promise<Database> {
 
 /** Connects and applies pending migrations; closes the connection again if migrating fails. */
 export async function openDatabase(settings: DatabaseSettings): Promise<Database> {
+  return (await connectAndMigrate(settings)).db;
+}
+
+/** `openDatabase`, also saying which migrations this call applied. */
+async function connectAndMigrate(settings: DatabaseSettings): Promise<{ db: Database; applied: string[] }> {
   const db = await connect(settings);
   try {
-    await migrate(db);
-    return db;
+    return { db, applied: await migrate(db) };
   } catch (err) {
     await db.close().catch(() => {});
     throw err;
@@ -133,14 +137,7 @@ export function migrateInBackground(db: Database, options: BackgroundOptions = {
  */
 export async function openDatabaseInBackground(settings: DatabaseSettings, options: BackgroundOptions = {}): Promise<BackgroundDatabase> {
   if (settings.driver === "pglite") {
-    const db = await connect(settings);
-    let applied: string[];
-    try {
-      applied = await migrate(db);
-    } catch (err) {
-      await db.close().catch(() => {});
-      throw err;
-    }
+    const { db, applied } = await connectAndMigrate(settings);
     callSafely(() => options.onReady?.({ attempts: 1, applied }));
     return {
       driver: db.driver,

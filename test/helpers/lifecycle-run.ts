@@ -10,8 +10,7 @@ import { serializeError, type Inngest } from "inngest";
 import { APP_ID } from "../../inngest.config.js";
 import type { PreviewDeps } from "../../functions/deps.js";
 import type { FailureContext } from "../../functions/failure.js";
-import { recordActionFailure } from "../../functions/failure.js";
-import { recordLaunchFailure } from "../../functions/launch-preview.js";
+import { recordFailure } from "../../functions/failure.js";
 
 type TestedFunction = ConstructorParameters<typeof InngestTestEngine>[0]["function"];
 type Outcome = Awaited<ReturnType<InngestTestEngine["execute"]>>;
@@ -30,13 +29,13 @@ export function failureFunctions(inngest: Inngest, deps: PreviewDeps) {
   const failed = { event: "inngest/function.failed" } as const;
   return {
     "launch-preview": inngest.createFunction({ id: "launch-preview-failure", triggers: [failed] }, (ctx) =>
-      recordLaunchFailure(deps, ctx as unknown as FailureContext),
+      recordFailure(deps, ctx as unknown as FailureContext, "launch"),
     ),
     "stop-preview": inngest.createFunction({ id: "stop-preview-failure", triggers: [failed] }, (ctx) =>
-      recordActionFailure(deps, ctx as unknown as FailureContext, "stopFailed", "stop failed"),
+      recordFailure(deps, ctx as unknown as FailureContext, "stop"),
     ),
     "remove-preview": inngest.createFunction({ id: "remove-preview-failure", triggers: [failed] }, (ctx) =>
-      recordActionFailure(deps, ctx as unknown as FailureContext, "removeFailed", "remove failed"),
+      recordFailure(deps, ctx as unknown as FailureContext, "remove"),
     ),
   };
 }
