@@ -139,11 +139,12 @@ const standIn = await startInngestStandIn();
 const runtime = new DockerPreviewRuntime(docker, options);
 await runtime.ensureNetwork();
 const inngest = createInngest(inngestSettings({ dev: standIn.url }), pino({ level: "silent" }));
+// As production: the site is handed to the unprivileged preview user before a start.
+const files = new LocalSiteFiles(storageRoot, { uid: 1000, gid: 1000 });
 const [launchFn] = createFunctions(inngest, {
   runtime,
   store: new SqlPreviewStore(db),
-  // As production: the site is handed to the unprivileged preview user before a start.
-  site: new LocalSiteFiles(storageRoot, { uid: 1000, gid: 1000 }),
+  site: files,
   readyTimeoutMs: 30_000,
 });
 
@@ -243,7 +244,9 @@ try {
       // The Docker runtime alone, without Inngest steps, state or events: where the cost sits.
       runtime: async (id) => {
         await runtime.ensureContainer(id);
-        await runtime.start(id);
+        const site = await files.check(id);
+        if (!site.ok) throw new Error(site.reason);
+        await runtime.start(id, site.folder);
         const probe = await runtime.probeReady(id, 30_000);
         if (probe.state !== "ready") throw new Error(`runtime probe: ${probe.state}`);
       },

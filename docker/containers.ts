@@ -8,12 +8,13 @@ import { randomBytes } from "node:crypto";
 import type Docker from "dockerode";
 import type { ContainerInspectInfo } from "dockerode";
 import type { Logger } from "pino";
-import type { EnsuredContainer, RemoveOutcome, StopOutcome } from "../functions/ports.js";
+import type { EnsuredContainer, FolderIdentity, RemoveOutcome, StartResult, StopOutcome } from "../functions/ports.js";
 import { assertProjectId, type ProjectId } from "../functions/project-id.js";
-import { containerSpec, outdatedBy } from "./container-spec.js";
+import { APP_DIR, containerSpec, outdatedBy } from "./container-spec.js";
 import { DockerPermanentError, DockerRetryableError, ForeignContainerError, dockerError, failureMessage, statusOf } from "./errors.js";
 import { LABELS, containerName, isOwnPreview } from "./labels.js";
 import { lastChars, logText } from "./logs.js";
+import { mountedFolder } from "./mounted-folder.js";
 import type { PreviewNetwork } from "./network.js";
 import type { PreviewSettings } from "./settings.js";
 import { traced } from "./trace.js";
@@ -157,16 +158,35 @@ export class PreviewContainers {
   /**
    * Starts the container; already running is success. Only `ensure` creates: a container removed
    * since then (by a remove that slipped in, or by hand) must not come back behind that remove's
-   * back, so a missing container is permanent.
+   * back, so a missing container is permanent. Then compares what the container mounted at
+   * `APP_DIR` with `site` (see `mounted-folder.ts`): another directory means the site folder was
+   * swapped while the engine resolved the path, and the container is killed before it runs on.
    */
-  async start(projectId: ProjectId): Promise<void> {
+  async start(projectId: ProjectId, site: FolderIdentity): Promise<StartResult> {
     const info = await this.find(projectId, "start");
     if (!info) throw this.gone(projectId);
-    if (info.State.Running) return;
-    // The engine attaches by network name at start: check (and recreate, if it is gone) the
-    // network it would join, so a network replaced by one that does not isolate is refused here.
-    await this.network.ensure();
-    await this.startById(projectId, info.Id, true);
+    if (!info.State.Running) {
+      // The engine attaches by network name at start: check (and recreate, if it is gone) the
+      // network it would join, so a network replaced by one that does not isolate is refused here.
+      await this.network.ensure();
+      await this.startById(projectId, info.Id, true);
+    }
+    return this.verifyMount(projectId, site);
+  }
+
+  private async verifyMount(projectId: ProjectId, site: FolderIdentity): Promise<StartResult> {
+    const info = await this.find(projectId, "verify the mount of");
+    if (!info?.State.Running) return { mount: "unverified", reason: "the container is not running (it exited right after its start)" };
+    const mounted = await mountedFolder(info.State.Pid, info.Id, APP_DIR);
+    if ("unknown" in mounted) return { mount: "unverified", reason: mounted.unknown };
+    if (mounted.identity === site) return { mount: "verified" };
+    const name = containerName(projectId);
+    await traced(this.log, "container.kill", { projectId, containerId: info.Id }, () => this.docker.getContainer(info.Id).kill()).catch((err: unknown) => {
+      if (statusOf(err) !== 404 && statusOf(err) !== 409) throw dockerError("kill", `container ${name}`, err);
+    });
+    throw new DockerPermanentError(
+      failureMessage("start", `container ${name}`, `it mounted directory ${mounted.identity} at ${APP_DIR}, not the site folder checked right before (${site}): the folder was replaced while the engine mounted it; killed`),
+    );
   }
 
   private async startById(projectId: ProjectId, containerId: string, mayRecreateNetwork: boolean): Promise<void> {

@@ -9,7 +9,7 @@
  */
 import type Docker from "dockerode";
 import type { Logger } from "pino";
-import type { EnsuredContainer, PreviewRuntime, ProbeResult, RemoveOutcome, StopOutcome } from "../functions/ports.js";
+import type { EnsuredContainer, FolderIdentity, PreviewRuntime, ProbeResult, RemoveOutcome, StartResult, StopOutcome } from "../functions/ports.js";
 import { assertProjectId, type ProjectId } from "../functions/project-id.js";
 import { publicUrl } from "./container-spec.js";
 import { PreviewContainers } from "./containers.js";
@@ -51,8 +51,8 @@ export class DockerPreviewRuntime implements PreviewRuntime {
     return this.containers.ensure(assertProjectId(projectId));
   }
 
-  async start(projectId: ProjectId): Promise<void> {
-    return this.containers.start(assertProjectId(projectId));
+  async start(projectId: ProjectId, site: FolderIdentity): Promise<StartResult> {
+    return this.containers.start(assertProjectId(projectId), site);
   }
 
   /**

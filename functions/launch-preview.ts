@@ -7,7 +7,8 @@
  *                      the check and the create. A late launch of a deleted project (row removed,
  *                      files gone) ends as superseded without recording anything.
  *   start-container    when it is not running yet, while this run holds the preview; the site
- *                      folder is verified again right before (and after) the start that mounts it
+ *                      folder is verified again right before the start that mounts it, and what
+ *                      the container mounted is compared with it right after
  *   wait-ready-N       probe HTTP for a bounded slice (at most 30 s) ...
  *   pause-N            ... then sleep and probe again, until READY_TIMEOUT: no call request is held
  *                      open for minutes, every probe shows in the dashboard, and a shutdown ends a
@@ -96,12 +97,12 @@ export function createLaunchPreview(inngest: Inngest, deps: PreviewDeps) {
             return { outcome: "site-missing", reason: site.reason };
           }
           // The preview runs unprivileged: the folder it installs and builds in must be its own.
-          if (!noop) await deps.site.prepare(projectId);
+          if (!noop) await deps.site.prepare(projectId, site.folder);
           const ensured = await deps.runtime.ensureContainer(projectId);
           if (noop && !ensured.running) {
             const claimed = await take();
             if (!claimed.applied) return { outcome: "superseded", status: claimed.row?.status ?? null };
-            await deps.site.prepare(projectId);
+            await deps.site.prepare(projectId, site.folder);
           }
           return { outcome: "claimed", claimed: !(noop && ensured.running), containerId: ensured.containerId, running: ensured.running, at: Date.now() };
         }),
@@ -117,15 +118,19 @@ export function createLaunchPreview(inngest: Inngest, deps: PreviewDeps) {
             const row = await deps.store.get(projectId);
             if (row?.status !== "starting" || row.claim !== runId) return { started: false, status: row?.status ?? null };
             // Mount what was checked: the folder is verified right before the start that mounts
-            // it (a step boundary separates this from ensure-container), and again right after,
-            // so a swap for a link in between is caught and the container does not run on.
+            // it (a step boundary separates this from ensure-container), and the runtime then
+            // compares what the container mounted with the folder checked here (killing it on a
+            // mismatch). Where it cannot see that, the path is checked again right after.
             const before = await deps.site.check(projectId);
             if (!before.ok) throw new PermanentError(before.reason);
-            await deps.runtime.start(projectId);
-            const after = await deps.site.check(projectId);
-            if (!after.ok) {
-              await deps.runtime.stop(projectId);
-              throw new PermanentError(`${after.reason} (changed while the container started; stopped)`);
+            const start = await deps.runtime.start(projectId, before.folder);
+            if (start.mount === "unverified") {
+              logger.warn({ projectId, reason: start.reason }, "the mounted site folder could not be compared with the checked one; checking its path again");
+              const after = await deps.site.check(projectId);
+              if (!after.ok || after.folder !== before.folder) {
+                await deps.runtime.stop(projectId);
+                throw new PermanentError(`${after.ok ? `site folder of ${projectId} was replaced by another directory` : after.reason} (changed while the container started; stopped)`);
+              }
             }
             return { started: true, status: row.status };
           }),

@@ -28,6 +28,14 @@ export type ProbeResult =
   /** It will not come up: the process exited, or the container is gone (`logTail` has its logs). */
   | { state: "down"; reason: string };
 
+/**
+ * A folder's `device:inode` in decimal: what a check saw, compared with what a container mounted
+ * (the same directory whatever path or link led to it).
+ */
+export type FolderIdentity = string;
+
+export type StartResult = { mount: "verified" } | { mount: "unverified"; reason: string };
+
 export type StopOutcome = "stopped" | "already-stopped" | "absent";
 export type RemoveOutcome = "removed" | "absent";
 
@@ -38,8 +46,14 @@ export interface PreviewRuntime {
    * belongs to a container this service does not manage.
    */
   ensureContainer(projectId: ProjectId): Promise<EnsuredContainer>;
-  /** Starts the container; already running is success. A missing container is permanent. */
-  start(projectId: ProjectId): Promise<void>;
+  /**
+   * Starts the container; already running is success. A missing container is permanent. Then
+   * checks that what the container mounted as its site is `site` (the identity `SiteFiles.check`
+   * returned right before): a folder swapped while the engine resolved the mount path is a
+   * `PermanentError`, and the container is killed at once. `mount` says whether that could be
+   * verified (it needs a view of the container's processes; without it, see `reason`).
+   */
+  start(projectId: ProjectId, site: FolderIdentity): Promise<StartResult>;
   /**
    * Probes the dev server for at most `sliceMs`, or until `signal` aborts (shutdown), and says
    * where it stands. Only an unreachable engine throws; a preview that does not come up is a
@@ -114,16 +128,21 @@ export interface PreviewStore {
 // ---------------------------------------------------------------------------------------------
 // Site files (local storage)
 
-export type SiteCheck = { ok: true } | { ok: false; reason: string };
+/** `folder`: the identity of the site folder that was checked (see `PreviewRuntime.start`). */
+export type SiteCheck = { ok: true; folder: FolderIdentity } | { ok: false; reason: string };
 
 export interface SiteFiles {
-  /** Checks the site folder exists and is a real directory (not a link out of storage). */
+  /**
+   * Checks the site folder exists and is a real directory inside storage, reached without
+   * following a link, and says which directory it is.
+   */
   check(projectId: ProjectId): Promise<SiteCheck>;
   /**
-   * Makes the (checked) site folder writable by the unprivileged preview user, so the preview
-   * can install dependencies and build in it. Idempotent; never follows a link.
+   * Makes the checked site folder (`folder`, from `check`; a folder replaced since is refused)
+   * writable by the unprivileged preview user, so the preview can install dependencies and
+   * build in it. Idempotent; never follows a link.
    */
-  prepare(projectId: ProjectId): Promise<void>;
+  prepare(projectId: ProjectId, folder: FolderIdentity): Promise<void>;
   /** Deletes the project's site folder; a missing folder is success. */
   remove(projectId: ProjectId): Promise<void>;
 }

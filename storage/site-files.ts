@@ -3,10 +3,11 @@
  * validated DNS label, and every path is also checked to stay under `{root}/projects`; links are
  * refused because the folder is bind-mounted into a container (a link could expose the host).
  */
-import { lchown, lstat, mkdir, readdir, realpath, rm, rmdir } from "node:fs/promises";
+import { access, lstat, mkdir, rmdir, unlink, type FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { PermanentError, type SiteCheck, type SiteFiles } from "../functions/ports.js";
 import { assertProjectId, type ProjectId } from "../functions/project-id.js";
+import { AnchoredDir, errno, withDir } from "./anchored-dir.js";
 
 /** Who previews run as: what `prepare` gives the site folder to. */
 export interface SiteOwner {
@@ -39,117 +40,219 @@ export class LocalSiteFiles implements SiteFiles {
 
   /**
    * Verifies that the site folder can be mounted as it is: `{root}/projects`, the project folder
-   * and the site folder are each a real directory (no symbolic link anywhere on the way down from
-   * the root), and the site's real path is the expected one. Callers run it in the same step as,
-   * and right before, the create or start that mounts the folder.
+   * and the site folder are each a real directory, opened one inside the other without following
+   * a link, and returns the site folder's identity (`device:inode`) for the caller to compare
+   * with what the container ends up mounting. Callers run it in the same step as, and right
+   * before, the create or start that mounts the folder.
    */
   async check(projectId: ProjectId): Promise<SiteCheck> {
     const { project, site } = this.paths(projectId);
-    const levels = [
-      ["projects folder", this.projectsRoot],
-      ["project folder", project],
-      ["site folder", site],
-    ] as const;
-    for (const [label, p] of levels) {
-      let stat;
+    const opened: AnchoredDir[] = [];
+    const open = async (label: string, shown: string, how: () => Promise<AnchoredDir>): Promise<AnchoredDir | string> => {
       try {
-        stat = await lstat(p);
+        const dir = await how();
+        opened.push(dir);
+        return dir;
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === "ENOENT") return { ok: false, reason: `site folder not found: ${site}` };
-        throw new Error(`storage: check ${label} ${p} failed: ${(err as Error).message}`, { cause: err });
+        switch (errno(err)) {
+          case "ENOENT":
+            return `site folder not found: ${site}`;
+          case "ELOOP":
+            return `${label} ${shown} is a symbolic link; refusing to mount it`;
+          case "ENOTDIR":
+            return `${label} ${shown} is not a directory`;
+          default:
+            throw new Error(`storage: check ${label} ${shown} failed: ${(err as Error).message}`, { cause: err });
+        }
       }
-      if (stat.isSymbolicLink()) return { ok: false, reason: `${label} ${p} is a symbolic link; refusing to mount it` };
-      if (!stat.isDirectory()) return { ok: false, reason: `${label} ${p} is not a directory` };
+    };
+    try {
+      const projects = await open("projects folder", this.projectsRoot, () => AnchoredDir.open(this.projectsRoot));
+      if (typeof projects === "string") return { ok: false, reason: projects };
+      const dir = await open("project folder", project, () => projects.dir(path.basename(project)));
+      if (typeof dir === "string") return { ok: false, reason: dir };
+      const siteDir = await open("site folder", site, () => dir.dir("site"));
+      if (typeof siteDir === "string") return { ok: false, reason: siteDir };
+      return { ok: true, folder: await siteDir.identity() };
+    } finally {
+      await Promise.all(opened.map((d) => d.close()));
     }
-    // Above the projects folder the path is the operator's (verified at start-up); below it no
-    // link was found, so the real path must be the expected one unless something moved since.
-    const expected = path.join(await this.realRoot(), path.basename(project), "site");
-    const real = await realpath(site).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === "ENOENT") return null;
-      throw new Error(`storage: resolve site folder ${site} failed: ${err.message}`, { cause: err });
-    });
-    if (real === null) return { ok: false, reason: `site folder not found: ${site}` };
-    if (real !== expected) return { ok: false, reason: `site folder ${site} resolves to ${real}, outside ${expected}; refusing to mount it` };
-    return { ok: true };
   }
 
   /**
    * At start-up: `{root}/projects` exists (created if missing) and is a real directory, not a
-   * symbolic link. Throws a `PermanentError` naming the path otherwise.
+   * symbolic link, and `/proc/self/fd` (through which folders are walked) is there. Throws a
+   * `PermanentError` naming the path otherwise.
    */
   async verifyRoot(): Promise<void> {
     await mkdir(this.projectsRoot, { recursive: true }).catch(() => undefined);
-    const stat = await lstat(this.projectsRoot).catch((err: NodeJS.ErrnoException) => {
-      throw new PermanentError(`storage: ${this.projectsRoot} cannot be read: ${err.message}`, { cause: err });
+    await access("/proc/self/fd").catch((err: NodeJS.ErrnoException) => {
+      throw new PermanentError(`storage: /proc/self/fd is not available (${err.code ?? err.message}); site folders are walked through it, mount /proc`, { cause: err });
     });
-    if (stat.isSymbolicLink()) throw new PermanentError(`storage: ${this.projectsRoot} is a symbolic link; point STORAGE_PATH at the real folder`);
-    if (!stat.isDirectory()) throw new PermanentError(`storage: ${this.projectsRoot} is not a directory`);
-    this.root = null;
-    await this.realRoot();
-  }
-
-  private root: Promise<string> | null = null;
-  /** The real path of `{root}/projects` (STORAGE_PATH may itself sit behind an operator's link). */
-  private realRoot(): Promise<string> {
-    this.root ??= realpath(this.projectsRoot).catch((err: unknown) => {
-      this.root = null;
-      throw err;
+    const p = this.projectsRoot;
+    await withDir(AnchoredDir.open(p), async () => undefined).catch((err: unknown) => {
+      const code = errno(err);
+      if (code === "ELOOP") throw new PermanentError(`storage: ${p} is a symbolic link; point STORAGE_PATH at the real folder`, { cause: err });
+      if (code === "ENOTDIR") throw new PermanentError(`storage: ${p} is not a directory`, { cause: err });
+      throw new PermanentError(`storage: ${p} cannot be read: ${(err as Error).message}`, { cause: err });
     });
-    return this.root;
   }
 
   /**
-   * Gives every entry of the site folder that is not the preview user's to that user (lchown:
-   * a link is changed itself, never followed), so the unprivileged preview can write there
-   * (`npm ci`, `.next/`). Entries already owned are skipped, so a relaunch walks but writes
-   * nothing; files with several hard links are never changed (their inode may be a host file's).
-   * Run after `check`, in the same step.
+   * Opens the project folder through `{root}/projects`, neither through a link; null when
+   * either is missing. `action` words the refusal.
    */
-  async prepare(projectId: ProjectId): Promise<void> {
+  private async openProject(projectId: ProjectId, action: string): Promise<AnchoredDir | null> {
+    const { project } = this.paths(projectId);
+    const refuse = (err: unknown, shown: string): null => {
+      const code = errno(err);
+      if (code === "ENOENT") return null;
+      if (code === "ELOOP") throw new PermanentError(`storage: refusing to ${action} through ${shown}: it is a symbolic link`, { cause: err });
+      if (code === "ENOTDIR") throw new PermanentError(`storage: refusing to ${action} ${shown}: it is not a directory`, { cause: err });
+      throw err;
+    };
+    const projects = await AnchoredDir.open(this.projectsRoot).catch((err: unknown) => refuse(err, this.projectsRoot));
+    if (!projects) return null;
+    return withDir(Promise.resolve(projects), (dir) => dir.dir(path.basename(project)).catch((err: unknown) => refuse(err, project)));
+  }
+
+  /**
+   * Gives every file and directory of the site folder that is not the preview user's to that
+   * user, so the unprivileged preview can write there (`npm ci`, `.next/`). The walk holds each
+   * directory open and works inside it (`anchored-dir.ts`): an entry swapped for a link while it
+   * runs is never followed. Each entry is opened without following a link and changed through
+   * that handle (fchown), so what is changed is what was looked at: links themselves, devices,
+   * FIFOs and sockets are left as they are, and so are files with several hard links (their
+   * inode may be a host file's). Entries already owned are only looked at, so a relaunch writes
+   * nothing. `folder` is the identity `check` returned: a site folder replaced since is refused.
+   */
+  async prepare(projectId: ProjectId, folder: string): Promise<void> {
     const owner = this.owner;
     if (!owner) return;
     const { site } = this.paths(projectId);
-    /** lstat, then lchown when not the owner's; null when the entry vanished meanwhile. */
-    const give = async (p: string) => {
-      const stat = await lstat(p).catch(() => null);
+    const project = await this.openProject(projectId, "prepare");
+    if (!project) throw new PermanentError(`storage: prepare ${site} failed: site folder not found`);
+    const siteDir = await withDir(Promise.resolve(project), (dir) => dir.dir("site")).catch((err: unknown) => {
+      throw new PermanentError(`storage: prepare ${site} failed: ${errno(err) === "ELOOP" ? "it is a symbolic link" : (err as Error).message}`, { cause: err });
+    });
+    const give = async (handle: FileHandle, shown: string) => {
+      const stat = await handle.stat();
+      if (stat.uid === owner.uid && stat.gid === owner.gid) return;
+      if (!stat.isDirectory() && !stat.isFile()) return;
       // A file with more than one link shares its inode with a path elsewhere (a hard link to a
       // host file, or a package store): chowning it would hand THAT file to the preview user.
-      // It is left as it is; the unprivileged preview reads it only if it is world-readable.
-      const shared = stat !== null && !stat.isDirectory() && stat.nlink > 1;
-      if (stat && !shared && (stat.uid !== owner.uid || stat.gid !== owner.gid)) {
-        await lchown(p, owner.uid, owner.gid).catch((err: NodeJS.ErrnoException) => {
-          const how = err.code === "EPERM" ? ": run the service as root or as that user, or write the folder as that user" : "";
-          throw new PermanentError(`storage: give ${p} to the preview user ${owner.uid}:${owner.gid} failed: ${err.code ?? err.message}${how}`, { cause: err });
-        });
-      }
-      return stat;
+      if (stat.isFile() && stat.nlink > 1) return;
+      await handle.chown(owner.uid, owner.gid).catch((err: NodeJS.ErrnoException) => {
+        const how = err.code === "EPERM" ? ": run the service as root or as that user, or write the folder as that user" : "";
+        throw new PermanentError(`storage: give ${shown} to the preview user ${owner.uid}:${owner.gid} failed: ${err.code ?? err.message}${how}`, { cause: err });
+      });
     };
-    if (!(await give(site))?.isDirectory()) return;
-    const pending = [site];
-    for (let dir = pending.pop(); dir !== undefined; dir = pending.pop()) {
-      for (const entry of await readdir(dir).catch(() => [])) {
-        const p = path.join(dir, entry);
-        // lstat: a link is never a directory here, so the walk never leaves the site folder.
-        if ((await give(p))?.isDirectory()) pending.push(p);
+    const walk = async (dir: AnchoredDir): Promise<void> => {
+      await give(dir.handle, dir.shown);
+      for (const name of await dir.names().catch(() => [])) {
+        const stat = await lstat(dir.at(name)).catch(() => null);
+        if (!stat || stat.isSymbolicLink()) continue;
+        if (stat.isDirectory()) {
+          // ELOOP/ENOTDIR/ENOENT: swapped or gone since the lstat; nothing to follow.
+          const sub = await dir.dir(name).catch(() => null);
+          if (sub) await withDir(Promise.resolve(sub), walk);
+        } else if (stat.isFile() && (stat.uid !== owner.uid || stat.gid !== owner.gid) && stat.nlink === 1) {
+          const handle = await dir.entry(name).catch(() => null);
+          if (handle) await give(handle, `${dir.shown}/${name}`).finally(() => handle.close().catch(() => undefined));
+        }
       }
-    }
+    };
+    await withDir(Promise.resolve(siteDir), async (dir) => {
+      if ((await dir.identity()) !== folder) throw new PermanentError(`storage: prepare ${site} failed: the site folder changed since it was checked`);
+      await walk(dir);
+    });
   }
 
+  /**
+   * Deletes the project's site folder, then the project folder if that leaves it empty. The
+   * deletion works inside directories it holds open and never follows a link (`deleteEntry`), so
+   * a link planted in the site, or a directory swapped for one while the deletion runs, loses
+   * the link and never its target.
+   */
   async remove(projectId: ProjectId): Promise<void> {
     const { project, site } = this.paths(projectId);
-    const projectStat = await lstat(project).catch(() => null);
-    if (projectStat?.isSymbolicLink()) {
-      throw new PermanentError(`storage: refusing to delete through ${project}: it is a symbolic link`);
-    }
-    try {
-      // rm does not follow links: a linked site folder loses the link, not its target.
-      await rm(site, { recursive: true, force: true });
-      // Leave the project folder to its owner unless it is now empty.
-      await rmdir(project).catch((err: NodeJS.ErrnoException) => {
-        if (err.code !== "ENOENT" && err.code !== "ENOTEMPTY" && err.code !== "EEXIST") throw err;
-      });
-    } catch (err) {
-      throw new Error(`storage: delete site folder ${site} failed: ${(err as Error).message}`, { cause: err });
-    }
+    const dir = await this.openProject(projectId, "delete");
+    if (!dir) return;
+    await withDir(Promise.resolve(dir), async (projectDir) => {
+      try {
+        await deleteEntry(projectDir, "site");
+        // Leave the project folder to its owner unless it is now empty.
+        await withDir(AnchoredDir.open(this.projectsRoot), (projects) =>
+          rmdir(projects.at(path.basename(project))).catch((err: NodeJS.ErrnoException) => {
+            if (err.code !== "ENOENT" && err.code !== "ENOTEMPTY" && err.code !== "EEXIST" && err.code !== "ENOTDIR") throw err;
+          }),
+        );
+      } catch (err) {
+        throw new Error(`storage: delete site folder ${site} failed: ${(err as Error).message}`, { cause: err });
+      }
+    });
   }
 }
+
+/** How often an entry that keeps changing under the deletion is tried before giving up. */
+const DELETE_ATTEMPTS = 5;
+
+/**
+ * Deletes `name` inside `dir`, whatever it is, without following a link: unlink first (a link or
+ * a file goes, its target stays); a directory is opened without following a link, emptied
+ * through that handle, and removed. Missing is success. An entry swapped back and forth while
+ * this runs is retried a bounded number of times, then reported.
+ */
+async function deleteEntry(dir: AnchoredDir, name: string): Promise<void> {
+  for (let attempt = 1; attempt <= DELETE_ATTEMPTS; attempt++) {
+    try {
+      await unlink(dir.at(name));
+      return;
+    } catch (err) {
+      const code = errno(err);
+      if (code === "ENOENT") return;
+      if (code !== "EISDIR" && code !== "EPERM") throw err;
+    }
+    const sub = await dir.dir(name).catch((err: unknown) => {
+      // Swapped for a link or a file since the unlink: go round and unlink it.
+      if (errno(err) === "ELOOP" || errno(err) === "ENOTDIR" || errno(err) === "ENOENT") return null;
+      throw err;
+    });
+    if (sub) await withDir(Promise.resolve(sub), emptyDir);
+    try {
+      await rmdir(dir.at(name));
+      return;
+    } catch (err) {
+      const code = errno(err);
+      if (code === "ENOENT") return;
+      // Refilled while it was emptied, or swapped: go round again.
+      if (code !== "ENOTEMPTY" && code !== "EEXIST" && code !== "ENOTDIR") throw err;
+    }
+  }
+  throw new Error(`${dir.shown}/${name} kept changing while it was deleted (${DELETE_ATTEMPTS} attempts)`);
+}
+
+/** Deletes everything inside `dir`: a few entries at a time, one sub-directory at a time. */
+async function emptyDir(dir: AnchoredDir): Promise<void> {
+  const names = await dir.names();
+  for (let i = 0; i < names.length; i += LEAVES_AT_ONCE) {
+    const batch = names.slice(i, i + LEAVES_AT_ONCE);
+    const dirs: string[] = [];
+    await Promise.all(
+      batch.map(async (name) => {
+        try {
+          await unlink(dir.at(name));
+        } catch (err) {
+          if (errno(err) === "ENOENT") return;
+          if (errno(err) !== "EISDIR" && errno(err) !== "EPERM") throw err;
+          dirs.push(name);
+        }
+      }),
+    );
+    // Sub-directories one after the other: each level of the walk holds one open directory.
+    for (const name of dirs) await deleteEntry(dir, name);
+  }
+}
+
+/** Files unlinked concurrently inside one directory. */
+const LEAVES_AT_ONCE = 16;

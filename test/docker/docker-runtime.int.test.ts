@@ -77,7 +77,7 @@ describe("DockerPreviewRuntime on a real engine (traefik routing)", () => {
     expect(envVars.find((e) => e.startsWith("PAYLOAD_SECRET="))).toMatch(/^PAYLOAD_SECRET=[0-9a-f]{64}$/);
     expect(envVars).toContain(`NEXT_PUBLIC_SITE_URL=http://${id}.preview.localhost`);
 
-    await env.runtime.start(id);
+    await env.start(id);
     const ready = await env.runtime.probeReady(id, 10_000);
     expect(ready).toEqual({ state: "ready", url: `http://${id}.preview.localhost`, containerId: ensured.containerId });
 
@@ -101,8 +101,8 @@ describe("DockerPreviewRuntime on a real engine (traefik routing)", () => {
     const id = env.projectId();
     await env.writeSite(id);
     const first = await env.runtime.ensureContainer(id);
-    await env.runtime.start(id);
-    await env.runtime.start(id); // already running: no call
+    await env.start(id);
+    await env.start(id); // already running: no call
     const again = await env.runtime.ensureContainer(id);
     expect(again).toEqual({ containerId: first.containerId, running: true });
   });
@@ -114,15 +114,39 @@ describe("DockerPreviewRuntime on a real engine (traefik routing)", () => {
     expect(await env.runtime.remove(id)).toBe("absent");
     const { containerId } = await env.runtime.ensureContainer(id);
     expect(await env.runtime.stop(id)).toBe("already-stopped"); // created, never started
-    await env.runtime.start(id);
+    await env.start(id);
     expect(await env.runtime.stop(id)).toBe("stopped");
     expect((await env.docker.getContainer(containerId).inspect()).State.Running).toBe(false);
     expect(await env.runtime.stop(id)).toBe("already-stopped");
-    await env.runtime.start(id);
+    await env.start(id);
     expect(await env.runtime.remove(id)).toBe("removed"); // running: force-removed
     await expect(env.docker.getContainer(containerId).inspect()).rejects.toMatchObject({ statusCode: 404 });
     expect(await env.runtime.remove(id)).toBe("absent");
     expect(await env.runtime.stop(id)).toBe("absent");
+  });
+
+  it("start compares what the container mounted with the checked folder: the same one is verified", async () => {
+    const id = env.projectId();
+    await env.writeSite(id);
+    await env.runtime.ensureContainer(id);
+    expect(await env.start(id)).toEqual({ mount: "verified" });
+    // Already running: compared all the same.
+    expect(await env.start(id)).toEqual({ mount: "verified" });
+  });
+
+  it("start kills a container that mounted another folder than the one checked, as a permanent failure", async () => {
+    const id = env.projectId();
+    const other = env.projectId();
+    await env.writeSite(id);
+    await env.writeSite(other);
+    const { containerId } = await env.runtime.ensureContainer(id);
+    // As if the check had seen another directory than the one the engine then mounted.
+    const err = await failure(env.runtime.start(id, await env.folderOf(other)));
+    expect(err).toBeInstanceOf(PermanentError);
+    expect((err as Error).message).toMatch(new RegExp(`^docker: start container preview-${id} failed: it mounted directory \\d+:\\d+ at /app, not the site folder checked right before \\(\\d+:\\d+\\): the folder was replaced while the engine mounted it; killed$`));
+    const info = await env.docker.getContainer(containerId).inspect();
+    expect(info.State.Running).toBe(false);
+    expect(info.State.ExitCode).toBe(137);
   });
 
   it("start does not re-create a container removed since it was ensured", async () => {
@@ -130,7 +154,7 @@ describe("DockerPreviewRuntime on a real engine (traefik routing)", () => {
     await env.writeSite(id);
     const first = await env.runtime.ensureContainer(id);
     await env.docker.getContainer(first.containerId).remove({ force: true });
-    const err = await failure(env.runtime.start(id));
+    const err = await failure(env.start(id));
     expect(err).toBeInstanceOf(PermanentError);
     expect((err as Error).message).toBe(`docker: start container preview-${id} failed: it no longer exists`);
     await expect(env.docker.getContainer(`preview-${id}`).inspect()).rejects.toMatchObject({ statusCode: 404 });
@@ -139,7 +163,7 @@ describe("DockerPreviewRuntime on a real engine (traefik routing)", () => {
   it("refuses an invalid project id before any call, as a permanent failure", async () => {
     for (const action of [
       () => env.runtime.ensureContainer("../x"),
-      () => env.runtime.start("A"),
+      () => env.start("A"),
       () => env.runtime.probeReady("a b", 100),
       () => env.runtime.logTail("-a"),
       () => env.runtime.stop("a.b"),
@@ -190,7 +214,7 @@ describe("probeReady and logTail on a real engine", () => {
     const id = env.projectId(prefix);
     await env.writeSite(id, kind);
     const { containerId } = await env.runtime.ensureContainer(id);
-    await env.runtime.start(id);
+    await env.start(id);
     return { id, containerId };
   };
 
@@ -259,7 +283,7 @@ describe("probeReady and logTail on a real engine", () => {
     const id = env.projectId("traced");
     await env.writeSite(id);
     const { containerId } = await runtime.ensureContainer(id);
-    await runtime.start(id);
+    await runtime.start(id, await env.folderOf(id));
     expect((await probeUntilSettled(runtime, id)).state).toBe("ready");
     await runtime.logTail(id);
     await runtime.stop(id);
@@ -310,7 +334,7 @@ describe("foreign containers are never touched", () => {
 
     for (const [verb, action] of [
       ["create", () => env.runtime.ensureContainer(id)],
-      ["start", () => env.runtime.start(id)],
+      ["start", () => env.start(id)],
       ["probe", () => env.runtime.probeReady(id, 500)],
       ["stop", () => env.runtime.stop(id)],
       ["remove", () => env.runtime.remove(id)],
@@ -350,8 +374,8 @@ describe("foreign containers are never touched", () => {
     const mine = env.projectId();
     await env.writeSite(mine);
     await env.runtime.ensureContainer(mine);
-    await env.runtime.start(mine);
-    for (const action of [() => other.ensureContainer(mine), () => other.start(mine), () => other.stop(mine), () => other.remove(mine), () => other.probeReady(mine, 200)]) {
+    await env.start(mine);
+    for (const action of [() => other.ensureContainer(mine), () => other.start(mine, "0:0"), () => other.stop(mine), () => other.remove(mine), () => other.probeReady(mine, 200)]) {
       expect(await failure(action())).toBeInstanceOf(ForeignContainerError);
     }
     expect(await other.logTail(mine)).toBe("");
@@ -407,7 +431,7 @@ describe("a preview network deleted behind the runtime's back", () => {
     await env.writeSite(id);
     const { containerId } = await env.runtime.ensureContainer(id);
     expect(await networkLabels()).toMatchObject({ [LABELS.MANAGED]: "true", [TEST_LABEL]: env.runId });
-    await env.runtime.start(id);
+    await env.start(id);
     expect(await env.runtime.probeReady(id, 10_000)).toMatchObject({ state: "ready", containerId });
     await env.runtime.remove(id);
   });
@@ -417,7 +441,7 @@ describe("a preview network deleted behind the runtime's back", () => {
     await env.writeSite(id);
     const { containerId } = await env.runtime.ensureContainer(id); // created, not started: not attached yet
     await removeNetwork();
-    await env.runtime.start(id);
+    await env.start(id);
     expect(await networkLabels()).toMatchObject({ [LABELS.MANAGED]: "true" });
     expect(await env.runtime.probeReady(id, 10_000)).toMatchObject({ state: "ready", containerId });
   });
@@ -436,7 +460,7 @@ describe("DockerPreviewRuntime on a real engine (port routing)", () => {
     const id = env.projectId();
     await env.writeSite(id);
     await env.runtime.ensureContainer(id);
-    await env.runtime.start(id);
+    await env.start(id);
     const ready = await env.runtime.probeReady(id, 10_000);
     expect(ready.state).toBe("ready");
     if (ready.state !== "ready") return;

@@ -6,12 +6,14 @@
  */
 import type {
   EnsuredContainer,
+  FolderIdentity,
   PreviewRuntime,
   ProbeResult,
   ProjectId,
   RemoveOutcome,
   SiteCheck,
   SiteFiles,
+  StartResult,
   StopOutcome,
 } from "../../functions/ports.js";
 import { PermanentError } from "../../functions/ports.js";
@@ -67,11 +69,25 @@ export class FakeRuntime implements PreviewRuntime {
     return { containerId: c.id, running: false };
   }
 
-  async start(projectId: ProjectId): Promise<void> {
+  /**
+   * What a start "mounts" for a project, when it is not the folder it was given: another
+   * identity (a folder swapped while the engine mounted it) or "unknown" (the runtime cannot see
+   * the container's processes).
+   */
+  readonly mounts = new Map<string, FolderIdentity | "unknown">();
+
+  async start(projectId: ProjectId, site: FolderIdentity): Promise<StartResult> {
     this.enter("start", projectId);
     const c = this.ours(projectId, "start");
     if (!c) throw new PermanentError(`docker: start container preview-${projectId} failed: it no longer exists`);
     c.running = this.behaviour.get(projectId) !== "exits";
+    const mounted = this.mounts.get(projectId) ?? site;
+    if (mounted === "unknown") return { mount: "unverified", reason: "fake: no view of the container's processes" };
+    if (mounted !== site) {
+      c.running = false;
+      throw new PermanentError(`docker: start container preview-${projectId} failed: it mounted directory ${mounted}, not ${site}; killed`);
+    }
+    return { mount: "verified" };
   }
 
   async probeReady(projectId: ProjectId, sliceMs: number, signal?: AbortSignal): Promise<ProbeResult> {
@@ -127,13 +143,19 @@ export class FakeSiteFiles implements SiteFiles {
   readonly sites = new Set<string>();
   readonly calls: Array<{ method: "check" | "prepare" | "remove"; projectId: string }> = [];
 
+  /** A site's identity when a test replaced its folder; otherwise `FakeSiteFiles.folder(id)`. */
+  readonly folders = new Map<string, FolderIdentity>();
+  static folder = (projectId: string): FolderIdentity => `1:${projectId}`;
+
   async check(projectId: ProjectId): Promise<SiteCheck> {
     this.calls.push({ method: "check", projectId });
-    return this.sites.has(projectId) ? { ok: true } : { ok: false, reason: `site folder not found: /storage/projects/${projectId}/site` };
+    if (!this.sites.has(projectId)) return { ok: false, reason: `site folder not found: /storage/projects/${projectId}/site` };
+    return { ok: true, folder: this.folders.get(projectId) ?? FakeSiteFiles.folder(projectId) };
   }
 
-  async prepare(projectId: ProjectId): Promise<void> {
+  async prepare(projectId: ProjectId, folder: FolderIdentity): Promise<void> {
     this.calls.push({ method: "prepare", projectId });
+    if ((this.folders.get(projectId) ?? FakeSiteFiles.folder(projectId)) !== folder) throw new PermanentError(`storage: prepare ${projectId} failed: the site folder changed since it was checked`);
   }
 
   async remove(projectId: ProjectId): Promise<void> {

@@ -216,6 +216,41 @@ describe("launch-preview (unit)", () => {
     expect(env.emitted("preview.failed", id)).toHaveLength(1);
   });
 
+  it("a container that mounted another folder than the one checked: failed, with the runtime's reason", async () => {
+    const id = project("swapped");
+    env.runtime.mounts.set(id, "9:999");
+    await env.launch(id);
+    expect(row(id)).toMatchObject({ status: "failed", reason: expect.stringContaining("it mounted directory 9:999") });
+    expect(running(id)).toBe(false);
+    expect(env.emitted("preview.failed", id)).toHaveLength(1);
+  });
+
+  it("where the mount cannot be compared, the path is checked again after the start: unchanged, it comes up", async () => {
+    const id = project("unknown");
+    env.runtime.mounts.set(id, "unknown");
+    const run = await env.launch(id);
+    expect(run.error).toBeUndefined();
+    expect(row(id)?.status).toBe("running");
+  });
+
+  it("where the mount cannot be compared, a folder replaced during the start is caught by the second check: stopped, failed", async () => {
+    const id = project("replaced");
+    env.runtime.mounts.set(id, "unknown");
+    const start = env.runtime.start.bind(env.runtime);
+    env.runtime.start = async (projectId, folder) => {
+      const result = await start(projectId, folder);
+      if (projectId === id) env.site.folders.set(id, "7:777");
+      return result;
+    };
+    try {
+      await env.launch(id);
+    } finally {
+      env.runtime.start = start;
+    }
+    expect(row(id)).toMatchObject({ status: "failed", reason: `site folder of ${id} was replaced by another directory (changed while the container started; stopped)` });
+    expect(running(id)).toBe(false);
+  });
+
   it("a name held by a foreign container: failed with the reason, the foreign container untouched", async () => {
     const id = project("foreign");
     env.runtime.plantForeign(id);

@@ -3,7 +3,7 @@
  * inherit it from the stub image and get it from the runtime's extra labels; networks get it from
  * the runtime) and is removed by that label at the end. Nothing else is ever touched.
  */
-import { chown, mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { chown, lstat, mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
@@ -15,6 +15,7 @@ import { HostFirewall } from "../../docker/host-firewall.js";
 import { BRIDGE_OPTIONS, bridgeName, previewUser } from "../../docker/isolation.js";
 import type { PreviewSettings } from "../../docker/settings.js";
 import { LocalSiteFiles } from "../../storage/site-files.js";
+import type { StartResult } from "../../functions/ports.js";
 
 export const TEST_LABEL = "sitebuilder.test-run";
 /** The stub image of a test run: tagged by run id, so concurrent runs never remove each other's. */
@@ -59,6 +60,10 @@ export interface DockerTestEnv {
    * the way the storage side prepares it (pass `owner: "root"` to keep it root-owned).
    */
   writeSite(projectId: string, kind?: SiteKind, opts?: { owner?: "preview" | "root" }): Promise<string>;
+  /** The identity (`device:inode`) of a project's site folder now; "0:0" when it has none. */
+  folderOf(projectId: string): Promise<string>;
+  /** `runtime.start` with the site folder as it is now (what a launch's check would pass). */
+  start(projectId: string): Promise<StartResult>;
   cleanup(): Promise<void>;
 }
 
@@ -101,6 +106,13 @@ export async function createDockerTestEnv(overrides: Partial<PreviewSettings> = 
         await chownTree(dir, uid, gid);
       }
       return dir;
+    },
+    async folderOf(projectId) {
+      const stat = await lstat(path.join(storageRoot, "projects", projectId, "site"), { bigint: true }).catch(() => null);
+      return stat ? `${stat.dev}:${stat.ino}` : "0:0";
+    },
+    async start(projectId) {
+      return env.runtime.start(projectId, await env.folderOf(projectId));
     },
     async cleanup() {
       await removeEnv(docker, runId, options);

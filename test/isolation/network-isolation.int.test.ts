@@ -61,7 +61,7 @@ async function startPreview(env: DockerTestEnv, prefix: string): Promise<Preview
   const projectId = env.projectId(prefix);
   await env.writeSite(projectId);
   const { containerId } = await env.runtime.ensureContainer(projectId);
-  await env.runtime.start(projectId);
+  await env.start(projectId);
   expect(await probeUntilSettled(env.runtime, projectId)).toMatchObject({ state: "ready" });
   const info = await env.docker.getContainer(containerId).inspect();
   return { projectId, containerId, name: `preview-${projectId}`, ip: info.NetworkSettings.Networks[env.options.network]!.IPAddress };
@@ -484,12 +484,12 @@ describe("an existing preview network that does not isolate is refused, never us
     // The engine attaches by network name at start: swap the network for an ICC-on one.
     await env.docker.getNetwork(env.options.network).remove();
     await env.docker.createNetwork({ Name: env.options.network, CheckDuplicate: true, Labels: { [TEST_LABEL]: env.runId } });
-    const err = await env.runtime.start(id).then(() => null, (e: unknown) => e);
+    const err = await env.start(id).then(() => null, (e: unknown) => e);
     expect(err).toBeInstanceOf(UnsafeNetworkError);
     expect((await env.docker.getContainer(containerId).inspect()).State.Status).toBe("created");
     // Once the unsafe network is gone, the runtime recreates it isolating, and the preview runs.
     await env.docker.getNetwork(env.options.network).remove();
-    await env.runtime.start(id);
+    await env.start(id);
     expect((await env.docker.getContainer(containerId).inspect()).State.Running).toBe(true);
     expect((await env.docker.getNetwork(env.options.network).inspect()).Options?.[BRIDGE_OPTIONS.ICC]).toBe("false");
   });

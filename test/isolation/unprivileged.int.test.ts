@@ -43,7 +43,7 @@ describe("unprivileged previews (default user 1000:1000)", () => {
     siteDir = await env.writeSite(id); // handed to 1000:1000, as the storage side prepares it
     await writeFile(path.join(siteDir, "start.sh"), START_RECORDING_IDENTITY);
     containerId = (await env.runtime.ensureContainer(id)).containerId;
-    await env.runtime.start(id);
+    await env.start(id);
     expect(await probeUntilSettled(env, id)).toMatchObject({ state: "ready" });
   });
   afterAll(async () => {
@@ -117,7 +117,7 @@ describe("unprivileged previews: folder preparation and settings", () => {
     const id = env.projectId("rootdir");
     const siteDir = await env.writeSite(id, "http", { owner: "root" });
     const { containerId } = await env.runtime.ensureContainer(id);
-    await env.runtime.start(id);
+    await env.start(id);
     expect(await probeUntilSettled(env, id)).toMatchObject({ state: "ready" });
     const who = await execIn(env.docker, containerId, sh("/bin/busybox id -u; /bin/busybox id -g"));
     expect(who.stdout.trim().split("\n")).toEqual(["1234", "2345"]);

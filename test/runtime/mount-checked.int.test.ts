@@ -10,6 +10,7 @@ import path from "node:path";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createFunctions } from "../../functions/index.js";
+import type { PreviewRuntime } from "../../functions/ports.js";
 import { createApp } from "../../runtime/app.js";
 import { createInngest } from "../../runtime/inngest-client.js";
 import { listen } from "../helpers/http.js";
@@ -77,6 +78,42 @@ describe.each([{ checkpointing: false }, { checkpointing: true }])("mount what w
     // Nothing was written into, or removed from, the link's target.
     expect((await readdir(secret)).sort()).toEqual(["secret.txt", "start.sh"]);
     expect(await readFile(path.join(secret, "secret.txt"), "utf8")).toBe("s3cret\n");
+  });
+
+  it("a site swapped for a link while the engine mounts it, and back before a path check could see it: killed, the launch fails", async () => {
+    const id = env.docker.projectId("mid");
+    const site = await env.docker.writeSite(id);
+    const secret = await secretFolder(`mid-${checkpointing}`);
+    // The attacker's best timing: the link is in place exactly while the engine resolves the
+    // mount, and the real folder is back before anything can look at the path again.
+    const runtime: PreviewRuntime = Object.create(env.docker.runtime) as PreviewRuntime;
+    runtime.start = async (projectId, folder) => {
+      await swapForLink(site, secret);
+      try {
+        return await env.docker.runtime.start(projectId, folder);
+      } finally {
+        await rm(site);
+        await rename(`${site}.moved`, site);
+      }
+    };
+    const inngest = createInngest(inngestSettings({ dev: env.inngestServer.url }), pino({ level: "silent" }));
+    const host = await listen(createApp({ inngest, functions: createFunctions(inngest, { ...env.deps, runtime }), store: env.store, runtime, apiToken: null }));
+    try {
+      const result = await env.inngestServer.run({ serveUrl: `${host.url}/api/inngest`, fnId: "previews-launch-preview", event: launchEvent(id), checkpointing, onFailure: true });
+      expect(result.outcome).toBe("failed");
+    } finally {
+      await host.close();
+    }
+    expect(await env.store.get(id)).toMatchObject({ status: "failed", reason: expect.stringMatching(/mounted directory .* not the site folder checked right before .*: the folder was replaced while the engine mounted it; killed/) });
+    const info = await env.docker.docker.getContainer(`preview-${id}`).inspect();
+    expect(info.State.Running).toBe(false);
+    // It did run on the wrong folder, for the moment it took to compare and kill.
+    expect(info.State.StartedAt).not.toMatch(/^0001-01-01/);
+    expect((await readdir(secret)).sort()).toEqual(["secret.txt", "start.sh"]);
+    expect(await readFile(path.join(secret, "secret.txt"), "utf8")).toBe("s3cret\n");
+    // The real site is back in place, and a relaunch mounts it and comes up.
+    expect((await env.inngestServer.run({ serveUrl, fnId: "previews-launch-preview", event: launchEvent(id), checkpointing })).outcome).toBe("completed");
+    expect(await env.store.get(id)).toMatchObject({ status: "running" });
   });
 
   it("a site that is a link before the launch: refused in ensure-container, no container created", async () => {

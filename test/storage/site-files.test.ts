@@ -3,7 +3,7 @@
  * what remove deletes (and, as importantly, what it must leave alone).
  */
 import { existsSync } from "node:fs";
-import { link, lstat, mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from "node:fs/promises";
+import { link, lstat, mkdir, mkdtemp, readFile, readdir, rename, rm, symlink, unlink, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { PermanentError } from "../../functions/ports.js";
@@ -30,6 +30,11 @@ afterEach(async () => {
 });
 
 const projectDir = (id: string) => path.join(root, "projects", id);
+/** `device:inode` of a site folder, as `check` reports it. */
+async function folderOf(id: string, projects = path.join(root, "projects")): Promise<string> {
+  const stat = await lstat(path.join(projects, id, "site"), { bigint: true });
+  return `${stat.dev}:${stat.ino}`;
+}
 const siteDir = (id: string) => path.join(projectDir(id), "site");
 
 async function writeSite(id: string): Promise<string> {
@@ -65,12 +70,12 @@ describe("sitePath", () => {
 describe("check", () => {
   it("is ok for a real site folder", async () => {
     await writeSite("site-1");
-    await expect(files.check("site-1")).resolves.toEqual({ ok: true });
+    await expect(files.check("site-1")).resolves.toEqual({ ok: true, folder: await folderOf("site-1") });
   });
 
   it("is ok for an empty site folder", async () => {
     await mkdir(siteDir("site-1"), { recursive: true });
-    await expect(files.check("site-1")).resolves.toEqual({ ok: true });
+    await expect(files.check("site-1")).resolves.toEqual({ ok: true, folder: await folderOf("site-1") });
   });
 
   it("reports a missing site folder, naming its path", async () => {
@@ -145,20 +150,21 @@ describe("prepare (the unprivileged preview's folder)", () => {
   const owner = { uid: 4321, gid: 4322 };
   const isRoot = process.getuid?.() === 0;
 
-  it("gives every entry to the preview user, links changed themselves and never followed", async () => {
+  it("gives every file and folder to the preview user; links are neither followed nor changed", async () => {
     const target = await victim();
     await writeSite("own-1");
     await symlink(path.join(target, "keep.txt"), path.join(siteDir("own-1"), "link-out"));
-    const prepared = new LocalSiteFiles(root, owner).prepare("own-1");
+    const prepared = new LocalSiteFiles(root, owner).prepare("own-1", await folderOf("own-1"));
     if (!isRoot) {
       // Only root (or the preview user itself) may hand files over: the refusal names it.
       await expect(prepared).rejects.toThrow(/give .* to the preview user 4321:4322 failed: EPERM: run the service as root/);
       return;
     }
     await prepared;
-    for (const p of [siteDir("own-1"), path.join(siteDir("own-1"), "package.json"), path.join(siteDir("own-1"), "src"), path.join(siteDir("own-1"), "src", "page.tsx"), path.join(siteDir("own-1"), "link-out")]) {
+    for (const p of [siteDir("own-1"), path.join(siteDir("own-1"), "package.json"), path.join(siteDir("own-1"), "src"), path.join(siteDir("own-1"), "src", "page.tsx")]) {
       expect(await lstat(p), p).toMatchObject({ uid: 4321, gid: 4322 });
     }
+    expect((await lstat(path.join(siteDir("own-1"), "link-out"))).uid).toBe(0);
     // The link's target, outside storage, is untouched.
     expect((await lstat(path.join(target, "keep.txt"))).uid).toBe(0);
     await victimIntact(target);
@@ -169,7 +175,7 @@ describe("prepare (the unprivileged preview's folder)", () => {
     await writeSite("own-3");
     await link(path.join(target, "keep.txt"), path.join(siteDir("own-3"), "hard-link"));
     const before = await lstat(path.join(target, "keep.txt"));
-    await new LocalSiteFiles(root, owner).prepare("own-3").catch(() => undefined);
+    await new LocalSiteFiles(root, owner).prepare("own-3", await folderOf("own-3")).catch(() => undefined);
     const after = await lstat(path.join(target, "keep.txt"));
     expect({ uid: after.uid, gid: after.gid }).toEqual({ uid: before.uid, gid: before.gid });
     await victimIntact(target);
@@ -178,7 +184,7 @@ describe("prepare (the unprivileged preview's folder)", () => {
   it("without an owner (no PREVIEW_USER mapping) changes nothing", async () => {
     await writeSite("own-2");
     const before = await lstat(siteDir("own-2"));
-    await files.prepare("own-2");
+    await files.prepare("own-2", await folderOf("own-2"));
     expect((await lstat(siteDir("own-2"))).uid).toBe(before.uid);
   });
 });
@@ -210,7 +216,7 @@ describe("verifyRoot (start-up)", () => {
     const behind = new LocalSiteFiles(linked);
     await behind.verifyRoot();
     await mkdir(path.join(real, "projects", "p-1", "site"), { recursive: true });
-    expect(await behind.check("p-1")).toEqual({ ok: true });
+    expect(await behind.check("p-1")).toEqual({ ok: true, folder: await folderOf("p-1", path.join(real, "projects")) });
   });
 });
 
@@ -238,8 +244,8 @@ describe("remove", () => {
     await writeSite("site-10");
     await writeSite("site");
     await files.remove("site-1");
-    expect(await files.check("site-10")).toEqual({ ok: true });
-    expect(await files.check("site")).toEqual({ ok: true });
+    expect(await files.check("site-10")).toEqual({ ok: true, folder: await folderOf("site-10") });
+    expect(await files.check("site")).toEqual({ ok: true, folder: await folderOf("site") });
     expect(existsSync(path.join(siteDir("site-10"), "src", "page.tsx"))).toBe(true);
   });
 
@@ -302,5 +308,107 @@ describe("invalid project ids", () => {
     await expect(files.remove("../../outside/precious")).rejects.toThrow(InvalidProjectIdError);
     await victimIntact(target);
     expect(existsSync(target)).toBe(true);
+  });
+});
+
+describe("walks raced by an attacker who plants links while they run", () => {
+  const owner = { uid: 4321, gid: 4322 };
+  const DIRS = 24;
+
+  /** A site of DIRS folders with a few files each; the victim: a folder outside storage. */
+  /** The same names in every folder of the site and in the victim: a path that meets a link lands on one. */
+  const NAMES = [...Array.from({ length: 12 }, (_, i) => `f${i}`), "inner/x"];
+
+  async function racedSite(id: string): Promise<{ site: string; target: string }> {
+    const site = siteDir(id);
+    const target = path.join(outside, "victim");
+    for (const dir of [...Array.from({ length: DIRS }, (_, i) => path.join(site, `d${i}`)), target]) {
+      await mkdir(path.join(dir, "inner"), { recursive: true });
+      await Promise.all(NAMES.map((f) => writeFile(path.join(dir, f), "precious\n")));
+    }
+    return { site, target };
+  }
+
+  /**
+   * Until `stop`, swaps a folder of the site for a link to the victim and back, over and over
+   * (what a preview, or anyone writing the storage, can do while the service walks the folder).
+   */
+  function swapper(site: string, target: string, targets = DIRS): { stop: () => Promise<number> } {
+    let running = true;
+    let swaps = 0;
+    const loop = (async () => {
+      for (let i = 0; running; i = (i + 1) % Math.min(DIRS, targets)) {
+        const dir = path.join(site, `d${i}`);
+        const aside = `${dir}.aside`;
+        try {
+          await rename(dir, aside);
+          await symlink(target, dir);
+          // Hold the link for a while (alternately a tick and a millisecond): the walk must meet it.
+          await new Promise((r) => (swaps % 2 ? setImmediate(r) : setTimeout(r, 2)));
+          await unlink(dir);
+          await rename(aside, dir);
+          swaps++;
+        } catch {
+          // The walk deleted or moved it meanwhile: go on with the next one.
+        }
+      }
+    })();
+    return {
+      stop: async () => {
+        running = false;
+        await loop;
+        return swaps;
+      },
+    };
+  }
+
+  async function victimUntouched(target: string): Promise<void> {
+    for (const f of NAMES) {
+      const stat = await lstat(path.join(target, f));
+      expect(await readFile(path.join(target, f), "utf8")).toBe("precious\n");
+      expect({ uid: stat.uid, gid: stat.gid }, f).toEqual({ uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 });
+    }
+    expect((await lstat(target)).uid).toBe(process.getuid?.() ?? 0);
+  }
+
+  it("prepare never hands over anything through a planted link", async () => {
+    const { site, target } = await racedSite("race-1");
+    const prepare = new LocalSiteFiles(root, owner);
+    const swaps = swapper(site, target);
+    for (let round = 0; round < 30; round++) {
+      const check = await prepare.check("race-1");
+      if (!check.ok) throw new Error(check.reason);
+      await prepare.prepare("race-1", check.folder).catch((err: Error) => {
+        // Without root, handing over is refused (EPERM): the victim must be untouched all the same.
+        if (!/EPERM/.test(err.message)) throw err;
+      });
+    }
+    expect(await swaps.stop()).toBeGreaterThan(10);
+    await victimUntouched(target);
+  });
+
+  it("remove never deletes anything through a planted link", async () => {
+    for (let round = 0; round < 10; round++) {
+      const id = `race-${round}`;
+      const { site, target } = await racedSite(id);
+      // The deletion meets each folder once: a few folders swapped again and again.
+      const swaps = swapper(site, target, 2);
+      await files.remove(id).catch((err: Error) => {
+        // A folder that kept changing is reported, never followed.
+        if (!/kept changing/.test(err.message)) throw err;
+      });
+      await swaps.stop();
+      await victimUntouched(target);
+      await rm(target, { recursive: true, force: true });
+    }
+  });
+
+  it("prepare refuses a site folder replaced since it was checked", async () => {
+    await writeSite("moved-1");
+    const check = await files.check("moved-1");
+    if (!check.ok) throw new Error(check.reason);
+    await rename(siteDir("moved-1"), `${siteDir("moved-1")}.old`);
+    await mkdir(siteDir("moved-1"));
+    await expect(new LocalSiteFiles(root, owner).prepare("moved-1", check.folder)).rejects.toThrow(/the site folder changed since it was checked/);
   });
 });
