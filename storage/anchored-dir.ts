@@ -32,22 +32,30 @@ export async function identityOf(handle: FileHandle): Promise<string> {
  * link there (O_DIRECTORY wins over O_NOFOLLOW); it is reported as ELOOP, so that callers can
  * tell a link from a file. (The lstat only words the error: the open has already refused.)
  */
-async function openDir(p: string): Promise<FileHandle> {
+async function openDir(p: string | Buffer): Promise<FileHandle> {
   try {
     return await open(p, DIR_FLAGS);
   } catch (err) {
     if (errno(err) === "ENOTDIR" && (await lstat(p).catch(() => null))?.isSymbolicLink()) {
-      throw Object.assign(new Error(`ELOOP: ${p} is a symbolic link`, { cause: err }), { code: "ELOOP" });
+      throw Object.assign(new Error(`ELOOP: ${p.toString()} is a symbolic link`, { cause: err }), { code: "ELOOP" });
     }
     throw err;
   }
 }
+
+/** How deep a walk goes: each level holds one open directory (a guard against fd exhaustion). */
+export const MAX_DEPTH = 256;
+
+/** A name as read from the directory: bytes, since a name need not be valid UTF-8. */
+export type EntryName = Buffer;
 
 export class AnchoredDir {
   private constructor(
     readonly handle: FileHandle,
     /** The path it was opened by, for messages only: never resolved again. */
     readonly shown: string,
+    /** How many directories below the one first opened. */
+    readonly depth: number,
   ) {}
 
   /**
@@ -55,30 +63,43 @@ export class AnchoredDir {
    * the operator's: STORAGE_PATH may sit behind one); the last component must not be a link.
    */
   static async open(absolutePath: string): Promise<AnchoredDir> {
-    return new AnchoredDir(await openDir(absolutePath), absolutePath);
+    return new AnchoredDir(await openDir(absolutePath), absolutePath, 0);
   }
 
   /** The path of `name` inside this directory, resolved through the handle. */
-  at(name: string): string {
-    if (name === "" || name === "." || name === ".." || name.includes("/") || name.includes("\0")) {
-      throw new Error(`not a single path component: ${JSON.stringify(name)}`);
+  at(name: string | EntryName): Buffer {
+    const bytes = typeof name === "string" ? Buffer.from(name) : name;
+    const dots = bytes.length <= 2 && bytes.every((b) => b === 0x2e);
+    if (bytes.length === 0 || dots || bytes.includes(0x2f) || bytes.includes(0)) {
+      throw new Error(`not a single path component: ${JSON.stringify(bytes.toString())}`);
     }
-    return `/proc/self/fd/${this.handle.fd}/${name}`;
+    return Buffer.concat([Buffer.from(`/proc/self/fd/${this.handle.fd}/`), bytes]);
   }
 
-  /** Opens the sub-directory `name`; throws ELOOP for a link, ENOTDIR for anything else. */
-  async dir(name: string): Promise<AnchoredDir> {
-    return new AnchoredDir(await openDir(this.at(name)), `${this.shown}/${name}`);
+  /** For messages: the path of `name` under the path this directory was opened by. */
+  show(name: string | EntryName): string {
+    return `${this.shown}/${name.toString()}`;
+  }
+
+  /**
+   * Opens the sub-directory `name`; throws ELOOP for a link, ENOTDIR for anything else, and
+   * ETOODEEP past `MAX_DEPTH` levels.
+   */
+  async dir(name: string | EntryName): Promise<AnchoredDir> {
+    if (this.depth + 1 > MAX_DEPTH) {
+      throw Object.assign(new Error(`${this.show(name)} is nested more than ${MAX_DEPTH} folders deep`), { code: "ETOODEEP" });
+    }
+    return new AnchoredDir(await openDir(this.at(name)), this.show(name), this.depth + 1);
   }
 
   /** Opens the entry `name` (not a link) to stat or chown it through the handle. */
-  entry(name: string): Promise<FileHandle> {
+  entry(name: EntryName): Promise<FileHandle> {
     return open(this.at(name), ENTRY_FLAGS);
   }
 
-  /** The names in this directory (without `.` and `..`). */
-  names(): Promise<string[]> {
-    return readdir(`/proc/self/fd/${this.handle.fd}`);
+  /** The names in this directory (without `.` and `..`), as bytes. */
+  names(): Promise<EntryName[]> {
+    return readdir(`/proc/self/fd/${this.handle.fd}`, { encoding: "buffer" });
   }
 
   identity(): Promise<string> {

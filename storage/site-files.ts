@@ -5,9 +5,9 @@
  */
 import { access, lstat, mkdir, rmdir, unlink, type FileHandle } from "node:fs/promises";
 import path from "node:path";
-import { PermanentError, type SiteCheck, type SiteFiles } from "../functions/ports.js";
+import { PermanentError, type FolderIdentity, type SiteCheck, type SiteFiles } from "../functions/ports.js";
 import { assertProjectId, type ProjectId } from "../functions/project-id.js";
-import { AnchoredDir, errno, withDir } from "./anchored-dir.js";
+import { AnchoredDir, errno, withDir, type EntryName } from "./anchored-dir.js";
 
 /** Who previews run as: what `prepare` gives the site folder to. */
 export interface SiteOwner {
@@ -126,7 +126,7 @@ export class LocalSiteFiles implements SiteFiles {
    * inode may be a host file's). Entries already owned are only looked at, so a relaunch writes
    * nothing. `folder` is the identity `check` returned: a site folder replaced since is refused.
    */
-  async prepare(projectId: ProjectId, folder: string): Promise<void> {
+  async prepare(projectId: ProjectId, folder: FolderIdentity): Promise<void> {
     const owner = this.owner;
     if (!owner) return;
     const { site } = this.paths(projectId);
@@ -135,30 +135,48 @@ export class LocalSiteFiles implements SiteFiles {
     const siteDir = await withDir(Promise.resolve(project), (dir) => dir.dir("site")).catch((err: unknown) => {
       throw new PermanentError(`storage: prepare ${site} failed: ${errno(err) === "ELOOP" ? "it is a symbolic link" : (err as Error).message}`, { cause: err });
     });
+    const needs = (stat: { uid: number; gid: number }) => stat.uid !== owner.uid || stat.gid !== owner.gid;
     const give = async (handle: FileHandle, shown: string) => {
-      const stat = await handle.stat();
-      if (stat.uid === owner.uid && stat.gid === owner.gid) return;
-      if (!stat.isDirectory() && !stat.isFile()) return;
-      // A file with more than one link shares its inode with a path elsewhere (a hard link to a
-      // host file, or a package store): chowning it would hand THAT file to the preview user.
-      if (stat.isFile() && stat.nlink > 1) return;
       await handle.chown(owner.uid, owner.gid).catch((err: NodeJS.ErrnoException) => {
         const how = err.code === "EPERM" ? ": run the service as root or as that user, or write the folder as that user" : "";
         throw new PermanentError(`storage: give ${shown} to the preview user ${owner.uid}:${owner.gid} failed: ${err.code ?? err.message}${how}`, { cause: err });
       });
     };
+    /**
+     * A regular file, handed over only once it is shown to be the site's own: opened without
+     * following a link, then, looked up again by name, the name must still lead to that very
+     * inode and it must have no other link. An inode with one link, reached by the site's name,
+     * is no host file (a host file keeps its own link, which the attacker cannot remove); a hard
+     * link added and removed around the open fails one of the two tests.
+     */
+    const giveFile = async (dir: AnchoredDir, name: EntryName) => {
+      const handle = await dir.entry(name).catch(() => null);
+      if (!handle) return;
+      try {
+        const opened = await handle.stat({ bigint: true });
+        if (!opened.isFile() || !needs({ uid: Number(opened.uid), gid: Number(opened.gid) })) return;
+        const now = await lstat(dir.at(name), { bigint: true }).catch(() => null);
+        if (!now || now.dev !== opened.dev || now.ino !== opened.ino || now.nlink !== 1n) return;
+        await give(handle, dir.show(name));
+      } finally {
+        await handle.close().catch(() => undefined);
+      }
+    };
     const walk = async (dir: AnchoredDir): Promise<void> => {
-      await give(dir.handle, dir.shown);
-      for (const name of await dir.names().catch(() => [])) {
+      // Directories cannot be hard-linked: one opened by name without following a link is the site's.
+      if (needs(await dir.handle.stat())) await give(dir.handle, dir.shown);
+      for (const name of await dir.names()) {
         const stat = await lstat(dir.at(name)).catch(() => null);
         if (!stat || stat.isSymbolicLink()) continue;
         if (stat.isDirectory()) {
-          // ELOOP/ENOTDIR/ENOENT: swapped or gone since the lstat; nothing to follow.
-          const sub = await dir.dir(name).catch(() => null);
+          const sub = await dir.dir(name).catch((err: unknown) => {
+            if (errno(err) === "ETOODEEP") throw new PermanentError(`storage: prepare ${site} failed: ${(err as Error).message}`, { cause: err });
+            // ELOOP/ENOTDIR/ENOENT: swapped or gone since the lstat; nothing to follow.
+            return null;
+          });
           if (sub) await withDir(Promise.resolve(sub), walk);
-        } else if (stat.isFile() && (stat.uid !== owner.uid || stat.gid !== owner.gid) && stat.nlink === 1) {
-          const handle = await dir.entry(name).catch(() => null);
-          if (handle) await give(handle, `${dir.shown}/${name}`).finally(() => handle.close().catch(() => undefined));
+        } else if (stat.isFile() && needs(stat) && stat.nlink === 1) {
+          await giveFile(dir, name);
         }
       }
     };
@@ -188,7 +206,9 @@ export class LocalSiteFiles implements SiteFiles {
           }),
         );
       } catch (err) {
-        throw new Error(`storage: delete site folder ${site} failed: ${(err as Error).message}`, { cause: err });
+        // Too deep is not going to change by retrying; anything else (EIO, EMFILE...) may.
+        const Failure = errno(err) === "ETOODEEP" ? PermanentError : Error;
+        throw new Failure(`storage: delete site folder ${site} failed: ${(err as Error).message}`, { cause: err });
       }
     });
   }
@@ -203,7 +223,7 @@ const DELETE_ATTEMPTS = 5;
  * through that handle, and removed. Missing is success. An entry swapped back and forth while
  * this runs is retried a bounded number of times, then reported.
  */
-async function deleteEntry(dir: AnchoredDir, name: string): Promise<void> {
+async function deleteEntry(dir: AnchoredDir, name: string | EntryName): Promise<void> {
   for (let attempt = 1; attempt <= DELETE_ATTEMPTS; attempt++) {
     try {
       await unlink(dir.at(name));
@@ -229,16 +249,20 @@ async function deleteEntry(dir: AnchoredDir, name: string): Promise<void> {
       if (code !== "ENOTEMPTY" && code !== "EEXIST" && code !== "ENOTDIR") throw err;
     }
   }
-  throw new Error(`${dir.shown}/${name} kept changing while it was deleted (${DELETE_ATTEMPTS} attempts)`);
+  throw new Error(`${dir.show(name)} kept changing while it was deleted (${DELETE_ATTEMPTS} attempts)`);
 }
 
-/** Deletes everything inside `dir`: a few entries at a time, one sub-directory at a time. */
+/**
+ * Deletes everything inside `dir`: a few entries at a time, one sub-directory at a time. Every
+ * delete of a batch has finished before an error is thrown (the handle stays open while any
+ * path through it is in use).
+ */
 async function emptyDir(dir: AnchoredDir): Promise<void> {
   const names = await dir.names();
   for (let i = 0; i < names.length; i += LEAVES_AT_ONCE) {
     const batch = names.slice(i, i + LEAVES_AT_ONCE);
-    const dirs: string[] = [];
-    await Promise.all(
+    const dirs: EntryName[] = [];
+    const results = await Promise.allSettled(
       batch.map(async (name) => {
         try {
           await unlink(dir.at(name));
@@ -249,6 +273,8 @@ async function emptyDir(dir: AnchoredDir): Promise<void> {
         }
       }),
     );
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    if (failed) throw failed.reason;
     // Sub-directories one after the other: each level of the walk holds one open directory.
     for (const name of dirs) await deleteEntry(dir, name);
   }

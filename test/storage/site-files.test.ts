@@ -4,6 +4,7 @@
  */
 import { existsSync } from "node:fs";
 import { link, lstat, mkdir, mkdtemp, readFile, readdir, rename, rm, symlink, unlink, writeFile } from "node:fs/promises";
+import { spawn } from "node:child_process";
 import os from "node:os";
 import path from "node:path";
 import { PermanentError } from "../../functions/ports.js";
@@ -411,4 +412,73 @@ describe("walks raced by an attacker who plants links while they run", () => {
     await mkdir(siteDir("moved-1"));
     await expect(new LocalSiteFiles(root, owner).prepare("moved-1", check.folder)).rejects.toThrow(/the site folder changed since it was checked/);
   });
+
+  it("prepare never hands over a host file hard-linked in and unlinked again around its open (another process races it)", async () => {
+    await writeSite("hard-1");
+    const shadow = path.join(outside, "shadow");
+    await writeFile(shadow, "root:secret\n", { mode: 0o600 });
+    const planted = path.join(siteDir("hard-1"), "planted");
+    // A separate process: link the host file in, unlink it, put a plain file back, forever.
+    const racer = spawn(process.execPath, [
+      "-e",
+      `const fs = require("node:fs"); const [f, h] = process.argv.slice(1); process.stdout.write("ready\\n");
+       for (;;) { try { fs.unlinkSync(f); } catch {} try { fs.linkSync(h, f); } catch {} try { fs.unlinkSync(f); } catch {} try { fs.writeFileSync(f, "x"); } catch {} }`,
+      planted,
+      shadow,
+    ], { stdio: ["ignore", "pipe", "ignore"] });
+    await new Promise((resolve) => racer.stdout.once("data", resolve));
+    try {
+      const prepare = new LocalSiteFiles(root, owner);
+      for (const until = Date.now() + 2_000; Date.now() < until; ) {
+        const check = await prepare.check("hard-1");
+        if (!check.ok) throw new Error(check.reason);
+        await prepare.prepare("hard-1", check.folder).catch((err: Error) => {
+          if (!/EPERM/.test(err.message)) throw err;
+        });
+      }
+    } finally {
+      racer.kill("SIGKILL");
+    }
+    const stat = await lstat(shadow);
+    expect({ uid: stat.uid, gid: stat.gid }).toEqual({ uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 });
+  });
 });
+
+describe("hostile names and shapes in a site", () => {
+  const owner = { uid: 4321, gid: 4322 };
+  const isRoot = process.getuid?.() === 0;
+  const raw = (id: string, name: Buffer) => Buffer.concat([Buffer.from(`${siteDir(id)}/`), name]);
+
+  it("names that are not UTF-8, up to 255 bytes: handed over and deleted like any other", async () => {
+    await writeSite("bytes-1");
+    const names = [Buffer.alloc(255, 0xff), Buffer.from([0xff]), Buffer.from([0x66, 0x0a, 0xc3])];
+    for (const name of names) await writeFile(raw("bytes-1", name), "x");
+    await mkdir(raw("bytes-1", Buffer.from([0xfe, 0x64])));
+    await writeFile(Buffer.concat([raw("bytes-1", Buffer.from([0xfe, 0x64])), Buffer.from("/inner")]), "y");
+    const check = await files.check("bytes-1");
+    if (!check.ok) throw new Error(check.reason);
+    if (isRoot) {
+      await new LocalSiteFiles(root, owner).prepare("bytes-1", check.folder);
+      for (const name of names) expect((await lstat(raw("bytes-1", name))).uid).toBe(4321);
+    }
+    await files.remove("bytes-1");
+    expect(existsSync(projectDir("bytes-1"))).toBe(false);
+  });
+
+  it("a tree nested deeper than the walks go: refused for good, naming it, nothing outside touched", async () => {
+    await writeSite("deep-1");
+    const deep = path.join(siteDir("deep-1"), ...Array.from({ length: 300 }, () => "d"));
+    await mkdir(deep, { recursive: true });
+    const check = await files.check("deep-1");
+    if (!check.ok) throw new Error(check.reason);
+    if (isRoot) {
+      const err = await new LocalSiteFiles(root, owner).prepare("deep-1", check.folder).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(PermanentError);
+      expect((err as Error).message).toMatch(/nested more than 256 folders deep/);
+    }
+    const err = await files.remove("deep-1").catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PermanentError);
+    expect((err as Error).message).toMatch(/storage: delete site folder .* failed: .* nested more than 256 folders deep/);
+  });
+});
+
