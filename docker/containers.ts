@@ -177,16 +177,18 @@ export class PreviewContainers {
   private async verifyMount(projectId: ProjectId, site: FolderIdentity): Promise<StartResult> {
     const info = await this.find(projectId, "verify the mount of");
     if (!info?.State.Running) return { mount: "unverified", reason: "the container is not running (it exited right after its start)" };
-    const mounted = await mountedFolder(info.State.Pid, info.Id, APP_DIR);
-    if ("unknown" in mounted) return { mount: "unverified", reason: mounted.unknown };
-    if (mounted.identity === site) return { mount: "verified" };
+    const mounted = await mountedFolder(info.State.Pid, info.Id, APP_DIR, this.settings.procPath);
+    if ("unknown" in mounted && this.settings.mountCheck === "path") return { mount: "unverified", reason: mounted.unknown };
+    if ("identity" in mounted && mounted.identity === site) return { mount: "verified" };
     const name = containerName(projectId);
     await traced(this.log, "container.kill", { projectId, containerId: info.Id }, () => this.docker.getContainer(info.Id).kill()).catch((err: unknown) => {
       if (statusOf(err) !== 404 && statusOf(err) !== 409) throw dockerError("kill", `container ${name}`, err);
     });
-    throw new DockerPermanentError(
-      failureMessage("start", `container ${name}`, `it mounted directory ${mounted.identity} at ${APP_DIR}, not the site folder checked right before (${site}): the folder was replaced while the engine mounted it; killed`),
-    );
+    const detail =
+      "identity" in mounted
+        ? `it mounted directory ${mounted.identity} at ${APP_DIR}, not the site folder checked right before (${site}): the folder was replaced while the engine mounted it; killed`
+        : `what it mounted at ${APP_DIR} cannot be compared with the site folder checked (${mounted.unknown}); killed. Run the service on the host as root, or in a container with pid: host and the SYS_PTRACE capability, or set PREVIEW_MOUNT_CHECK=path`;
+    throw new DockerPermanentError(failureMessage("start", `container ${name}`, detail));
   }
 
   private async startById(projectId: ProjectId, containerId: string, mayRecreateNetwork: boolean): Promise<void> {

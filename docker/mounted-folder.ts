@@ -15,6 +15,7 @@ import type { FolderIdentity } from "../functions/ports.js";
 export type MountedFolder = { identity: FolderIdentity } | { unknown: string };
 
 export async function mountedFolder(pid: number, containerId: string, dir: string, proc = "/proc"): Promise<MountedFolder> {
+  // (proc: where the engine's processes are visible; "/proc" unless a test says otherwise.)
   if (!Number.isSafeInteger(pid) || pid <= 0) return { unknown: "the container has no running process" };
   const cgroup = await readFile(`${proc}/${pid}/cgroup`, "utf8").catch((err: NodeJS.ErrnoException) => err);
   if (cgroup instanceof Error) {
@@ -27,7 +28,7 @@ export async function mountedFolder(pid: number, containerId: string, dir: strin
   const stat = await lstat(`${proc}/${pid}/root${dir}`, { bigint: true }).catch((err: NodeJS.ErrnoException) => err);
   if (stat instanceof Error) {
     const code = stat.code ?? stat.message;
-    if (code === "EACCES" || code === "EPERM") return { unknown: `not permitted to look into the container's process (${code}): run the service as root` };
+    if (code === "EACCES" || code === "EPERM") return { unknown: `not permitted to look into the container's process (${code}): that needs root with CAP_SYS_PTRACE` };
     return { unknown: `${dir} in the container cannot be read (${code})` };
   }
   return { identity: `${stat.dev}:${stat.ino}` };

@@ -73,4 +73,14 @@ export interface PreviewSettings {
    * metadata). Add the private ranges of your VPC if the database or object store lives there.
    */
   egressDeny?: string[];
+  /**
+   * What a start does when it cannot compare the folder the container mounted with the one
+   * checked (`mounted-folder.ts`: the service needs the engine's pid namespace and CAP_SYS_PTRACE,
+   * as root on the host has): "required" (default) kills the container and fails for good;
+   * "path" accepts it, and the launch checks the path again instead (a swap undone within the
+   * start then goes unseen).
+   */
+  mountCheck?: "required" | "path";
+  /** Where the engine's processes are visible (default "/proc"). */
+  procPath?: string;
 }

@@ -228,6 +228,8 @@ const EnvFields = v.object({
   PREVIEW_BRIDGE: v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/, "PREVIEW_BRIDGE must be a Linux interface name of at most 15 characters"))),
   // auto: iptables when this process can (root with an iptables binary), else off with a warning.
   PREVIEW_HOST_FIREWALL: v.optional(v.picklist(["auto", "iptables", "off"], "PREVIEW_HOST_FIREWALL must be auto, iptables or off"), "auto"),
+  // auto: required when running as root (who can look into previews' processes), else path.
+  PREVIEW_MOUNT_CHECK: v.optional(v.picklist(["auto", "required", "path"], "PREVIEW_MOUNT_CHECK must be auto, required or path"), "auto"),
   PREVIEW_EGRESS_DENY: v.pipe(
     v.optional(v.string(), "169.254.0.0/16"),
     v.transform((s) => s.split(",").map((x) => x.trim()).filter(Boolean)),
@@ -398,6 +400,7 @@ export function configSchema(cwd: string) {
           bridgeName: env.PREVIEW_BRIDGE,
           hostFirewall: env.PREVIEW_HOST_FIREWALL,
           egressDeny: env.PREVIEW_EGRESS_DENY,
+          mountCheck: env.PREVIEW_MOUNT_CHECK,
         },
         apiToken: env.API_TOKEN ?? null,
         inngest: {

@@ -4,7 +4,7 @@
  * at import time.
  */
 import { spawnSync } from "node:child_process";
-import { mkdir } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import { serve, type ServerType } from "@hono/node-server";
 import type { Inngest } from "inngest";
 import { pino, type Logger } from "pino";
@@ -40,11 +40,12 @@ export interface RunningService {
 export const SHUTDOWN_GRACE_MS = 8_000;
 
 /** The Docker adapter's settings, from the parsed environment. */
-export function previewSettings(config: Config, canFirewall: () => boolean = iptablesUsable): PreviewSettings {
-  const { readyTimeoutMs: _readyTimeoutMs, hostFirewall, ...preview } = config.preview;
+export function previewSettings(config: Config, canFirewall: () => boolean = iptablesUsable, isRoot: () => boolean = () => process.getuid?.() === 0): PreviewSettings {
+  const { readyTimeoutMs: _readyTimeoutMs, hostFirewall, mountCheck, ...preview } = config.preview;
   return {
     ...preview,
     hostFirewall: hostFirewall === "auto" ? (canFirewall() ? "iptables" : "off") : hostFirewall,
+    mountCheck: mountCheck === "auto" ? (isRoot() ? "required" : "path") : mountCheck,
     storageHostPath: config.storage.hostPath,
   };
 }
@@ -86,6 +87,12 @@ async function serveWith(config: Config, log: Logger, db: Database): Promise<Run
       { network: settings.network },
       "no host firewall rule on the preview bridge from this process: previews can reach host services unless `npx tsx scripts/preview-firewall.ts install` ran (README: Security)",
     );
+  }
+  if ((await readFile("/proc/sys/fs/protected_hardlinks", "utf8").catch(() => "1")).trim() === "0") {
+    log.warn({}, "fs.protected_hardlinks is 0: whoever writes storage can hard-link any host file into a site folder, and a race could hand it to the preview user; set it to 1 (README: Security)");
+  }
+  if (settings.mountCheck === "path") {
+    log.warn({}, "PREVIEW_MOUNT_CHECK=path: what a preview mounts is not compared with the checked site folder, only the path is checked again after each start (README: Security)");
   }
   const runtime = new DockerPreviewRuntime(docker, settings, log);
   // At start-up, so that an existing network without isolation is reported now, not at the

@@ -3,6 +3,9 @@
  * running the site folder's `start.sh`). Everything created carries the run's test label and is
  * removed by the env's cleanup (and by the global teardown, whatever happens).
  */
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { pino } from "pino";
 import { createDockerTestEnv, TEST_LABEL, type DockerTestEnv } from "../helpers/docker.js";
@@ -147,6 +150,26 @@ describe("DockerPreviewRuntime on a real engine (traefik routing)", () => {
     const info = await env.docker.getContainer(containerId).inspect();
     expect(info.State.Running).toBe(false);
     expect(info.State.ExitCode).toBe(137);
+  });
+
+  it("where the mount cannot be compared (no view of the engine's processes), start kills the container unless told to accept a path check", async () => {
+    const blind = await mkdtemp(path.join(os.tmpdir(), "sbp-blind-proc-"));
+    try {
+      const required = new DockerPreviewRuntime(env.docker, { ...env.options, procPath: blind });
+      const id = env.projectId();
+      await env.writeSite(id);
+      const { containerId } = await required.ensureContainer(id);
+      const err = await failure(required.start(id, await env.folderOf(id)));
+      expect(err).toBeInstanceOf(PermanentError);
+      expect((err as Error).message).toMatch(/cannot be compared with the site folder checked \(process \d+ is not visible here \(ENOENT\).*\); killed\. Run the service on the host as root, or in a container with pid: host and the SYS_PTRACE capability, or set PREVIEW_MOUNT_CHECK=path$/);
+      expect((await env.docker.getContainer(containerId).inspect()).State.Running).toBe(false);
+
+      const lenient = new DockerPreviewRuntime(env.docker, { ...env.options, procPath: blind, mountCheck: "path" });
+      expect(await lenient.start(id, await env.folderOf(id))).toEqual({ mount: "unverified", reason: expect.stringMatching(/is not visible here/) });
+      expect((await env.docker.getContainer(containerId).inspect()).State.Running).toBe(true);
+    } finally {
+      await rm(blind, { recursive: true, force: true });
+    }
   });
 
   it("start does not re-create a container removed since it was ensured", async () => {

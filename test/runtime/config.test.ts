@@ -69,6 +69,7 @@ describe("loadConfig defaults", () => {
       bridgeName: undefined,
       hostFirewall: "auto",
       egressDeny: ["169.254.0.0/16"],
+      mountCheck: "auto",
     });
   });
 
@@ -150,6 +151,7 @@ describe("loadConfig explicit values", () => {
       bridgeName: undefined,
       hostFirewall: "auto",
       egressDeny: ["169.254.0.0/16"],
+      mountCheck: "auto",
     });
     expect(c.apiToken).toBe("0123456789abcdef");
     expect(c.inngest.dev).toBe("http://127.0.0.1:8288");
@@ -510,6 +512,7 @@ describe("preview isolation settings", () => {
       bridgeName: undefined,
       hostFirewall: "auto",
       egressDeny: ["169.254.0.0/16"],
+      mountCheck: "auto",
     });
   });
 
@@ -524,10 +527,11 @@ describe("preview isolation settings", () => {
         PREVIEW_BRIDGE: "sbp-custom",
         PREVIEW_HOST_FIREWALL: "iptables",
         PREVIEW_EGRESS_DENY: "169.254.0.0/16, 10.0.0.0/8",
+        PREVIEW_MOUNT_CHECK: "path",
       },
       CWD,
     ).preview;
-    expect(p).toMatchObject({ user: "1001:1002", readOnlyRootFs: false, tmpBytes: 64 * 1024 * 1024, egress: false, bridgeName: "sbp-custom", hostFirewall: "iptables", egressDeny: ["169.254.0.0/16", "10.0.0.0/8"] });
+    expect(p).toMatchObject({ user: "1001:1002", readOnlyRootFs: false, tmpBytes: 64 * 1024 * 1024, egress: false, bridgeName: "sbp-custom", hostFirewall: "iptables", egressDeny: ["169.254.0.0/16", "10.0.0.0/8"], mountCheck: "path" });
   });
 
   it.each([
@@ -536,6 +540,7 @@ describe("preview isolation settings", () => {
     ["PREVIEW_USER", "node", /numeric "uid:gid"/],
     ["PREVIEW_BRIDGE", "a-bridge-name-too-long", /at most 15 characters/],
     ["PREVIEW_HOST_FIREWALL", "nftables", /auto, iptables or off/],
+    ["PREVIEW_MOUNT_CHECK", "inode", /auto, required or path/],
     ["PREVIEW_EGRESS_DENY", "10.0.0.0/33", /IPv4 CIDRs/],
     ["PREVIEW_EGRESS_DENY", "example.com", /IPv4 CIDRs/],
     ["PREVIEW_TMP_SIZE", "lots", /size/],
@@ -576,6 +581,7 @@ describe("Config is inferred from the schema", () => {
         bridgeName: string | undefined;
         hostFirewall: "auto" | "iptables" | "off";
         egressDeny: string[];
+        mountCheck: "auto" | "required" | "path";
       };
       apiToken: string | null;
       inngest: {

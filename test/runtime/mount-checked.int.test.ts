@@ -107,7 +107,9 @@ describe.each([{ checkpointing: false }, { checkpointing: true }])("mount what w
     expect(await env.store.get(id)).toMatchObject({ status: "failed", reason: expect.stringMatching(/mounted directory .* not the site folder checked right before .*: the folder was replaced while the engine mounted it; killed/) });
     const info = await env.docker.docker.getContainer(`preview-${id}`).inspect();
     expect(info.State.Running).toBe(false);
-    // It did run on the wrong folder, for the moment it took to compare and kill.
+    // It did run on the wrong folder, for the moment it took to compare and kill (the README's
+    // residual window). The secret is root's, so the unprivileged preview could not write it
+    // even then: what this test shows is the kill and the refusal, not that nothing ran.
     expect(info.State.StartedAt).not.toMatch(/^0001-01-01/);
     expect((await readdir(secret)).sort()).toEqual(["secret.txt", "start.sh"]);
     expect(await readFile(path.join(secret, "secret.txt"), "utf8")).toBe("s3cret\n");

@@ -16,6 +16,13 @@ describe("previewSettings", () => {
     expect(previewSettings(config({ PREVIEW_HOST_FIREWALL: "iptables" }), () => false).hostFirewall).toBe("iptables");
   });
 
+  it("PREVIEW_MOUNT_CHECK=auto requires the mount comparison when running as root (who can make it), else checks the path", () => {
+    expect(previewSettings(config(), () => false, () => true).mountCheck).toBe("required");
+    expect(previewSettings(config(), () => false, () => false).mountCheck).toBe("path");
+    expect(previewSettings(config({ PREVIEW_MOUNT_CHECK: "path" }), () => false, () => true).mountCheck).toBe("path");
+    expect(previewSettings(config({ PREVIEW_MOUNT_CHECK: "required" }), () => false, () => false).mountCheck).toBe("required");
+  });
+
   it("passes the isolation settings through and mounts from the daemon's view of storage", () => {
     const s = previewSettings(config({ STORAGE_HOST_PATH: "/host/storage", PREVIEW_USER: "2000:2000", PREVIEW_EGRESS: "false" }), () => false);
     expect(s).toMatchObject({ user: "2000:2000", egress: false, readOnlyRootFs: true, storageHostPath: "/host/storage" });

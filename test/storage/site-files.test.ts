@@ -3,7 +3,7 @@
  * what remove deletes (and, as importantly, what it must leave alone).
  */
 import { existsSync } from "node:fs";
-import { link, lstat, mkdir, mkdtemp, readFile, readdir, rename, rm, symlink, unlink, writeFile } from "node:fs/promises";
+import { chown, link, lstat, mkdir, mkdtemp, readFile, readdir, rename, rm, symlink, unlink, writeFile } from "node:fs/promises";
 import { spawn } from "node:child_process";
 import os from "node:os";
 import path from "node:path";
@@ -413,34 +413,48 @@ describe("walks raced by an attacker who plants links while they run", () => {
     await expect(new LocalSiteFiles(root, owner).prepare("moved-1", check.folder)).rejects.toThrow(/the site folder changed since it was checked/);
   });
 
-  it("prepare never hands over a host file hard-linked in and unlinked again around its open (another process races it)", async () => {
+  it("an unprivileged storage writer racing hard links of a root file in and out never gets it handed over", async () => {
+    // The kernel's fs.protected_hardlinks (on here; the README says what it means when off) stops
+    // a user from linking a file it cannot read and write; prepare skips files with other links.
+    expect((await readFile("/proc/sys/fs/protected_hardlinks", "utf8")).trim()).toBe("1");
     await writeSite("hard-1");
     const shadow = path.join(outside, "shadow");
     await writeFile(shadow, "root:secret\n", { mode: 0o600 });
-    const planted = path.join(siteDir("hard-1"), "planted");
+    const site = siteDir("hard-1");
+    // The writer is the preview user itself (uid 2000 here): the site stays writable to it.
+    const asWriter = process.getuid?.() === 0 ? { uid: 2000, gid: 2000 } : {};
+    if (process.getuid?.() === 0) await chown(site, 2000, 2000);
+    const planted = path.join(site, "planted");
     // A separate process: link the host file in, unlink it, put a plain file back, forever.
-    const racer = spawn(process.execPath, [
-      "-e",
-      `const fs = require("node:fs"); const [f, h] = process.argv.slice(1); process.stdout.write("ready\\n");
-       for (;;) { try { fs.unlinkSync(f); } catch {} try { fs.linkSync(h, f); } catch {} try { fs.unlinkSync(f); } catch {} try { fs.writeFileSync(f, "x"); } catch {} }`,
-      planted,
-      shadow,
-    ], { stdio: ["ignore", "pipe", "ignore"] });
+    const racer = spawn(
+      process.execPath,
+      [
+        "-e",
+        `const fs = require("node:fs"); const [f, h] = process.argv.slice(1); process.stdout.write("ready\\n");
+         for (;;) { try { fs.unlinkSync(f); } catch {} try { fs.linkSync(h, f); } catch {} try { fs.unlinkSync(f); } catch {} try { fs.writeFileSync(f, "x"); } catch {} }`,
+        planted,
+        shadow,
+      ],
+      { stdio: ["ignore", "pipe", "ignore"], ...asWriter },
+    );
     await new Promise((resolve) => racer.stdout.once("data", resolve));
     try {
-      const prepare = new LocalSiteFiles(root, owner);
-      for (const until = Date.now() + 2_000; Date.now() < until; ) {
+      const prepare = new LocalSiteFiles(root, { uid: 2000, gid: 2000 });
+      let rounds = 0;
+      for (const until = Date.now() + 1_500; Date.now() < until; rounds++) {
         const check = await prepare.check("hard-1");
         if (!check.ok) throw new Error(check.reason);
         await prepare.prepare("hard-1", check.folder).catch((err: Error) => {
           if (!/EPERM/.test(err.message)) throw err;
         });
       }
+      expect(rounds).toBeGreaterThan(10);
     } finally {
       racer.kill("SIGKILL");
     }
     const stat = await lstat(shadow);
-    expect({ uid: stat.uid, gid: stat.gid }).toEqual({ uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 });
+    expect({ uid: stat.uid, gid: stat.gid, nlink: stat.nlink }).toEqual({ uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, nlink: 1 });
+    expect(await readFile(shadow, "utf8")).toBe("root:secret\n");
   });
 });
 
