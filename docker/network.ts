@@ -21,6 +21,9 @@ export const FIREWALL_RECHECK_MS = 30_000;
 
 type NetworkSettings = Pick<PreviewSettings, "network" | "instanceId" | "extraLabels" | "egress" | "bridgeName" | "hostFirewall" | "egressDeny">;
 
+/** How long a create that lost the bridge name waits for the winner's network to appear. */
+const BRIDGE_CONVERGE_MS = 3_000;
+
 export class PreviewNetwork {
   /** The ensure in flight, shared by concurrent callers; null when none is. */
   private inflight: Promise<void> | null = null;
@@ -79,6 +82,12 @@ export class PreviewNetwork {
     if (!info) {
       const bridgeTaken = await this.create();
       info = await this.inspect();
+      // A concurrent creator that won the bridge name may not be visible by name yet: wait for
+      // it a moment before deciding that another network holds the bridge.
+      for (let waited = 0, delay = 10; !info && bridgeTaken && waited < BRIDGE_CONVERGE_MS; waited += delay, delay = Math.min(delay * 2, 200)) {
+        await new Promise((resolve) => setTimeout(resolve, delay));
+        info = await this.inspect();
+      }
       if (!info && bridgeTaken) {
         // The engine refused the bridge name and no network of our name holds it.
         throw new UnsafeNetworkError(
