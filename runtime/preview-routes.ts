@@ -120,6 +120,7 @@ export class PreviewRoutes {
     if (!row || row.status === "removed" || row.status === "removing") return c.html(NOT_FOUND_PAGE, 404);
     this.deps.tracker.touch(projectId);
     if (row.status === "failed" && this.#recentlyWoken(projectId)) {
+      // The launch this page asked for failed: no relaunch loop from the page's refreshes.
       return c.html(html("Your preview could not start", "Ask the site builder to rebuild it, or reload this page in a minute."), 503);
     }
     await this.#wakeOnce(projectId, row);
@@ -172,12 +173,16 @@ export class PreviewRoutes {
    * `preview.requested`, at most once per wake: once per version of the row (status and update
    * time), so the page's refreshes send nothing more while the launch it asked for runs (the row
    * moves to `starting`, then `running`), and a preview stopped again later wakes again. A
-   * launch or stop under way (`starting`, `stopping`) is left to finish.
+   * launch or stop under way (`starting`, `stopping`) is left to finish; a preview found
+   * `running` or `failed` within a minute of this page's last wake is not asked again.
    */
   async #wakeOnce(projectId: ProjectId, row: PreviewRecord): Promise<void> {
     if (row.status === "starting" || row.status === "stopping") return;
     const version = `${row.status}@${row.updatedAt.getTime()}`;
     if (this.#woken.get(projectId)?.version === version) return;
+    // Running (Traefik has not picked the container up yet) or failed right after a wake of this
+    // page: the wake is still the one sent; only a later visit may ask again.
+    if (row.status !== "stopped" && this.#recentlyWoken(projectId)) return;
     this.#woken.delete(projectId);
     this.#woken.set(projectId, { version, at: Date.now() });
     if (this.#woken.size > WAKE_MEMORY) this.#woken.delete(this.#woken.keys().next().value!);
