@@ -42,6 +42,8 @@ export function isPreviewHost(host: string | undefined | null, domain: string): 
 }
 
 const TOKEN = /^(\d{1,12})\.([A-Za-z0-9_-]{43})$/;
+/** Verified tokens remembered (the hot path skips the HMAC for them); cleared when full. */
+const VERIFIED_MEMORY = 10_000;
 
 export interface SignedLink {
   token: string;
@@ -51,6 +53,8 @@ export interface SignedLink {
 /** Mints and checks link tokens; holds the secret (never logged, never returned). */
 export class LinkSigner {
   readonly #secret: Buffer;
+  /** Verified tokens -> expiry (ms), bounded by VERIFIED_MEMORY. */
+  readonly #verified = new Map<string, number>();
 
   constructor(
     secret: string,
@@ -69,6 +73,11 @@ export class LinkSigner {
   /** The token's expiry when it is a valid, unexpired token for `projectId`; null otherwise. */
   verify(projectId: ProjectId, token: string | null | undefined, now = Date.now()): Date | null {
     if (!token) return null;
+    // Tokens that verified before (a cookie comes with every request of a page): no HMAC again.
+    // Keyed by the whole token and project; only verified tokens are kept, so an unknown or
+    // forged token always takes the constant-time comparison below.
+    const known = this.#verified.get(`${projectId} ${token}`);
+    if (known !== undefined) return known > now ? new Date(known) : null;
     const m = TOKEN.exec(token);
     if (!m) return null;
     const expiry = Number(m[1]);
@@ -78,6 +87,8 @@ export class LinkSigner {
     // expiry is checked after, so a forged and an expired token take the same path.
     const ok = given.length === expected.length && timingSafeEqual(given, expected);
     if (!ok || expiry * 1000 <= now) return null;
+    if (this.#verified.size >= VERIFIED_MEMORY) this.#verified.clear();
+    this.#verified.set(`${projectId} ${token}`, expiry * 1000);
     return new Date(expiry * 1000);
   }
 

@@ -95,8 +95,12 @@ function requireBearer(token: string): MiddlewareHandler {
 
 export function createApp(deps: AppDeps): Hono {
   const app = new Hono();
-  // Requests for a preview's own host (Traefik's catch-all wake router) never reach the API.
-  if (deps.previews) app.use("*", deps.previews.wake);
+  // Forward-auth first: the hot path goes through no middleware. Then requests for a preview's
+  // own host (Traefik's catch-all wake router), which never reach the API.
+  if (deps.previews) {
+    app.all(FORWARD_AUTH_PATH, deps.previews.forwardAuth);
+    app.use("*", deps.previews.wake);
+  }
 
   const inngestHandler = serve({
     client: deps.inngest,
@@ -137,7 +141,6 @@ export function createApp(deps: AppDeps): Hono {
   if (deps.previews) {
     api.post("/:projectId/activity", deps.previews.heartbeat);
     api.post("/:projectId/links", deps.previews.links);
-    app.all(FORWARD_AUTH_PATH, deps.previews.forwardAuth);
   }
   app.route("/previews", api);
 

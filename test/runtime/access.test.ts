@@ -67,6 +67,7 @@ describe("LinkSigner", () => {
 
   it("never opens another project, and refuses forged, tampered and malformed tokens", () => {
     const { token } = signer.sign("p1", now);
+    expect(signer.verify("p1", token, now)).not.toBeNull(); // remembered as verified for p1 only
     expect(signer.verify("p11", token, now)).toBeNull();
     expect(signer.verify("p2", token, now)).toBeNull();
     const [exp, sig] = token.split(".") as [string, string];
