@@ -104,7 +104,7 @@ describe("startService", () => {
 
     const inngest = await fetch(`${base}/api/inngest`);
     expect(inngest.status).toBe(200);
-    expect(await inngest.json()).toMatchObject({ function_count: 6 });
+    expect(await inngest.json()).toMatchObject({ function_count: 7 });
 
     running.splice(running.indexOf(service), 1);
     await service.close();
