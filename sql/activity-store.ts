@@ -113,8 +113,10 @@ export class SqlActivityStore implements ActivityStore, CapacityStore {
       try {
         [row] = await this.db.query<AdmitRow>(ADMIT_SQL, [projectId, claim, max, HOLDING_STATUSES]);
       } catch (err) {
-        // Another launch committed the same slot first: try again from a fresh snapshot.
-        if (sqlState(err) === "23505" && run < MAX_ADMIT_RUNS) continue;
+        // Another launch committed the same slot first (23505), or two admissions releasing the
+        // same stale slots met (40P01): try again from a fresh snapshot.
+        const state = sqlState(err);
+        if ((state === "23505" || state === "40P01") && run < MAX_ADMIT_RUNS) continue;
         throw databaseError(label, err);
       }
       if (!row) throw new Error(`database: ${label}: no answer`);
