@@ -8,8 +8,9 @@
  *   2. latency at a fixed rate: the highest of BENCH_FA_RATES (requests/s, open loop) that the
  *      bare handler serves with p99 <= 1 ms, then forward-auth at that rate; target: p99 <= 1 ms.
  *
- * The host is the real one (`startService`: PGlite, the Inngest client in dev mode sending to a
- * local stand-in, PREVIEW_ACCESS=token) and every forward-auth request carries a valid access
+ * The host is the real one (`startService`: the pg driver on a fresh database of the TEST_PG_URL
+ * server, or PGlite when it is unreachable or BENCH_FA_PGLITE=1; the Inngest client in dev mode
+ * sending to a local stand-in; PREVIEW_ACCESS=token) and every forward-auth request carries a valid access
  * cookie, so each one verifies an HMAC token and records activity: the production hot path.
  * autocannon is not installable here (no network for new packages), so the load comes from a
  * small keep-alive HTTP client (node:http) in a worker thread: its own event loop, not the
@@ -28,6 +29,7 @@ import { loadConfig } from "../runtime/config.js";
 import { startService } from "../runtime/service.js";
 import { SqlPreviewStore } from "../sql/preview-store.js";
 import { startInngestStandIn } from "../test/helpers/inngest-server.js";
+import { createTestDatabase } from "../test/helpers/postgres.js";
 
 const SECONDS = Number(process.env.BENCH_FA_SECONDS ?? 3);
 const ROUNDS = Number(process.env.BENCH_FA_ROUNDS ?? 3);
@@ -113,6 +115,11 @@ const fmt = (n: number, d = 0) => n.toFixed(d);
 
 const tmp = await mkdtemp(path.join(os.tmpdir(), "sbp-bench-fa-"));
 const standIn = await startInngestStandIn();
+// The production driver (pg, a database of its own on the TEST_PG_URL server) when it answers;
+// else embedded PGlite, whose statements run on this thread (a flush then blocks requests for a
+// few milliseconds: the p99 shows it).
+const database = process.env.BENCH_FA_PGLITE ? null : await createTestDatabase().catch(() => null);
+const databaseEnv: Record<string, string> = database ? { DATABASE_URL: database.url, DATABASE_DRIVER: "pg" } : {};
 const service = await startService(
   loadConfig({
     PORT: "0",
@@ -125,6 +132,8 @@ const service = await startService(
     PREVIEW_LINK_SECRET: SECRET,
     PREVIEW_NETWORK: `sbp-bench-fa-${process.pid}`,
     PREVIEW_HOST_FIREWALL: "off",
+    ...databaseEnv,
+    ...(process.env.ACTIVITY_FLUSH_INTERVAL ? { ACTIVITY_FLUSH_INTERVAL: process.env.ACTIVITY_FLUSH_INTERVAL } : {}),
   }),
   pino({ level: "silent" }),
 );
@@ -136,7 +145,17 @@ const bareServer = await new Promise<ServerType>((resolve) => {
 
 try {
   const store = new SqlPreviewStore(service.db);
-  await store.apply("p1", "launch", { reason: "bench", claim: "bench" });
+  // pg migrates in the background: wait until the store answers.
+  for (let tries = 0; ; tries++) {
+    try {
+      await store.ping();
+      await store.apply("p1", "launch", { reason: "bench", claim: "bench" });
+      break;
+    } catch (err) {
+      if (tries > 100) throw err;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
   await store.apply("p1", "ready", { reason: "bench", claim: "bench", url: `http://${HOST}`, containerId: "bench" });
   const { token } = new LinkSigner(SECRET, 3_600_000).sign("p1");
   const faUrl = `http://127.0.0.1:${service.port}/forward-auth`;
@@ -148,7 +167,9 @@ try {
   const denied = await fetch(faUrl, { headers: { ...faHeaders, cookie: "" } });
   if (check.status !== 200 || denied.status !== 401) throw new Error(`forward-auth answers ${check.status} / ${denied.status}, expected 200 / 401`);
 
-  console.log(`forward-auth bench: ${ROUNDS} rounds x ${SECONDS}s, ${CONNECTIONS} connections, ${os.cpus().length} cores, node ${process.version}`);
+  console.log(
+    `forward-auth bench: ${ROUNDS} rounds x ${SECONDS}s, ${CONNECTIONS} connections, ${os.cpus().length} cores, node ${process.version}, database ${database ? "pg" : "PGlite (in-process)"}, activity flushed every ${service.config.activity.flushIntervalMs} ms`,
+  );
   const bareRps: number[] = [];
   const faRps: number[] = [];
   for (let r = 0; r < ROUNDS; r++) {
@@ -163,13 +184,19 @@ try {
   console.log(`throughput: bare ${fmt(median(bareRps))} req/s, forward-auth ${fmt(median(faRps))} req/s, ratio ${fmt(ratio, 2)} (target >= 0.80) ${ratio >= 0.8 ? "OK" : "MISSED"}`);
 
   let chosen: { rate: number; bare: Sample } | null = null;
+  let best: { rate: number; bare: Sample } | null = null;
   for (const rate of RATES) {
     const b = await load(bareUrl, {}, rate);
     console.log(`  bare at ${rate} req/s: p50 ${fmt(b.p50, 3)} ms, p99 ${fmt(b.p99, 3)} ms`);
     if (b.p99 <= 1) chosen = { rate, bare: b };
+    if (!best || b.p99 < best.bare.p99) best = { rate, bare: b };
   }
   if (!chosen) {
-    console.log("latency: the bare handler served none of the rates with p99 <= 1 ms on this machine; no rate to compare at");
+    // Still measured side by side at the bare handler's best rate, for the record.
+    const f = await load(faUrl, faHeaders, best!.rate);
+    console.log(
+      `latency: the bare handler served none of the rates with p99 <= 1 ms on this machine (target not assessable); at ${best!.rate} req/s: bare p50 ${fmt(best!.bare.p50, 3)} ms p99 ${fmt(best!.bare.p99, 3)} ms, forward-auth p50 ${fmt(f.p50, 3)} ms p99 ${fmt(f.p99, 3)} ms`,
+    );
   } else {
     const f = await load(faUrl, faHeaders, chosen.rate);
     console.log(
@@ -184,6 +211,7 @@ try {
     bareServer.close(() => resolve());
   });
   await service.close();
+  await database?.drop();
   await standIn.close();
   await rm(tmp, { recursive: true, force: true });
   // The service created its own preview network at start-up: remove it (it holds nothing).
