@@ -18,6 +18,8 @@ export const previewRequested = eventType("preview.requested", { schema: Project
 export const previewIdle = eventType("preview.idle", { schema: ProjectEventData });
 export const previewClosed = eventType("preview.closed", { schema: ProjectEventData });
 export const projectDeleted = eventType("project.deleted", { schema: ProjectEventData });
+/** The preview was used (forward-auth request or UI heartbeat); at most once per project per ACTIVITY_EVENT_INTERVAL. */
+export const previewActivity = eventType("preview.activity", { schema: ProjectEventData });
 
 // Emitted
 export const previewReady = eventType("preview.ready", {

@@ -42,7 +42,7 @@ export function containerSpec(projectId: ProjectId, settings: PreviewSettings, p
     [LABELS.MANAGED]: "true",
     [LABELS.PROJECT_ID]: projectId,
     [LABELS.OWNER]: settings.instanceId,
-    ...(settings.routing === "traefik" ? traefikLabels(projectId, settings.domain, settings.network, PREVIEW_PORT) : {}),
+    ...(settings.routing === "traefik" ? traefikLabels(projectId, settings.domain, settings.network, PREVIEW_PORT, settings.authMiddleware) : {}),
   };
   // In port mode the site URL is only known after start (random host port); the app should not
   // need an absolute URL for a dev preview, so it gets the loopback base without a port.

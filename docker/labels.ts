@@ -25,7 +25,12 @@ export function isOwnPreview(labels: Record<string, string> | undefined | null, 
   return isOwned(labels, owner) && labels?.[LABELS.PROJECT_ID] === projectId;
 }
 
-export function traefikLabels(projectId: ProjectId, domain: string, network: string, port: number): Record<string, string> {
+/**
+ * The router and service of one preview. `middleware`: the forward-auth middleware (declared once,
+ * in docker-compose.yml; `PREVIEW_AUTH_MIDDLEWARE`) every preview router goes through, so each
+ * request records activity and, with `PREVIEW_ACCESS=token`, is gated.
+ */
+export function traefikLabels(projectId: ProjectId, domain: string, network: string, port: number, middleware?: string | null): Record<string, string> {
   // Router and service share the container's name: unique per project, and a valid Traefik name.
   const name = containerName(projectId);
   return {
@@ -33,6 +38,7 @@ export function traefikLabels(projectId: ProjectId, domain: string, network: str
     // Safe to interpolate: projectId is a validated DNS label and domain a validated DNS name.
     [`traefik.http.routers.${name}.rule`]: `Host(\`${projectId}.${domain}\`)`,
     [`traefik.http.routers.${name}.service`]: name,
+    ...(middleware ? { [`traefik.http.routers.${name}.middlewares`]: middleware } : {}),
     [`traefik.http.services.${name}.loadbalancer.server.port`]: String(port),
     "traefik.docker.network": network,
   };

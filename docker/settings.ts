@@ -34,6 +34,8 @@ export interface PreviewSettings {
   stopTimeoutSeconds?: number;
   /** Log lines kept for a failed preview (default 50). */
   logTailLines?: number;
+  /** Traefik forward-auth middleware referenced by every preview router (`traefik` routing); none when unset. */
+  authMiddleware?: string | null;
 
   // --- Isolation (untrusted previews). Every field is optional; the defaults are the safe ones. ---
 

@@ -4,7 +4,7 @@
 import { NonRetriableError, type EventType } from "inngest";
 import * as v from "valibot";
 import { ProjectEventData } from "../inngest.config.js";
-import { isPermanent, type PreviewRuntime, type PreviewStore, type SiteFiles } from "./ports.js";
+import { isPermanent, type ActivityStore, type CapacityStore, type PreviewRuntime, type PreviewStore, type SiteFiles } from "./ports.js";
 import type { ProjectId } from "./project-id.js";
 
 /** What every lifecycle function is given; `runtime/` builds it from the config. */
@@ -18,6 +18,12 @@ export interface PreviewDeps {
   readySliceMs?: number;
   /** Aborted at shutdown: a readiness step in flight ends at once (and the run probes again later). */
   shutdown?: AbortSignal;
+  /** Last use of each preview (track-idle); without it only the ready time counts. */
+  activity?: ActivityStore;
+  /** IDLE_TIMEOUT: how long a running preview may go unused (default 1h). */
+  idleTimeoutMs?: number;
+  /** MAX_RUNNING_PREVIEWS and the store that enforces it; absent: unlimited. */
+  capacity?: { store: CapacityStore; max: number };
 }
 
 /**

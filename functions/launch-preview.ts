@@ -6,6 +6,11 @@
  *                      or create the container. One step, so nothing of this project runs between
  *                      the check and the create. A late launch of a deleted project (row removed,
  *                      files gone) ends as superseded without recording anything.
+ *   admit-N            with MAX_RUNNING_PREVIEWS only (see capacity.ts): take a capacity slot,
+ *                      or evict the least recently active running preview (`evict`, reason
+ *                      `evicted: ...`; `emit-evicted-N` sends its `preview.stopped`) and try
+ *                      again; a slot held in the database under a unique constraint is what
+ *                      keeps concurrent launches from overshooting the cap
  *   start-container    when it is not running yet, while this run holds the preview; the site
  *                      folder is verified again right before the start that mounts it, and what
  *                      the container mounted is compared with it right after
@@ -33,7 +38,8 @@
  * ends as `superseded` without emitting anything.
  */
 import { NonRetriableError, type Inngest } from "inngest";
-import { pipelineStep7, previewClosed, previewIdle, previewReady, previewRequested, projectDeleted } from "../inngest.config.js";
+import { pipelineStep7, previewClosed, previewIdle, previewReady, previewRequested, previewStopped, projectDeleted } from "../inngest.config.js";
+import { admitOrEvict } from "./capacity.js";
 import {
   DEFAULT_READY_SLICE_MS,
   ONE_RUN_PER_PROJECT,
@@ -109,6 +115,26 @@ export function createLaunchPreview(inngest: Inngest, deps: PreviewDeps) {
       );
       if (claim.outcome === "superseded") return superseded(projectId, claim.status);
       if (claim.outcome === "site-missing") throw new NonRetriableError(claim.reason);
+
+      if (deps.capacity && claim.claimed) {
+        // MAX_RUNNING_PREVIEWS (functions/capacity.ts): a slot before the container may run,
+        // evicting the least recently active running preview when every slot is held.
+        const max = deps.capacity.max;
+        for (let round = 1; ; round++) {
+          const admitted = await step.run(`admit-${round}`, () =>
+            permanent(async () => ({ ...(await admitOrEvict(deps, projectId, runId)), late: Date.now() - claim.at >= deps.readyTimeoutMs })),
+          );
+          if (admitted.outcome === "admitted") break;
+          if (admitted.outcome === "superseded") return superseded(projectId, admitted.status);
+          if (admitted.outcome === "evicted") {
+            await step.sendEvent(`emit-evicted-${round}`, previewStopped.create({ projectId: admitted.victim }));
+            logger.info({ projectId, victim: admitted.victim, max }, "least recently active preview evicted to make room");
+          }
+          if (admitted.late) {
+            throw new NonRetriableError(`no capacity for preview ${projectId}: all ${max} slots (MAX_RUNNING_PREVIEWS) stayed held by previews still starting for ${formatDuration(deps.readyTimeoutMs)}`);
+          }
+        }
+      }
 
       if (!claim.running) {
         const started = await step.run("start-container", () =>

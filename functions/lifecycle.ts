@@ -97,6 +97,17 @@ export const LIFECYCLE = {
     from: ["removing", "failed"],
     claim: "match",
   },
+  /**
+   * A launch over the capacity cap (MAX_RUNNING_PREVIEWS) stops the least recently active
+   * running preview: a stop taken by the launching run (its reason says `evicted`); it ends with
+   * `stopped` like any stop. Only a preview that is running is evicted, never one being launched;
+   * it replays on `stopping` (a retried eviction converges; over another stop it is the same stop).
+   */
+  evict: {
+    to: "stopping",
+    from: ["running", "stopping"],
+    claim: "take",
+  },
 } as const satisfies Record<string, Transition>;
 
 export type LifecycleAction = keyof typeof LIFECYCLE;

@@ -146,3 +146,41 @@ export interface SiteFiles {
   /** Deletes the project's site folder; a missing folder is success. */
   remove(projectId: ProjectId): Promise<void>;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Activity and capacity (Postgres)
+
+/** One project's latest use, as the host flushes it (in batches). */
+export interface ActivityMark {
+  projectId: ProjectId;
+  at: Date;
+}
+
+export interface ActivityStore {
+  /**
+   * Records the latest use of each project in ONE statement (`last_activity_at` only moves
+   * forward; a project without a preview row is skipped). Idempotent.
+   */
+  recordActivity(marks: readonly ActivityMark[]): Promise<void>;
+  /** When the preview was last used; null when never (or there is no row). */
+  lastActivity(projectId: ProjectId): Promise<Date | null>;
+}
+
+/** The answer of `CapacityStore.admit`. */
+export type Admission =
+  /** The preview holds capacity slot `slot` (taken now, or already held). */
+  | { admitted: true; slot: number }
+  /** Every slot is held: `victim` is the least recently active running preview (null: none is running yet). */
+  | { admitted: false; full: true; victim: ProjectId | null; holders: number }
+  /** The row is no longer this run's launch (`starting` with its claim): nothing was taken. */
+  | { admitted: false; full: false; status: PreviewStatus | null };
+
+export interface CapacityStore {
+  /**
+   * Takes a capacity slot (1..`max`) for a preview being launched by `claim`, as ONE statement
+   * guarded by a unique constraint: concurrent admissions never hand out more than `max` slots.
+   * Slots of previews that no longer hold a container (stopped, failed, removed) are released
+   * on the way. Idempotent: a preview that holds a slot keeps it.
+   */
+  admit(projectId: ProjectId, claim: string, max: number): Promise<Admission>;
+}

@@ -9,6 +9,7 @@ import { serve } from "inngest/hono";
 import type { Logger } from "pino";
 import type { PreviewRecord, PreviewRuntime, PreviewStore } from "../functions/ports.js";
 import { InvalidProjectIdError, assertProjectId } from "../functions/project-id.js";
+import { FORWARD_AUTH_PATH, type PreviewRoutes } from "./preview-routes.js";
 
 export interface AppDeps {
   inngest: Inngest;
@@ -22,6 +23,8 @@ export interface AppDeps {
   /** How long a readiness check may take before it counts as failed. */
   readinessTimeoutMs?: number;
   log?: Logger;
+  /** Forward-auth, the wake page, the heartbeat and links (runtime/preview-routes.ts). */
+  previews?: PreviewRoutes;
 }
 
 export const INNGEST_PATH = "/api/inngest";
@@ -92,6 +95,12 @@ function requireBearer(token: string): MiddlewareHandler {
 
 export function createApp(deps: AppDeps): Hono {
   const app = new Hono();
+  // Forward-auth first: the hot path goes through no middleware. Then requests for a preview's
+  // own host (Traefik's catch-all wake router), which never reach the API.
+  if (deps.previews) {
+    app.all(FORWARD_AUTH_PATH, deps.previews.forwardAuth);
+    app.use("*", deps.previews.wake);
+  }
 
   const inngestHandler = serve({
     client: deps.inngest,
@@ -129,6 +138,10 @@ export function createApp(deps: AppDeps): Hono {
     if (!record) return c.json({ error: `no preview for project ${projectId}` }, 404);
     return c.json(previewJson(record));
   });
+  if (deps.previews) {
+    api.post("/:projectId/activity", deps.previews.heartbeat);
+    api.post("/:projectId/links", deps.previews.links);
+  }
   app.route("/previews", api);
 
   app.onError((err, c) => {

@@ -134,6 +134,15 @@ const bool = (fallback: string) =>
     v.transform((s) => s === "1" || s === "true" || s === "yes"),
   );
 
+const duration = (name: string, fallback: string, min: number, max: number) =>
+  v.pipe(
+    v.optional(v.string(), fallback),
+    v.transform(parseDuration),
+    v.number(`${name} must be a duration such as 90s, 5m or 1h`),
+    v.minValue(min, `${name} must be at least ${min >= 60_000 ? `${min / 60_000}m` : `${min}ms`}`),
+    v.maxValue(max, `${name} is too long`),
+  );
+
 /** One entry per environment variable. */
 const EnvFields = v.object({
   // 0 binds any free port (tests, side-by-side instances).
@@ -261,6 +270,28 @@ const EnvFields = v.object({
   INNGEST_CHECKPOINTING: bool("true"),
   // Dev mode takes unsigned calls: off loopback only when this says so explicitly.
   ALLOW_UNSIGNED_REMOTE: bool("false"),
+
+  // Activity, wake, access and capacity (issue 7; README "Activity, wake, access, capacity").
+  ACTIVITY_EVENT_INTERVAL: duration("ACTIVITY_EVENT_INTERVAL", "60s", 1_000, 3_600_000),
+  ACTIVITY_FLUSH_INTERVAL: duration("ACTIVITY_FLUSH_INTERVAL", "5s", 100, 300_000),
+  IDLE_TIMEOUT: duration("IDLE_TIMEOUT", "1h", 60_000, 7 * 24 * 3_600_000),
+  // Default depends on API_TOKEN (token when set, else public): resolved in the transform.
+  PREVIEW_ACCESS: v.optional(v.picklist(["public", "token"], "PREVIEW_ACCESS must be public or token")),
+  PREVIEW_LINK_TTL: duration("PREVIEW_LINK_TTL", "24h", 60_000, 366 * 24 * 3_600_000),
+  PREVIEW_LINK_SECRET: v.optional(v.pipe(v.string(), v.minLength(32, "PREVIEW_LINK_SECRET must be at least 32 characters"))),
+  // Traefik middleware every preview router uses (declared once, in docker-compose.yml).
+  PREVIEW_AUTH_MIDDLEWARE: v.optional(
+    v.pipe(v.string(), v.trim(), v.regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*(@[a-z0-9]+)?$/, "PREVIEW_AUTH_MIDDLEWARE must be a Traefik middleware name such as preview-auth@docker")),
+    "preview-auth@docker",
+  ),
+  // Unset, "unlimited" or 0: no cap.
+  MAX_RUNNING_PREVIEWS: v.pipe(
+    v.optional(v.string(), "unlimited"),
+    v.trim(),
+    v.toLowerCase(),
+    v.regex(/^(unlimited|\d{1,6})$/, "MAX_RUNNING_PREVIEWS must be a whole number of previews, or unlimited"),
+    v.transform((s) => (s === "unlimited" || Number(s) === 0 ? null : Number(s))),
+  ),
 });
 
 type Env = v.InferOutput<typeof EnvFields>;
@@ -307,6 +338,11 @@ function dockerConnection(env: Env, cwd: string): DockerConnection {
 function inngestDev(raw: string | undefined): boolean | string {
   if (raw === undefined || !isDevMode(raw)) return false;
   return INNGEST_DEV_FLAG.test(raw) ? true : raw;
+}
+
+/** PREVIEW_ACCESS, or its default: token when API_TOKEN is set, else public. */
+function accessMode(e: { PREVIEW_ACCESS?: "public" | "token" | undefined; API_TOKEN?: string | undefined }): "public" | "token" {
+  return e.PREVIEW_ACCESS ?? (e.API_TOKEN ? "token" : "public");
 }
 
 // --- The schema --------------------------------------------------------------------------------
@@ -368,6 +404,14 @@ export function configSchema(cwd: string) {
       ),
       ["HOST"],
     ),
+    v.forward(
+      v.partialCheck(
+        [["PREVIEW_ACCESS"], ["API_TOKEN"], ["PREVIEW_LINK_SECRET"]],
+        (e) => accessMode(e) === "public" || Boolean(e.PREVIEW_LINK_SECRET),
+        "PREVIEW_LINK_SECRET (32+ characters) is required when PREVIEW_ACCESS is token (the default when API_TOKEN is set); or set PREVIEW_ACCESS=public",
+      ),
+      ["PREVIEW_LINK_SECRET"],
+    ),
     v.transform((env) => {
       const storagePath = path.resolve(cwd, env.STORAGE_PATH);
       return {
@@ -403,6 +447,20 @@ export function configSchema(cwd: string) {
           mountCheck: env.PREVIEW_MOUNT_CHECK,
         },
         apiToken: env.API_TOKEN ?? null,
+        activity: {
+          eventIntervalMs: env.ACTIVITY_EVENT_INTERVAL,
+          flushIntervalMs: env.ACTIVITY_FLUSH_INTERVAL,
+          idleTimeoutMs: env.IDLE_TIMEOUT,
+        },
+        access: {
+          mode: accessMode(env),
+          linkTtlMs: env.PREVIEW_LINK_TTL,
+          /** Secret: never logged. */
+          linkSecret: env.PREVIEW_LINK_SECRET ?? null,
+          middleware: env.PREVIEW_AUTH_MIDDLEWARE,
+        },
+        /** MAX_RUNNING_PREVIEWS; null: unlimited. */
+        maxRunningPreviews: env.MAX_RUNNING_PREVIEWS,
         inngest: {
           /** Dev mode: true, or the dev server URL; false for cloud mode. */
           dev: inngestDev(env.INNGEST_DEV),
@@ -428,7 +486,7 @@ export type Config = v.InferOutput<ConfigSchema>;
 // --- Loading -------------------------------------------------------------------------------------
 
 /** Variables whose values never appear in error messages (logs). */
-const SECRET = /KEY|TOKEN|DATABASE_URL/;
+const SECRET = /KEY|TOKEN|DATABASE_URL|SECRET/;
 
 export class ConfigError extends Error {
   override readonly name = "ConfigError";

@@ -16,6 +16,11 @@ import { createFunctions } from "../functions/index.js";
 import { openDatabaseInBackground } from "../sql/connect.js";
 import type { Database } from "../sql/database.js";
 import { SqlPreviewStore } from "../sql/preview-store.js";
+import { SqlActivityStore } from "../sql/activity-store.js";
+import { previewRequested } from "../inngest.config.js";
+import { LinkSigner } from "./access.js";
+import { ActivityTracker } from "./activity.js";
+import { PreviewRoutes } from "./preview-routes.js";
 import { LocalSiteFiles } from "../storage/site-files.js";
 import { createApp } from "./app.js";
 import type { Config } from "./config.js";
@@ -26,6 +31,8 @@ export interface RunningService {
   inngest: Inngest;
   db: Database;
   log: Logger;
+  /** Activity recorded by forward-auth and heartbeats (flushed in the background). */
+  activity: ActivityTracker;
   /** The port actually bound (differs from config.port when that is 0). */
   port: number;
   /**
@@ -47,6 +54,7 @@ export function previewSettings(config: Config, canFirewall: () => boolean = ipt
     hostFirewall: hostFirewall === "auto" ? (canFirewall() ? "iptables" : "off") : hostFirewall,
     mountCheck: mountCheck === "auto" ? (isRoot() ? "required" : "path") : mountCheck,
     storageHostPath: config.storage.hostPath,
+    authMiddleware: config.access.middleware,
   };
 }
 
@@ -104,8 +112,29 @@ async function serveWith(config: Config, log: Logger, db: Database): Promise<Run
   const site = new LocalSiteFiles(config.storage.path, { uid, gid });
   const inngest = createInngest(config.inngest, log);
   const shutdown = new AbortController();
-  const functions = createFunctions(inngest, { runtime, store, site, readyTimeoutMs: config.preview.readyTimeoutMs, shutdown: shutdown.signal });
-  const app = createApp({ inngest, functions, store, runtime, apiToken: config.apiToken, serveOrigin: config.inngest.serveOrigin, log });
+  const activity = new SqlActivityStore(db);
+  const functions = createFunctions(inngest, {
+    runtime,
+    store,
+    site,
+    readyTimeoutMs: config.preview.readyTimeoutMs,
+    shutdown: shutdown.signal,
+    activity,
+    idleTimeoutMs: config.activity.idleTimeoutMs,
+    ...(config.maxRunningPreviews !== null ? { capacity: { store: activity, max: config.maxRunningPreviews } } : {}),
+  });
+  const tracker = new ActivityTracker(activity, (events) => inngest.send(events), config.activity, log).start();
+  const previews = new PreviewRoutes({
+    domain: config.preview.domain,
+    access: config.access.mode,
+    signer: config.access.linkSecret ? new LinkSigner(config.access.linkSecret, config.access.linkTtlMs) : null,
+    routing: config.preview.routing,
+    tracker,
+    store,
+    requestLaunch: (projectId) => inngest.send(previewRequested.create({ projectId })),
+    log,
+  });
+  const app = createApp({ inngest, functions, store, runtime, apiToken: config.apiToken, serveOrigin: config.inngest.serveOrigin, log, previews });
 
   const server = await new Promise<ServerType>((resolve, reject) => {
     const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () => resolve(s));
@@ -121,6 +150,7 @@ async function serveWith(config: Config, log: Logger, db: Database): Promise<Run
     inngest,
     db,
     log,
+    activity: tracker,
     port,
     close() {
       closing ??= (async () => {
@@ -138,6 +168,7 @@ async function serveWith(config: Config, log: Logger, db: Database): Promise<Run
         });
         await Promise.race([closed, grace]);
         clearTimeout(timer);
+        await tracker.close(); // the last activity marks, before the pool closes
         await networkReady; // settled (it never rejects): nothing is created after close()
         await db.close();
       })();

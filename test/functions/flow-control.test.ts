@@ -21,7 +21,7 @@ const config = (id: string) => configs.find((c) => c.id === id)!;
 describe("flow control registered with Inngest", () => {
   it("registers the three functions and their failure handlers, ids unchanged", () => {
     expect(configs.map((c) => c.id).sort()).toEqual(
-      ["launch-preview", "launch-preview-failure", "remove-preview", "remove-preview-failure", "stop-preview", "stop-preview-failure"].map((id) => `previews-${id}`),
+      ["launch-preview", "launch-preview-failure", "remove-preview", "remove-preview-failure", "stop-preview", "stop-preview-failure", "track-idle"].map((id) => `previews-${id}`),
     );
     expect(config("previews-launch-preview-failure").triggers).toEqual([
       { event: "inngest/function.failed", expression: "event.data.function_id == 'previews-launch-preview'" },
@@ -39,6 +39,23 @@ describe("flow control registered with Inngest", () => {
     expect(config("previews-launch-preview").cancel).toEqual(["preview.idle", "preview.closed", "project.deleted"].map((event) => ({ event, if: same })));
     expect(config("previews-stop-preview").cancel).toEqual(["pipeline.step7", "preview.requested", "project.deleted"].map((event) => ({ event, if: same })));
     expect(config("previews-remove-preview").cancel).toBeUndefined();
+  });
+});
+
+describe("track-idle registered with Inngest", () => {
+  it("is triggered by preview.activity and preview.ready, debounced per project for IDLE_TIMEOUT (default 1h)", () => {
+    const c = config("previews-track-idle");
+    expect(c.triggers).toEqual([{ event: "preview.activity" }, { event: "preview.ready" }]);
+    expect(c.debounce).toEqual({ key: "event.data.projectId", period: "3600s" });
+    // It writes nothing: no per-project slot, no singleton (the debounce already collapses).
+    expect(c.concurrency).toBeUndefined();
+    expect(c.singleton).toBeUndefined();
+  });
+
+  it("takes its period from idleTimeoutMs", () => {
+    const fn = createFunctions(inngest, { runtime: new FakeRuntime(), store: new MemoryPreviewStore(), site: new FakeSiteFiles(), readyTimeoutMs: 1000, idleTimeoutMs: 90_000 })[3];
+    const [registered] = fn["getConfig"]({ baseUrl: new URL("http://127.0.0.1:3000/api/inngest"), appPrefix: "previews" });
+    expect(registered!.debounce).toEqual({ key: "event.data.projectId", period: "90s" });
   });
 });
 

@@ -11,7 +11,7 @@ const ALL: (PreviewStatus | null)[] = [null, ...PREVIEW_STATUSES];
 
 describe("lifecycle table", () => {
   it("names every action the functions use, and only known statuses", () => {
-    expect([...LIFECYCLE_ACTIONS].sort()).toEqual(["fail", "launch", "ready", "remove", "removeFailed", "removed", "stop", "stopFailed", "stopped"].sort());
+    expect([...LIFECYCLE_ACTIONS].sort()).toEqual(["evict", "fail", "launch", "ready", "remove", "removeFailed", "removed", "stop", "stopFailed", "stopped"].sort());
     for (const action of LIFECYCLE_ACTIONS) {
       expect(PREVIEW_STATUSES).toContain(LIFECYCLE[action].to);
       for (const s of LIFECYCLE[action].from) if (s !== null) expect(PREVIEW_STATUSES).toContain(s);

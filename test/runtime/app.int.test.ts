@@ -104,8 +104,8 @@ describe("probes (open app)", () => {
   it("serves the Inngest endpoint with every function", async () => {
     const res = await getJson(`${base}/api/inngest`);
     expect(res.status).toBe(200);
-    // The three lifecycle functions and their failure handlers.
-    expect(res.body).toMatchObject({ function_count: 6 });
+    // The three lifecycle functions, their failure handlers and track-idle.
+    expect(res.body).toMatchObject({ function_count: 7 });
   });
 
   it("answers 404 for an unknown route", async () => {

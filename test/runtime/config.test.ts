@@ -121,6 +121,7 @@ describe("loadConfig explicit values", () => {
         PREVIEW_PIDS_LIMIT: "256",
         READY_TIMEOUT: "90s",
         API_TOKEN: "0123456789abcdef",
+        PREVIEW_LINK_SECRET: "link-secret-0123456789abcdef0123456789",
         INNGEST_DEV: "http://127.0.0.1:8288",
         INNGEST_EVENT_KEY: "evt",
         INNGEST_SERVE_ORIGIN: "https://previews.example.com",
@@ -584,6 +585,9 @@ describe("Config is inferred from the schema", () => {
         mountCheck: "auto" | "required" | "path";
       };
       apiToken: string | null;
+      activity: { eventIntervalMs: number; flushIntervalMs: number; idleTimeoutMs: number };
+      access: { mode: "public" | "token"; linkTtlMs: number; linkSecret: string | null; middleware: string };
+      maxRunningPreviews: number | null;
       inngest: {
         dev: boolean | string;
         baseUrl: string | null;

@@ -79,6 +79,7 @@ describe("sync (PUT /api/inngest)", () => {
       "previews-remove-preview-failure",
       "previews-stop-preview",
       "previews-stop-preview-failure",
+      "previews-track-idle",
     ]);
     const same = (event: string) => ({ event, if: "async.data.projectId == event.data.projectId" });
     const retried = { steps: { step: { retries: { attempts: 4 } } } };

@@ -104,7 +104,7 @@ describe("startService", () => {
 
     const inngest = await fetch(`${base}/api/inngest`);
     expect(inngest.status).toBe(200);
-    expect(await inngest.json()).toMatchObject({ function_count: 6 });
+    expect(await inngest.json()).toMatchObject({ function_count: 7 });
 
     running.splice(running.indexOf(service), 1);
     await service.close();
@@ -130,7 +130,7 @@ describe("startService", () => {
 
   it("guards the previews API with API_TOKEN", async () => {
     const token = "service-token-0123456789";
-    const service = await start(env(path.join(tmp, "token"), { API_TOKEN: token }));
+    const service = await start(env(path.join(tmp, "token"), { API_TOKEN: token, PREVIEW_LINK_SECRET: "link-secret-0123456789abcdef0123456789" }));
     const base = `http://127.0.0.1:${service.port}`;
     expect((await fetch(`${base}/previews`)).status).toBe(401);
     expect((await fetch(`${base}/previews`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(200);

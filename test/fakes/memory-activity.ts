@@ -1,0 +1,49 @@
+/**
+ * In-memory `ActivityStore` and `CapacityStore` for the unit tier, over the rows of a
+ * `MemoryPreviewStore` (same rules as the SQL store: `last_activity_at` only moves forward, only
+ * existing rows are marked; a slot 1..max per holding preview). The integration tier proves the
+ * SQL store agrees.
+ */
+import type { ActivityMark, ActivityStore, Admission, CapacityStore, ProjectId } from "../../functions/ports.js";
+import type { MemoryPreviewStore } from "./memory-store.js";
+
+const HOLDING = new Set(["starting", "running", "stopping", "removing"]);
+
+export class MemoryActivityStore implements ActivityStore, CapacityStore {
+  readonly activity = new Map<string, Date>();
+  readonly slots = new Map<string, number>();
+  readonly writes: ActivityMark[][] = [];
+
+  constructor(private readonly previews: MemoryPreviewStore) {}
+
+  async recordActivity(marks: readonly ActivityMark[]): Promise<void> {
+    this.writes.push([...marks]);
+    for (const m of marks) {
+      if (!this.previews.rows.has(m.projectId)) continue;
+      const prev = this.activity.get(m.projectId);
+      if (!prev || prev < m.at) this.activity.set(m.projectId, m.at);
+    }
+  }
+
+  async lastActivity(projectId: ProjectId): Promise<Date | null> {
+    return this.previews.rows.has(projectId) ? (this.activity.get(projectId) ?? null) : null;
+  }
+
+  async admit(projectId: ProjectId, claim: string, max: number): Promise<Admission> {
+    const row = this.previews.rows.get(projectId);
+    if (row?.status !== "starting" || row.claim !== claim) return { admitted: false, full: false, status: row?.status ?? null };
+    for (const [id] of this.slots) if (!HOLDING.has(this.previews.rows.get(id)?.status ?? "")) this.slots.delete(id);
+    const mine = this.slots.get(projectId);
+    if (mine !== undefined) return { admitted: true, slot: mine };
+    const held = new Set([...this.slots.values()]);
+    for (let s = 1; s <= max; s++) {
+      if (!held.has(s)) {
+        this.slots.set(projectId, s);
+        return { admitted: true, slot: s };
+      }
+    }
+    const lastUse = (id: string) => Math.max(this.previews.rows.get(id)!.updatedAt.getTime(), this.activity.get(id)?.getTime() ?? 0);
+    const victims = [...this.slots.keys()].filter((id) => this.previews.rows.get(id)?.status === "running").sort((a, b) => lastUse(a) - lastUse(b) || a.localeCompare(b));
+    return { admitted: false, full: true, victim: victims[0] ?? null, holders: this.slots.size };
+  }
+}
