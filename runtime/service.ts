@@ -10,12 +10,16 @@ import type { Inngest } from "inngest";
 import { pino, type Logger } from "pino";
 import { createDockerClient } from "../docker/client.js";
 import { DockerPreviewRuntime } from "../docker/docker-runtime.js";
+import { DockerPreviewInventory } from "../docker/inventory.js";
 import { previewUser } from "../docker/isolation.js";
 import type { PreviewSettings } from "../docker/settings.js";
-import { createFunctions } from "../functions/index.js";
-import { openDatabaseInBackground } from "../sql/connect.js";
+import { createFunctions, createSweepFunctions, type SweepDeps } from "../functions/index.js";
+import { planSweep } from "../functions/sweep-plan.js";
+import { connect, openDatabaseInBackground } from "../sql/connect.js";
 import type { Database } from "../sql/database.js";
 import { SqlPreviewStore } from "../sql/preview-store.js";
+import { SqlProjectDirectory } from "../sql/projects.js";
+import { SqlSweepLog } from "../sql/sweep-log.js";
 import { LocalSiteFiles } from "../storage/site-files.js";
 import { createApp } from "./app.js";
 import type { Config } from "./config.js";
@@ -46,6 +50,36 @@ export function previewSettings(config: Config, canFirewall: () => boolean = ipt
     ...preview,
     hostFirewall: hostFirewall === "auto" ? (canFirewall() ? "iptables" : "off") : hostFirewall,
     storageHostPath: config.storage.hostPath,
+  };
+}
+
+/**
+ * The sweep's dependencies. The project source reuses the state database when it is the same
+ * URL, else opens its own connection (lazily: a projects database that is down only trips the
+ * sweep's guard, it never stops the host).
+ */
+async function sweepDeps(
+  config: Config,
+  log: Logger,
+  db: Database,
+  docker: ReturnType<typeof createDockerClient>,
+  settings: PreviewSettings,
+): Promise<{ sweep: SweepDeps; projectsDb: Database | null }> {
+  const source = config.sweep.projects;
+  let projectsDb: Database | null = null;
+  let projects: SqlProjectDirectory | null = null;
+  if (source) {
+    const shared = source.database.url === config.database.url;
+    projectsDb = shared ? null : await connect(source.database);
+    const where = shared ? "the service's DATABASE_URL" : "PROJECTS_DATABASE_URL";
+    projects = new SqlProjectDirectory(projectsDb ?? db, source.table, where);
+  } else {
+    log.info("sweep: no project source (PROJECTS_DATABASE_URL unset and the state is embedded): orphans are managed containers without a row");
+  }
+  const { projects: _source, ...sweepSettings } = config.sweep;
+  return {
+    sweep: { inventory: new DockerPreviewInventory(docker, settings, log), projects, decisions: new SqlSweepLog(db), settings: sweepSettings },
+    projectsDb,
   };
 }
 
@@ -97,8 +131,19 @@ async function serveWith(config: Config, log: Logger, db: Database): Promise<Run
   const site = new LocalSiteFiles(config.storage.path, { uid, gid });
   const inngest = createInngest(config.inngest, log);
   const shutdown = new AbortController();
-  const functions = createFunctions(inngest, { runtime, store, site, readyTimeoutMs: config.preview.readyTimeoutMs, shutdown: shutdown.signal });
-  const app = createApp({ inngest, functions, store, runtime, apiToken: config.apiToken, serveOrigin: config.inngest.serveOrigin, log });
+  const deps = { runtime, store, site, readyTimeoutMs: config.preview.readyTimeoutMs, shutdown: shutdown.signal };
+  const { sweep, projectsDb } = await sweepDeps(config, log, db, docker, settings);
+  const functions = [...createFunctions(inngest, deps), ...createSweepFunctions(inngest, deps, sweep)];
+  const app = createApp({
+    inngest,
+    functions,
+    store,
+    runtime,
+    apiToken: config.apiToken,
+    serveOrigin: config.inngest.serveOrigin,
+    log,
+    sweep: { plan: () => planSweep(store, sweep) },
+  });
 
   const server = await new Promise<ServerType>((resolve, reject) => {
     const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () => resolve(s));
@@ -132,6 +177,7 @@ async function serveWith(config: Config, log: Logger, db: Database): Promise<Run
         await Promise.race([closed, grace]);
         clearTimeout(timer);
         await networkReady; // settled (it never rejects): nothing is created after close()
+        await projectsDb?.close().catch((err: unknown) => log.warn({ err }, "closing the projects database failed"));
         await db.close();
       })();
       return closing;
