@@ -49,31 +49,50 @@ export function parseSweepItem(event: { name: string; data?: unknown }): Item {
 type Outcome = { done: false; reason: string } | { done: true; action: string; reason: string; changed?: boolean };
 const skip = (reason: string): Outcome => ({ done: false, reason });
 
+/** Records an outcome of an item under its sweep run (idempotent). */
+function recordOutcome(sweep: SweepDeps, item: Item, outcome: Outcome): Promise<void> {
+  return sweep.decisions.record([
+    {
+      runId: item.sweepRunId,
+      pass: PASS_OF[item.action],
+      action: outcome.done ? outcome.action : "skip",
+      projectId: item.projectId,
+      reason: outcome.reason,
+    },
+  ]);
+}
+
+/**
+ * `sweep-item-failure`: a sweep item that failed for good (out of retries, or refused for good)
+ * is recorded in the audit log as `failed` with the error; an orphan removal that had taken the
+ * preview is recorded `failed` on the row too (`removeFailed`), as remove-preview's failure is.
+ */
+export async function recordSweepItemFailure(deps: PreviewDeps, sweep: SweepDeps, ctx: FailureContext) {
+  const parsed = v.safeParse(SweepItemData, ctx.event.data.event?.data);
+  if (!parsed.success) return { recorded: false as const, why: "invalid event" };
+  const item = parsed.output;
+  const message = ctx.event.data.error?.message ?? "unknown error";
+  await ctx.step.run("record-sweep-failure", () =>
+    permanent(() => recordOutcome(sweep, item, { done: true, action: "failed", reason: `sweep ${item.action} failed: ${message}` })),
+  );
+  ctx.logger.warn({ projectId: item.projectId, action: item.action, sweepRunId: item.sweepRunId, reason: message }, "sweep item failed");
+  if (item.action === "orphan") return recordFailure(deps, ctx, "remove");
+  return { recorded: true as const, projectId: item.projectId };
+}
+
 export function createSweepItem(inngest: Inngest, deps: PreviewDeps, sweep: SweepDeps) {
   const now = () => (sweep.now ?? Date.now)();
-  const { graceMs, retentionMs } = sweep.settings;
-  const grace = formatAge(graceMs);
 
-  /** Records an outcome of this item under its sweep run (idempotent). */
-  const audit = (item: Item, outcome: Outcome) =>
-    sweep.decisions.record([
-      {
-        runId: item.sweepRunId,
-        pass: PASS_OF[item.action],
-        action: outcome.done ? outcome.action : "skip",
-        projectId: item.projectId,
-        reason: outcome.reason,
-      },
-    ]);
+  const audit = (item: Item, outcome: Outcome) => recordOutcome(sweep, item, outcome);
 
   async function expire(projectId: ProjectId, runId: string): Promise<Outcome> {
     const at = now();
     const row = await deps.store.get(projectId);
     const c = await sweep.inventory.inspect(projectId);
-    const rowExpired = row?.status === "stopped" && row.stoppedAt !== null && at - row.stoppedAt.getTime() >= retentionMs;
+    const rowExpired = row?.status === "stopped" && row.stoppedAt !== null && at - row.stoppedAt.getTime() >= sweep.settings.retentionMs;
     if (row && !rowExpired) return skip(`row is ${row.status}${row.stoppedAt ? ` since ${row.stoppedAt.toISOString()}` : ""} now`);
     const since = row?.stoppedAt ? `stopped since ${row.stoppedAt.toISOString()}` : `exited ${c?.finishedAt ? new Date(c.finishedAt).toISOString() : "?"}`;
-    const reason = `sweep: container removed, ${since} (longer than STOPPED_RETENTION ${formatAge(retentionMs)}); site files kept`;
+    const reason = `sweep: container removed, ${since} (longer than STOPPED_RETENTION ${formatAge(sweep.settings.retentionMs)}); site files kept`;
     let outcome: string;
     if (!c) {
       // Gone already (by hand, or this step's earlier attempt removed it and failed to record).
@@ -81,8 +100,8 @@ export function createSweepItem(inngest: Inngest, deps: PreviewDeps, sweep: Swee
       outcome = "absent";
     } else {
       if (c.running) return skip(`container is ${c.state} again`);
-      if (at - c.createdAt < graceMs) return skip(`container created ${new Date(c.createdAt).toISOString()}, younger than SWEEP_GRACE ${grace}`);
-      if (!row && (c.finishedAt === null || at - c.finishedAt < retentionMs)) return skip(`no row; container stopped less than STOPPED_RETENTION ago`);
+      if (at - c.createdAt < sweep.settings.graceMs) return skip(`container created ${new Date(c.createdAt).toISOString()}, younger than SWEEP_GRACE ${formatAge(sweep.settings.graceMs)}`);
+      if (!row && (c.finishedAt === null || at - c.finishedAt < sweep.settings.retentionMs)) return skip(`no row; container stopped less than STOPPED_RETENTION ago`);
       outcome = await sweep.inventory.removeStopped(projectId, c.containerId);
       if (outcome === "running" || outcome === "replaced") return skip(`container ${outcome === "running" ? "runs again" : "replaced meanwhile"}; left alone`);
     }
@@ -96,7 +115,7 @@ export function createSweepItem(inngest: Inngest, deps: PreviewDeps, sweep: Swee
   async function correct(projectId: ProjectId, runId: string): Promise<Outcome> {
     const row = await deps.store.get(projectId);
     if (row?.status !== "starting" && row?.status !== "running") return skip(`row is ${row?.status ?? "gone"} now`);
-    if (now() - row.updatedAt.getTime() < graceMs) return skip(`row updated within SWEEP_GRACE ${grace}`);
+    if (now() - row.updatedAt.getTime() < sweep.settings.graceMs) return skip(`row updated within SWEEP_GRACE ${formatAge(sweep.settings.graceMs)}`);
     const c = await sweep.inventory.inspect(projectId);
     if (c?.running) return skip(`container is ${c.state}`);
     const truth = c ? `its container is ${c.state}` : "its container is gone";
@@ -132,17 +151,7 @@ export function createSweepItem(inngest: Inngest, deps: PreviewDeps, sweep: Swee
       concurrency: [PER_PROJECT, { limit: sweep.settings.concurrency }],
       singleton: ONE_RUN_PER_PROJECT,
       retries: RETRIES,
-      onFailure: async (ctx: FailureContext) => {
-        const original = ctx.event.data.event;
-        const parsed = v.safeParse(SweepItemData, original?.data);
-        if (!parsed.success) return { recorded: false as const, why: "invalid event" };
-        const item = parsed.output;
-        const message = ctx.event.data.error?.message ?? "unknown error";
-        await ctx.step.run("record-sweep-failure", () => audit(item, { done: true, action: "failed", reason: `sweep ${item.action} failed: ${message}` }));
-        // An orphan removal that took the preview must not leave it `removing`.
-        if (item.action === "orphan") return recordFailure(deps, ctx, "remove");
-        return { recorded: true as const, projectId: item.projectId };
-      },
+      onFailure: (ctx: FailureContext) => recordSweepItemFailure(deps, sweep, ctx),
     },
     async ({ event, step, logger, runId }) => {
       const item = parseSweepItem(event);
@@ -225,10 +234,10 @@ export function createSweepItem(inngest: Inngest, deps: PreviewDeps, sweep: Swee
       if (row && row.status !== "removed") return { ok: false, reason: `has a row now (${row.status})` };
     }
     const c = await sweep.inventory.inspect(projectId);
-    if (c && at - c.createdAt < graceMs) return { ok: false, reason: `container created ${new Date(c.createdAt).toISOString()}, younger than SWEEP_GRACE ${grace}` };
+    if (c && at - c.createdAt < sweep.settings.graceMs) return { ok: false, reason: `container created ${new Date(c.createdAt).toISOString()}, younger than SWEEP_GRACE ${formatAge(sweep.settings.graceMs)}` };
     if (!c) {
       const row = await deps.store.get(projectId);
-      if (row && row.status !== "removed" && at - row.updatedAt.getTime() < graceMs) return { ok: false, reason: `row updated within SWEEP_GRACE ${grace}` };
+      if (row && row.status !== "removed" && at - row.updatedAt.getTime() < sweep.settings.graceMs) return { ok: false, reason: `row updated within SWEEP_GRACE ${formatAge(sweep.settings.graceMs)}` };
     }
     return { ok: true };
   }
