@@ -6,6 +6,7 @@
  * `previews.sweep.item` it sent through `sweep-item` (and its failure handler when an item fails
  * for good), a few at a time.
  */
+import { randomBytes } from "node:crypto";
 import { InngestTestEngine } from "@inngest/test";
 import { serializeError, type InngestFunction } from "inngest";
 import type Docker from "dockerode";
@@ -63,7 +64,11 @@ export interface SweepTestEnv extends PreviewTestEnv {
 export async function createSweepTestEnv(
   opts: { settings?: Partial<SweepSettings>; runtime?: Partial<PreviewSettings>; docker?: Docker } = {},
 ): Promise<SweepTestEnv> {
-  const env = await createPreviewTestEnv({ driver: "pg", ...(opts.runtime ? { runtime: opts.runtime } : {}) });
+  // An owner of its own: the engine is shared (other test files, other checkouts' tests and
+  // benches run previews owned by "previews" on it), and a sweep sees every container of its
+  // owner. With this, it sees only what this env created.
+  const instanceId = `sweep-test-${randomBytes(4).toString("hex")}`;
+  const env = await createPreviewTestEnv({ driver: "pg", runtime: { instanceId, ...opts.runtime } });
   const db = env.database.db;
   await db.query("create table projects (id text primary key, deleted_at timestamptz)");
   const decisions = new SqlSweepLog(db);
