@@ -62,18 +62,18 @@ export interface SweepTestEnv extends PreviewTestEnv {
 }
 
 export async function createSweepTestEnv(
-  opts: { settings?: Partial<SweepSettings>; runtime?: Partial<PreviewSettings>; docker?: Docker } = {},
+  opts: { settings?: Partial<SweepSettings>; runtime?: Partial<PreviewSettings>; engine?: Docker } = {},
 ): Promise<SweepTestEnv> {
   // An owner of its own: the engine is shared (other test files, other checkouts' tests and
   // benches run previews owned by "previews" on it), and a sweep sees every container of its
   // owner. With this, it sees only what this env created.
   const instanceId = `sweep-test-${randomBytes(4).toString("hex")}`;
-  const env = await createPreviewTestEnv({ driver: "pg", runtime: { instanceId, ...opts.runtime } });
+  const env = await createPreviewTestEnv({ driver: "pg", runtime: { instanceId, ...opts.runtime }, ...(opts.engine ? { engine: opts.engine } : {}) });
   const db = env.database.db;
   await db.query("create table projects (id text primary key, deleted_at timestamptz)");
   const decisions = new SqlSweepLog(db);
   const clock = { offsetMs: 0 };
-  const docker = opts.docker ?? env.docker.docker;
+  const docker = env.docker.docker;
   const sweepDeps: SweepDeps = {
     inventory: new DockerPreviewInventory(docker, env.docker.options),
     projects: new SqlProjectDirectory(db, "projects", "test database"),
