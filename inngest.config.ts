@@ -50,5 +50,7 @@ export const SweepItemData = v.object({
   sweepRunId: v.pipe(v.string(), v.minLength(1), v.maxLength(200)),
   /** Why the sweep decided it (for the audit log and the dashboard). */
   reason: v.pipe(v.string(), v.maxLength(1_000)),
+  /** expire: the container the plan found (ours, stopped, older than SWEEP_GRACE); only it is removed. */
+  containerId: v.optional(v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/, "containerId must be a full container id"))),
 });
 export const previewsSweepItem = eventType("previews.sweep.item", { schema: SweepItemData });

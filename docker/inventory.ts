@@ -73,20 +73,21 @@ export class DockerPreviewInventory implements PreviewInventory {
     return info ? this.describe(projectId, info) : null;
   }
 
+  /**
+   * By id, without inspecting again: the caller inspected this container (ours, by its labels)
+   * in the same step, and an id never changes hands. A container replaced since is another id
+   * (404: absent here; the new one is not touched); one started since answers 409 (no force).
+   */
   async removeStopped(projectId: ProjectId, containerId: string): Promise<SweepRemoveOutcome> {
     const id = assertProjectId(projectId);
-    const info = await this.inspectByName(id);
-    if (!info) return "absent";
-    if (info.Id !== containerId) return "replaced";
-    if (RUNNING_STATES.has(info.State.Status)) return "running";
     try {
-      // No force: a container started since the inspect answers 409 and stays.
       await traced(this.log, "container.remove", { projectId: id, containerId }, () => this.docker.getContainer(containerId).remove({ v: true }));
       return "removed";
     } catch (err) {
       const status = statusOf(err);
       if (status === 404) return "absent";
       if (status === 409) {
+        // Running again, or a removal already in progress: ask.
         const now = await this.inspectByName(id);
         if (!now) return "absent";
         if (now.Id !== containerId) return "replaced";

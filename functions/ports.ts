@@ -173,8 +173,10 @@ export interface PreviewInventory {
    */
   inspect(projectId: ProjectId): Promise<ManagedContainer | null>;
   /**
-   * Removes the project's container only if it still is `containerId` and does not run (no
-   * force: a container started meanwhile stays). Outcomes, not errors, for the rest.
+   * Removes the container `containerId` (which the caller found by `inspect` to be this
+   * project's preview) unless it runs: no force, so a container started meanwhile stays, and a
+   * container that replaced it under the name is another id and is never touched. Outcomes,
+   * not errors, for the rest.
    */
   removeStopped(projectId: ProjectId, containerId: string): Promise<SweepRemoveOutcome>;
 }

@@ -80,19 +80,38 @@ export async function recordSweepItemFailure(deps: PreviewDeps, sweep: SweepDeps
   return { recorded: true as const, projectId: item.projectId };
 }
 
-export function createSweepItem(inngest: Inngest, deps: PreviewDeps, sweep: SweepDeps) {
+/**
+ * The actions of `sweep-item`, each one step's body, as plain functions: the function runs them
+ * in its steps, and the benchmark measures them without the Inngest test harness.
+ */
+export function sweepActions(deps: PreviewDeps, sweep: SweepDeps) {
   const now = () => (sweep.now ?? Date.now)();
 
   const audit = (item: Item, outcome: Outcome) => recordOutcome(sweep, item, outcome);
 
-  async function expire(projectId: ProjectId, runId: string): Promise<Outcome> {
+  /**
+   * `planned`: the id of the container the plan found (ours, stopped, older than the grace): an
+   * id never changes hands, so with a row that still says expired it is removed by that id
+   * without inspecting again (no force: if it runs again it stays; a container that replaced it
+   * is another id and is not touched). Without it (no row: the stop time is Docker's), inspect.
+   */
+  async function expire(projectId: ProjectId, runId: string, planned?: string): Promise<Outcome> {
     const at = now();
     const row = await deps.store.get(projectId);
-    const c = await sweep.inventory.inspect(projectId);
     const rowExpired = row?.status === "stopped" && row.stoppedAt !== null && at - row.stoppedAt.getTime() >= sweep.settings.retentionMs;
     if (row && !rowExpired) return skip(`row is ${row.status}${row.stoppedAt ? ` since ${row.stoppedAt.toISOString()}` : ""} now`);
+    const retention = `longer than STOPPED_RETENTION ${formatAge(sweep.settings.retentionMs)}`;
+    if (row?.stoppedAt && planned) {
+      const reason = `sweep: container removed, stopped since ${row.stoppedAt.toISOString()} (${retention}); site files kept`;
+      const outcome = await sweep.inventory.removeStopped(projectId, planned);
+      if (outcome === "running") return skip("container runs again; left alone");
+      const result = await deps.store.apply(projectId, "expire", { reason, claim: runId, containerId: null, url: null });
+      if (!result.applied) return { done: true, action: "removed", reason: `${reason}; row not recorded (now ${result.row?.status ?? "gone"})` };
+      return { done: true, action: "removed", reason: `${reason} (container ${outcome})` };
+    }
+    const c = await sweep.inventory.inspect(projectId);
     const since = row?.stoppedAt ? `stopped since ${row.stoppedAt.toISOString()}` : `exited ${c?.finishedAt ? new Date(c.finishedAt).toISOString() : "?"}`;
-    const reason = `sweep: container removed, ${since} (longer than STOPPED_RETENTION ${formatAge(sweep.settings.retentionMs)}); site files kept`;
+    const reason = `sweep: container removed, ${since} (${retention}); site files kept`;
     let outcome: string;
     if (!c) {
       // Gone already (by hand, or this step's earlier attempt removed it and failed to record).
@@ -140,8 +159,32 @@ export function createSweepItem(inngest: Inngest, deps: PreviewDeps, sweep: Swee
     return { done: true, action: "adopted", reason };
   }
 
-  const ACTIONS: Record<Exclude<SweepAction, "orphan">, (projectId: ProjectId, runId: string) => Promise<Outcome>> = { expire, correct, adopt };
+  async function verifyOrphan(projectId: ProjectId): Promise<{ ok: true } | { ok: false; reason: string }> {
+    const at = now();
+    if (sweep.projects) {
+      // Asked again, for this one id: a failure throws (retried), never reads as "missing".
+      const lookup = await sweep.projects.lookup([projectId]);
+      if (!lookup.anyProject) return { ok: false, reason: `${sweep.projects.source} returned no project at all` };
+      if (lookup.existing.includes(projectId)) return { ok: false, reason: `project ${projectId} exists` };
+    } else {
+      const row = await deps.store.get(projectId);
+      if (row && row.status !== "removed") return { ok: false, reason: `has a row now (${row.status})` };
+    }
+    const c = await sweep.inventory.inspect(projectId);
+    if (c && at - c.createdAt < sweep.settings.graceMs) return { ok: false, reason: `container created ${new Date(c.createdAt).toISOString()}, younger than SWEEP_GRACE ${formatAge(sweep.settings.graceMs)}` };
+    if (!c) {
+      const row = await deps.store.get(projectId);
+      if (row && row.status !== "removed" && at - row.updatedAt.getTime() < sweep.settings.graceMs) return { ok: false, reason: `row updated within SWEEP_GRACE ${formatAge(sweep.settings.graceMs)}` };
+    }
+    return { ok: true };
+  }
 
+  const actions: Record<Exclude<SweepAction, "orphan">, (projectId: ProjectId, runId: string, planned?: string) => Promise<Outcome>> = { expire, correct, adopt };
+  return { ...actions, verifyOrphan, audit };
+}
+
+export function createSweepItem(inngest: Inngest, deps: PreviewDeps, sweep: SweepDeps) {
+  const { verifyOrphan, audit, ...ACTIONS } = sweepActions(deps, sweep);
   return inngest.createFunction(
     {
       id: "sweep-item",
@@ -161,7 +204,7 @@ export function createSweepItem(inngest: Inngest, deps: PreviewDeps, sweep: Swee
       if (action !== "orphan") {
         const outcome = await step.run(action, () =>
           permanent(async () => {
-            const result = await ACTIONS[action](projectId, runId);
+            const result = await ACTIONS[action](projectId, runId, item.containerId);
             await audit(item, result);
             return result;
           }),
@@ -222,23 +265,4 @@ export function createSweepItem(inngest: Inngest, deps: PreviewDeps, sweep: Swee
     },
   );
 
-  async function verifyOrphan(projectId: ProjectId): Promise<{ ok: true } | { ok: false; reason: string }> {
-    const at = now();
-    if (sweep.projects) {
-      // Asked again, for this one id: a failure throws (retried), never reads as "missing".
-      const lookup = await sweep.projects.lookup([projectId]);
-      if (!lookup.anyProject) return { ok: false, reason: `${sweep.projects.source} returned no project at all` };
-      if (lookup.existing.includes(projectId)) return { ok: false, reason: `project ${projectId} exists` };
-    } else {
-      const row = await deps.store.get(projectId);
-      if (row && row.status !== "removed") return { ok: false, reason: `has a row now (${row.status})` };
-    }
-    const c = await sweep.inventory.inspect(projectId);
-    if (c && at - c.createdAt < sweep.settings.graceMs) return { ok: false, reason: `container created ${new Date(c.createdAt).toISOString()}, younger than SWEEP_GRACE ${formatAge(sweep.settings.graceMs)}` };
-    if (!c) {
-      const row = await deps.store.get(projectId);
-      if (row && row.status !== "removed" && at - row.updatedAt.getTime() < sweep.settings.graceMs) return { ok: false, reason: `row updated within SWEEP_GRACE ${formatAge(sweep.settings.graceMs)}` };
-    }
-    return { ok: true };
-  }
 }

@@ -59,6 +59,8 @@ export interface SweepItem {
   projectId: ProjectId;
   action: SweepAction;
   reason: string;
+  /** expire with a row: the container found by the plan (the only one the item may remove). */
+  containerId?: string;
 }
 
 export interface SweepSkip {
@@ -90,7 +92,8 @@ export interface SweepPlan {
 
 /**
  * The most items one run dispatches. Bounds the plan step's output (an item is a project id, an
- * action and a reason of ~100 bytes: ~2 MB at most, under Inngest's 4 MB per step) and the
+ * action, a reason and a container id, ~250 bytes: ~2.5 MB at most, under Inngest's 4 MB per
+ * step; the 10,000-preview unit test measures it) and the
  * dispatch steps (MAX_ITEMS_PER_RUN / DISPATCH_CHUNK = 20). The rest waits for the next run.
  */
 export const MAX_ITEMS_PER_RUN = 10_000;
@@ -190,6 +193,7 @@ export async function planSweep(store: PreviewStore, sweep: SweepDeps): Promise<
       projectId: c.projectId,
       action: "expire",
       reason: `stopped since ${row.stoppedAt.toISOString()}, longer than STOPPED_RETENTION ${formatAge(retentionMs)}`,
+      containerId: c.containerId,
     });
   }
   // Without a row, the stop time is Docker's State.FinishedAt: one inspect each (rowless only).

@@ -22,8 +22,8 @@
  * is what gives each removal its key. It also isolates failures (one container that cannot be
  * removed fails its own run, retried on its own, never the sweep) and bounds every run at 10,000
  * previews: this run has 1 + 1 + ceil(items / 500) <= 23 steps (Inngest allows 1,000), its
- * largest step output is the plan (at most MAX_ITEMS_PER_RUN items of ~100 bytes, ~1-2 MB of
- * the 4 MB allowed), each dispatch request carries 500 events of ~200 bytes (~100 KB), and each
+ * largest step output is the plan (at most MAX_ITEMS_PER_RUN items of ~250 bytes, ~2.5 MB of
+ * the 4 MB allowed), each dispatch request carries 500 events of ~300 bytes (~150 KB), and each
  * `sweep-item` run has at most 5 steps. `SWEEP_CONCURRENCY` bounds how many items act at once
  * (a function-level concurrency limit next to the per-project key).
  *

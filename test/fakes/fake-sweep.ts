@@ -43,9 +43,9 @@ export class FakeInventory implements PreviewInventory {
   }
 
   async removeStopped(projectId: ProjectId, containerId: string): Promise<SweepRemoveOutcome> {
+    // By id, as the engine does: another container under the name is not this id.
     const c = this.describe(projectId);
-    if (!c) return "absent";
-    if (c.containerId !== containerId) return "replaced";
+    if (!c || c.containerId !== containerId) return "absent";
     if (c.running) return "running";
     this.runtime.containers.delete(projectId);
     return "removed";

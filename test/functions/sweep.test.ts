@@ -3,6 +3,7 @@
  * `/api/inngest` as the server drives it, over in-memory ports), and `sweep-item`'s re-checks and
  * failures. The real engine, Postgres and project table: sweep-previews.int.test.ts.
  */
+import { createHash } from "node:crypto";
 import { InngestTestEngine } from "@inngest/test";
 import { serializeError, type InngestFunction } from "inngest";
 import { pino } from "pino";
@@ -64,15 +65,18 @@ function world(opts: { projects?: boolean } = {}): World {
 /** A preview of an existing project: container (old) and row. */
 function preview(w: World, id: string, how: { stoppedAgoMs?: number; running?: boolean; project?: boolean; row?: boolean; createdAgoMs?: number; finishedAgoMs?: number } = {}) {
   const running = how.running ?? how.stoppedAgoMs === undefined;
-  w.runtime.containers.set(id, { id: `c-${id}`, running, foreign: false });
+  w.runtime.containers.set(id, { id: cid(id), running, foreign: false });
   w.inventory.times.set(id, { createdAt: NOW - (how.createdAgoMs ?? 48 * HOUR), finishedAt: how.finishedAgoMs === undefined ? null : NOW - how.finishedAgoMs });
   if (how.row !== false) {
     const stoppedAt = how.stoppedAgoMs === undefined ? null : new Date(NOW - how.stoppedAgoMs);
-    w.store.seed(id, running ? "running" : "stopped", { containerId: `c-${id}`, stoppedAt, updatedAt: new Date(NOW - 48 * HOUR) });
+    w.store.seed(id, running ? "running" : "stopped", { containerId: cid(id), stoppedAt, updatedAt: new Date(NOW - 48 * HOUR) });
   }
   if (how.project !== false) w.projects.ids.add(id);
   w.site.sites.add(id);
 }
+
+/** A container id as Docker makes them (64 hex digits), derived from the project. */
+const cid = (projectId: string) => createHash("sha256").update(projectId).digest("hex");
 
 const plan = (w: World) => planSweep(w.store, w.sweep);
 const actions = async (w: World) => (await plan(w)).items.map((i) => `${i.action}:${i.projectId}`).sort();
@@ -169,7 +173,7 @@ describe("planSweep", () => {
     preview(w, "e", { row: false });
     const p = await plan(w);
     expect(p.items.map((i) => `${i.action}:${i.projectId}:${i.reason}`).sort()).toEqual([
-      "adopt:e:running container c-e without a row; project exists",
+      `adopt:e:running container ${cid("e").slice(0, 12)} without a row; project exists`,
       "correct:a:recorded running but its container is gone",
       "correct:b:recorded running but its container is exited",
     ]);
@@ -265,6 +269,18 @@ describe("sweep-item re-checks and failures (unit)", () => {
     w.runtime.containers.get("p")!.running = true;
     expect((await runItem("p", "expire")).result).toMatchObject({ done: false, reason: "container is running again" });
     expect(w.runtime.containers.has("p")).toBe(true);
+  });
+
+  it("expire: only the container the plan found is removed; one that replaced it under the name stays", async () => {
+    preview(w, "p", { stoppedAgoMs: 25 * HOUR });
+    const planned = cid("p");
+    w.runtime.containers.set("p", { id: cid("p-new"), running: false, foreign: false });
+    const { runId, transformCtx } = oneRun();
+    void runId;
+    const event = { name: "previews.sweep.item", data: { projectId: "p", action: "expire", sweepRunId: "sweep-1", reason: "planned", containerId: planned } };
+    const run = await new InngestTestEngine({ function: item, transformCtx }).execute({ events: [event] });
+    expect(run.result).toMatchObject({ done: true, action: "removed", reason: expect.stringMatching(/\(container absent\)$/) });
+    expect(w.runtime.containers.get("p")?.id).toBe(cid("p-new"));
   });
 
   it("correct: a container running again is not corrected", async () => {
