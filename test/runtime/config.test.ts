@@ -2,8 +2,10 @@
  * `loadConfig` as the process sees it: a plain record of environment variables in, a typed
  * `Config` or one `ConfigError` naming every bad variable out.
  */
+import { readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { parseEnv } from "node:util";
 import * as v from "valibot";
 import { describe, expect, expectTypeOf, it } from "vitest";
 import type { DockerConnection } from "../../docker/settings.js";
@@ -607,6 +609,14 @@ describe("sweep settings", () => {
   ])("refuses %s=%s, naming it", (key, value, message) => {
     const err = configError({ ...DEV, [key]: value });
     expect(err.problems).toEqual([expect.stringMatching(new RegExp(`^${key}: .*${message.source}`))]);
+  });
+
+  it(".env.example shows the real defaults", () => {
+    const example = parseEnv(readFileSync(new URL("../../.env.example", import.meta.url), "utf8"));
+    expect(loadConfig({ ...example, ...DEV }, CWD).sweep).toEqual(loadConfig(DEV, CWD).sweep);
+    for (const key of ["SWEEP_CRON", "STOPPED_RETENTION", "SWEEP_GRACE", "SWEEP_MAX_ORPHAN_FRACTION", "SWEEP_CONCURRENCY", "PROJECTS_DATABASE_URL", "PROJECTS_TABLE"]) {
+      expect(Object.keys(example), key).toContain(key);
+    }
   });
 
   it("never prints PROJECTS_DATABASE_URL (it may carry a password)", () => {
