@@ -225,7 +225,7 @@ export function createSweepItem(inngest: Inngest, deps: PreviewDeps, sweep: Swee
           }
           const row = await deps.store.get(projectId);
           const claimed = row ? (await deps.store.apply(projectId, "remove", { reason: `sweep: ${item.reason}`, claim: runId })).applied : false;
-          return { go: true as const, claimed, hadRow: row !== null && row.status !== "removed" };
+          return { go: true as const, claimed };
         }),
       );
       if (!verified.go) {

@@ -208,7 +208,7 @@ describe("sweep-previews at 10,000 previews, through /api/inngest", () => {
       const run = await standIn.run({ serveUrl: `${host.url}/api/inngest`, fnId: "previews-sweep-previews", event: { name: "previews.sweep.requested", data: {} } });
       expect(run.outcome).toBe("completed");
       expect(run.steps.length).toBeLessThanOrEqual(1_000);
-      expect(run.steps.map((s) => s.name)).toEqual(["plan", "record-decisions", ...Array.from({ length: 20 }, (_, i) => `dispatch-${i + 1}`)]);
+      expect(run.steps.map((s) => s.name)).toEqual(["plan", ...Array.from({ length: 20 }, (_, i) => `dispatch-${i + 1}`)]);
       const largest = Math.max(...run.steps.map((s) => JSON.stringify(s.data ?? null).length));
       expect(largest).toBeLessThan(4 * 1024 * 1024);
       expect(JSON.stringify(run.result).length).toBeLessThan(4 * 1024 * 1024);

@@ -81,7 +81,7 @@ describe("a sweep through /api/inngest", () => {
 
     const sweep = await env.inngestServer.run({ serveUrl, fnId: "previews-sweep-previews", event: { name: "previews.sweep.requested", data: {} }, checkpointing: true });
     expect(sweep.outcome).toBe("completed");
-    expect(sweep.steps.map((s) => s.name)).toEqual(["plan", "record-decisions", "dispatch-1"]);
+    expect(sweep.steps.map((s) => s.name)).toEqual(["plan", "dispatch-1"]);
     expect(sweep.result).toMatchObject({ dryRun: false, previews: 2, expired: { remove: 1 }, orphans: { remove: 0, guard: null } });
     const items = env.inngestServer.eventsNamed("previews.sweep.item").filter((e) => e.data.sweepRunId === sweep.runId);
     expect(items).toEqual([expect.objectContaining({ id: `sweep-${sweep.runId}-expire-${expired}`, data: expect.objectContaining({ projectId: expired, action: "expire" }) })]);
