@@ -104,7 +104,8 @@ describe("startService", () => {
 
     const inngest = await fetch(`${base}/api/inngest`);
     expect(inngest.status).toBe(200);
-    expect(await inngest.json()).toMatchObject({ function_count: 6 });
+    // launch, stop, remove and sweep-item with their failure handlers, and sweep-previews.
+    expect(await inngest.json()).toMatchObject({ function_count: 9 });
 
     running.splice(running.indexOf(service), 1);
     await service.close();
