@@ -6,6 +6,8 @@
  *      sweep-item runs remove them, SWEEP_CONCURRENCY at a time) vs `docker container prune
  *      --filter label=...` on an identical set of 1,000 stopped containers     (target <= 0.70)
  *   2. a sweep with nothing to do over 1,000 previews (rows, containers, projects)  (target < 1 s)
+ * Also the floor: the same containers removed through the API, as many at once as the sweep,
+ * without any check, row or audit, so the sweep's own cost can be told from the engine's.
  *
  * The functions run in-process through `@inngest/test` with real steps, PGlite state with a
  * `projects` table as the project source, and events sent over HTTP to a local Inngest stand-in:
@@ -14,7 +16,8 @@
  * container. Runs alternate sweep/prune; medians are reported. Everything carries
  * `sitebuilder.bench-run=<id>` and an owner of its own, and is removed at the end.
  *
- * BENCH_SWEEP_RUNS (default 5) samples per measure; BENCH_SWEEP_PREVIEWS (default 1000) the set.
+ * BENCH_SWEEP_RUNS (default 5) samples per measure; BENCH_SWEEP_PREVIEWS (default 1000) the set;
+ * BENCH_SWEEP_CONCURRENCY (default 8, as SWEEP_CONCURRENCY) items at once.
  */
 import { randomBytes } from "node:crypto";
 import { execFile } from "node:child_process";
@@ -95,7 +98,7 @@ const sweepDeps: SweepDeps = {
   projects: new SqlProjectDirectory(db, "projects", `bench ${DB}`),
   decisions: new SqlSweepLog(db),
   // Grace 0: the bench's containers are seconds old; the retention is the production default.
-  settings: { cron: "*/15 * * * *", retentionMs: 24 * HOUR, graceMs: 0, maxOrphanFraction: 0.5, concurrency: 8 },
+  settings: { cron: "*/15 * * * *", retentionMs: 24 * HOUR, graceMs: 0, maxOrphanFraction: 0.5, concurrency: Number(process.env.BENCH_SWEEP_CONCURRENCY ?? 8) },
 };
 const [sweepFn, itemFn] = createSweepFunctions(inngest, { runtime, store, site: new LocalSiteFiles(storageRoot), readyTimeoutMs: 30_000 }, sweepDeps) as unknown as [
   InngestFunction.Any,
@@ -177,7 +180,7 @@ async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; value: T }>
   return { ms: performance.now() - t0, value };
 }
 
-const samples: Record<"sweep" | "direct" | "prune", number[]> = { sweep: [], direct: [], prune: [] };
+const samples: Record<"sweep" | "direct" | "raw" | "prune", number[]> = { sweep: [], direct: [], raw: [], prune: [] };
 const noopMs: number[] = [];
 try {
   // Warm-up (untimed): module loading, PGlite and the first connections.
@@ -188,12 +191,19 @@ try {
     await removeSet(set);
     await clearState();
   }
-  const sides = ["sweep", "direct", "prune"] as const;
+  const sides = ["sweep", "direct", "raw", "prune"] as const;
   for (let run = 0; run < RUNS; run++) {
     const order = run % 2 ? [...sides].reverse() : sides;
     for (const side of order) {
-      const { set, ids } = await createSet(side === "prune" ? "prn" : "exp");
-      if (side !== "prune") {
+      const { set, ids } = await createSet(side === "prune" ? "prn" : side === "raw" ? "raw" : "exp");
+      if (side === "raw") {
+        // The floor: the same containers removed through the API, as many at once, no checks.
+        const { ms } = await timed(async () => {
+          const list = await docker.listContainers({ all: true, filters: { label: [`${SET_LABEL}=${set}`] } });
+          await mapBounded(list, sweepDeps.settings.concurrency, (c) => docker.getContainer(c.Id).remove({ v: true }));
+        });
+        samples.raw.push(ms);
+      } else if (side !== "prune") {
         await recordSet(ids, 25 * HOUR);
         const { ms, value } = await timed(side === "sweep" ? sweepOnce : sweepDirect);
         const left = await docker.listContainers({ all: true, filters: { label: [`${SET_LABEL}=${set}`] } });
@@ -245,4 +255,6 @@ const line = (name: string, a: number, b: number, target: number | null) => {
 console.log(`\nmedians of ${RUNS} runs (ms), state: ${DB}`);
 line(`sweep of ${N} expired stopped previews (step bodies) vs docker container prune`, median(samples.direct), prune, 0.7);
 line(`sweep of ${N} expired stopped previews (through @inngest/test) vs docker container prune`, median(samples.sweep), prune, null);
+line(`(floor) raw API removal of ${N}, ${sweepDeps.settings.concurrency} at once, no checks vs docker container prune`, median(samples.raw), prune, null);
+line(`sweep (step bodies) vs that raw API removal: the sweep's own cost`, median(samples.direct), median(samples.raw), null);
 console.log(`${`sweep with nothing to do over ${N} previews (through @inngest/test)`.padEnd(78)} ${noop.toFixed(1).padStart(8)}  target < 1000 ms: ${noop < 1000 ? "met" : "MISSED"}`);

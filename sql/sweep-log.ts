@@ -34,7 +34,7 @@ export class SqlSweepLog implements SweepLog {
         chunk.map((d) => d.reason),
       ];
       try {
-        await this.db.query(INSERT_SQL, params);
+        await this.db.query(INSERT_SQL, params, { prepare: true });
       } catch (err) {
         throw databaseError(`record ${chunk.length} sweep decisions`, err);
       }
