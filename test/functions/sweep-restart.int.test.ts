@@ -43,7 +43,8 @@ describe("dockerd restarted in the middle of a sweep", () => {
       const id = env.docker.projectId(i < EXPIRED ? "exp" : "run");
       await env.docker.writeSite(id);
       const { containerId } = await runtime.ensureContainer(id);
-      await runtime.start(id);
+      // Started directly: the seed needs a running container, not a launch.
+      await docker.getContainer(containerId).start();
       await recordRunning(id, containerId);
       if (i < EXPIRED) {
         await runtime.stop(id);
