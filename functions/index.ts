@@ -4,10 +4,19 @@ import { createLaunchPreview } from "./launch-preview.js";
 import { createRemovePreview } from "./remove-preview.js";
 import { createStopPreview } from "./stop-preview.js";
 import { createTrackIdle } from "./track-idle.js";
+import { createSweepItem } from "./sweep-item.js";
+import type { SweepDeps } from "./sweep-plan.js";
+import { createSweepPreviews } from "./sweep-previews.js";
 
 export type { PreviewDeps } from "./deps.js";
+export type { SweepDeps, SweepSettings } from "./sweep-plan.js";
 
 /** Every function this app serves, bound to its dependencies. */
 export function createFunctions(inngest: Inngest, deps: PreviewDeps) {
   return [createLaunchPreview(inngest, deps), createStopPreview(inngest, deps), createRemovePreview(inngest, deps), createTrackIdle(inngest, deps)] as const;
+}
+
+/** The sweep's two functions (`sweep-previews` and the per-preview `sweep-item`). */
+export function createSweepFunctions(inngest: Inngest, deps: PreviewDeps, sweep: SweepDeps) {
+  return [createSweepPreviews(inngest, deps, sweep), createSweepItem(inngest, deps, sweep)] as const;
 }

@@ -19,8 +19,12 @@
  *     except while a remove is under way (`removing`), and a stop or remove that fails for good
  *     leaves `stopping`/`removing` through `stopFailed`/`removeFailed` (each only from its own
  *     claim, so the failure of one never overwrites another action under way);
- *   - coming actions (`evict`, `expire`, `reconcile` by the sweep and the activity tracker) are
- *     one more entry each; nothing else changes.
+ *   - the sweep (`sweep-previews`, `sweep-item`) writes through the same table: `expire` (a
+ *     stopped preview's container removed after STOPPED_RETENTION; the row stays `stopped`),
+ *     `reconcile` (a row saying starting/running whose container is gone or exited is corrected
+ *     to `stopped`), `adopt` / `adoptStopped` (a managed container without a row whose project
+ *     exists gets one), and `remove`/`removed` for orphans, as `remove-preview` does. Each takes
+ *     the acting run's claim, so a run it overtook records nothing afterwards.
  */
 
 export const PREVIEW_STATUSES = ["starting", "running", "stopping", "stopped", "removing", "removed", "failed"] as const;
@@ -106,6 +110,38 @@ export const LIFECYCLE = {
   evict: {
     to: "stopping",
     from: ["running", "stopping"],
+    claim: "take",
+  },
+  /**
+   * The sweep removed the container of a preview stopped longer than STOPPED_RETENTION. The
+   * project still exists: the row stays `stopped` (its stop time kept; a launch creates a new
+   * container) and records why, its container id and URL cleared.
+   */
+  expire: {
+    to: "stopped",
+    from: ["stopped"],
+    claim: "take",
+  },
+  /**
+   * The sweep found a preview recorded starting or running whose container is gone or exited:
+   * the row is corrected to the truth (`stopped`, from now). Taking the claim makes a launch run
+   * it overtook record nothing afterwards.
+   */
+  reconcile: {
+    to: "stopped",
+    from: ["starting", "running", "stopped"],
+    claim: "take",
+  },
+  /** The sweep adopts a running managed container that has no row (its project exists). */
+  adopt: {
+    to: "running",
+    from: [null, "running"],
+    claim: "take",
+  },
+  /** The sweep adopts a managed container that has no row and does not run (its project exists). */
+  adoptStopped: {
+    to: "stopped",
+    from: [null, "stopped"],
     claim: "take",
   },
 } as const satisfies Record<string, Transition>;

@@ -184,3 +184,96 @@ export interface CapacityStore {
    */
   admit(projectId: ProjectId, claim: string, max: number): Promise<Admission>;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Sweep (sweep-previews, sweep-item)
+
+/** One of this instance's preview containers, as the sweep sees it. */
+export interface ManagedContainer {
+  projectId: ProjectId;
+  containerId: string;
+  /** Docker's state: created, running, paused, restarting, removing, exited, dead. */
+  state: string;
+  /** True while the container runs (running, paused or restarting): never expired. */
+  running: boolean;
+  /** When the container was created (ms since the epoch): the grace period counts from it. */
+  createdAt: number;
+  /**
+   * When it last stopped (ms since the epoch, Docker's `State.FinishedAt`); null while it runs,
+   * if it never ran, or when read from a listing (only `inspect` has it).
+   */
+  finishedAt: number | null;
+  /** Its URL while it runs (known from `inspect` only; port mode needs the published port). */
+  url: string | null;
+}
+
+export type SweepRemoveOutcome =
+  | "removed"
+  /** No container by that name any more. */
+  | "absent"
+  /** The name now belongs to another container than the one checked: left alone. */
+  | "replaced"
+  /** It runs (again): an expiry never removes a running container. */
+  | "running";
+
+/**
+ * The sweep's view of the engine. Only containers carrying the managed label AND this
+ * instance's owner label (exact values) and named `preview-{their project id}` are ever
+ * listed, inspected or removed; anything else is invisible to the sweep.
+ */
+export interface PreviewInventory {
+  /** Every managed container of this instance, in one listing (no inspect per container). */
+  list(): Promise<ManagedContainer[]>;
+  /**
+   * The project's container with its stop time and URL; null when there is none or it is not
+   * this instance's (a foreign container under the name is never the sweep's business).
+   */
+  inspect(projectId: ProjectId): Promise<ManagedContainer | null>;
+  /**
+   * Removes the container `containerId` (which the caller found by `inspect` to be this
+   * project's preview) unless it runs: no force, so a container started meanwhile stays, and a
+   * container that replaced it under the name is another id and is never touched. Outcomes,
+   * not errors, for the rest.
+   */
+  removeStopped(projectId: ProjectId, containerId: string): Promise<SweepRemoveOutcome>;
+}
+
+/** What the project source said about a set of project ids. */
+export interface ProjectLookup {
+  /** Whether the source holds any (live) project at all: an empty answer is a guard, not a verdict. */
+  anyProject: boolean;
+  /** The asked ids that exist (and are not deleted). */
+  existing: ProjectId[];
+}
+
+/**
+ * The orchestrator's projects, read only: which projects exist. Every failure throws (the
+ * sweep then skips what depends on it, loudly; it never reads a failure as "no projects").
+ */
+export interface ProjectDirectory {
+  /** For messages: where the projects are read from (no credentials). */
+  readonly source: string;
+  lookup(projectIds: readonly ProjectId[]): Promise<ProjectLookup>;
+}
+
+export type SweepPass = "expired" | "orphans" | "reconcile" | "run";
+
+/** One decision of the sweep, as the audit log keeps it. */
+export interface SweepDecision {
+  /** The sweep run that decided, or the item run that acted. */
+  runId: string;
+  pass: SweepPass;
+  /** e.g. remove, removed, skip, guard, correct, corrected, adopt, adopted, failed, summary. */
+  action: string;
+  /** null for decisions about the whole pass (guards, summaries). */
+  projectId: ProjectId | null;
+  reason: string;
+}
+
+/**
+ * The sweep's audit log (append-only). Recording the same decision of the same run twice (a
+ * retried step) keeps one entry.
+ */
+export interface SweepLog {
+  record(decisions: readonly SweepDecision[]): Promise<void>;
+}

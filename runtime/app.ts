@@ -10,6 +10,8 @@ import type { Logger } from "pino";
 import type { PreviewRecord, PreviewRuntime, PreviewStore } from "../functions/ports.js";
 import { InvalidProjectIdError, assertProjectId } from "../functions/project-id.js";
 import { FORWARD_AUTH_PATH, type PreviewRoutes } from "./preview-routes.js";
+import { summarize, type SweepPlan } from "../functions/sweep-plan.js";
+import { previewsSweepRequested } from "../inngest.config.js";
 
 export interface AppDeps {
   inngest: Inngest;
@@ -25,6 +27,11 @@ export interface AppDeps {
   log?: Logger;
   /** Forward-auth, the wake page, the heartbeat and links (runtime/preview-routes.ts). */
   previews?: PreviewRoutes;
+  /**
+   * `POST /sweep`: `plan` answers a dry run (reads only); a real sweep is requested by sending
+   * `previews.sweep.requested` with `inngest`. Absent: no `/sweep` route.
+   */
+  sweep?: { plan(): Promise<SweepPlan> };
 }
 
 export const INNGEST_PATH = "/api/inngest";
@@ -93,6 +100,16 @@ function requireBearer(token: string): MiddlewareHandler {
   };
 }
 
+/**
+ * `?flag`: absent, 0 or false -> false; 1, true or present without a value -> true (a bare
+ * `?dryRun` must never run the real thing); anything else -> null (refused).
+ */
+function parseFlag(raw: string | undefined): boolean | null {
+  if (raw === undefined || raw === "0" || raw === "false") return false;
+  if (raw === "" || raw === "1" || raw === "true") return true;
+  return null;
+}
+
 export function createApp(deps: AppDeps): Hono {
   const app = new Hono();
   // Forward-auth first: the hot path goes through no middleware. Then requests for a preview's
@@ -143,6 +160,26 @@ export function createApp(deps: AppDeps): Hono {
     api.post("/:projectId/links", deps.previews.links);
   }
   app.route("/previews", api);
+
+  if (deps.sweep) {
+    const sweep = deps.sweep;
+    const sweepApi = new Hono();
+    // A sweep removes containers: never open to anyone who reaches the port.
+    if (deps.apiToken) sweepApi.use("*", requireBearer(deps.apiToken));
+    else sweepApi.use("*", async (c) => c.json({ error: "POST /sweep needs API_TOKEN to be configured (it removes containers)" }, 403));
+    sweepApi.post("/", async (c) => {
+      const dryRun = parseFlag(c.req.query("dryRun"));
+      if (dryRun === null) return c.json({ error: `dryRun must be 1, 0, true or false (got ${JSON.stringify(c.req.query("dryRun"))})` }, 400);
+      if (dryRun) {
+        const plan = await sweep.plan();
+        return c.json({ ...summarize(plan, true), items: plan.items, skipped: plan.skipped, guards: plan.guards });
+      }
+      const { ids } = await deps.inngest.send(previewsSweepRequested.create({ dryRun: false }));
+      deps.log?.info({ eventIds: ids }, "sweep requested over HTTP");
+      return c.json({ requested: true, event: previewsSweepRequested.name, ids }, 202);
+    });
+    app.route("/sweep", sweepApi);
+  }
 
   app.onError((err, c) => {
     const down = outage(err);

@@ -12,6 +12,7 @@ import os from "node:os";
 import path from "node:path";
 import * as v from "valibot";
 import type { DockerConnection } from "../docker/settings.js";
+import { PROJECTS_TABLE_PATTERN } from "../sql/projects.js";
 import type { DatabaseSettings } from "../sql/settings.js";
 
 const LABEL_VALUE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
@@ -134,14 +135,31 @@ const bool = (fallback: string) =>
     v.transform((s) => s === "1" || s === "true" || s === "yes"),
   );
 
-const duration = (name: string, fallback: string, min: number, max: number) =>
+/** A duration variable ("90", "90s", "10m", "24h", "1500ms"), bounded. */
+const duration = (name: string, fallback: string, min: number, max: number, example: string) =>
   v.pipe(
     v.optional(v.string(), fallback),
     v.transform(parseDuration),
-    v.number(`${name} must be a duration such as 90s, 5m or 1h`),
-    v.minValue(min, `${name} must be at least ${min >= 60_000 ? `${min / 60_000}m` : `${min}ms`}`),
-    v.maxValue(max, `${name} is too long`),
+    v.number(`${name} must be a duration such as ${example}`),
+    v.minValue(min, `${name} must be at least ${formatMs(min)}`),
+    v.maxValue(max, `${name} must be at most ${formatMs(max)}`),
   );
+
+function formatMs(ms: number): string {
+  if (ms >= 3_600_000 && ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
+  if (ms >= 60_000 && ms % 60_000 === 0) return `${ms / 60_000}m`;
+  return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
+}
+
+/**
+ * A cron schedule as Inngest takes it: five fields (minute hour day-of-month month day-of-week),
+ * optionally preceded by `TZ=<zone> `.
+ */
+export function isCronSchedule(raw: string): boolean {
+  const m = /^(?:TZ=[A-Za-z0-9_+\-/]+\s+)?(.*)$/.exec(raw.trim());
+  const fields = (m?.[1] ?? "").split(/\s+/).filter(Boolean);
+  return fields.length === 5 && fields.every((f) => /^[0-9A-Za-z*,/?LW#-]+$/.test(f));
+}
 
 /** One entry per environment variable. */
 const EnvFields = v.object({
@@ -257,6 +275,34 @@ const EnvFields = v.object({
   ),
   API_TOKEN: v.optional(v.pipe(v.string(), v.minLength(16, "API_TOKEN must be at least 16 characters"))),
 
+  // The sweep (README "Sweep"): when it runs, what it removes, and its guards.
+  SWEEP_CRON: v.optional(
+    v.pipe(v.string(), v.trim(), v.check(isCronSchedule, "SWEEP_CRON must be a cron schedule of 5 fields such as */15 * * * * (optionally TZ=Zone first)")),
+    "*/15 * * * *",
+  ),
+  STOPPED_RETENTION: duration("STOPPED_RETENTION", "24h", 60_000, 365 * 24 * 3_600_000, "24h or 90m"),
+  SWEEP_GRACE: duration("SWEEP_GRACE", "10m", 0, 24 * 3_600_000, "10m"),
+  SWEEP_MAX_ORPHAN_FRACTION: v.pipe(
+    v.optional(v.string(), "0.5"),
+    v.trim(),
+    v.regex(/^(0(\.\d+)?|1(\.0+)?)$/, "SWEEP_MAX_ORPHAN_FRACTION must be a number from 0 to 1 such as 0.5"),
+    v.transform(Number),
+  ),
+  SWEEP_CONCURRENCY: intIn("SWEEP_CONCURRENCY", 1, 64, "8"),
+  // The orchestrator's projects (read only). Unset: DATABASE_URL when that is Postgres.
+  PROJECTS_DATABASE_URL: v.optional(
+    v.pipe(
+      v.string(),
+      v.trim(),
+      v.regex(/^postgres(ql)?:\/\/.+/, "PROJECTS_DATABASE_URL must be a postgres:// URL"),
+      v.check(parsesAsUrl, "PROJECTS_DATABASE_URL is not a valid URL"),
+    ),
+  ),
+  PROJECTS_TABLE: v.optional(
+    v.pipe(v.string(), v.trim(), v.regex(PROJECTS_TABLE_PATTERN, "PROJECTS_TABLE must be a table name such as projects or orchestrator.projects (a-z, 0-9, _)")),
+    "projects",
+  ),
+
   // The Inngest SDK's own variables, validated here and passed to the client explicitly.
   INNGEST_DEV: v.optional(
     v.pipe(v.string(), v.trim(), v.check((s) => INNGEST_DEV_FLAG.test(s) || /^https?:\/\/./.test(s), "INNGEST_DEV must be 1, 0 or the dev server URL")),
@@ -272,12 +318,12 @@ const EnvFields = v.object({
   ALLOW_UNSIGNED_REMOTE: bool("false"),
 
   // Activity, wake, access and capacity (issue 7; README "Activity, wake, access, capacity").
-  ACTIVITY_EVENT_INTERVAL: duration("ACTIVITY_EVENT_INTERVAL", "60s", 1_000, 3_600_000),
-  ACTIVITY_FLUSH_INTERVAL: duration("ACTIVITY_FLUSH_INTERVAL", "5s", 100, 300_000),
-  IDLE_TIMEOUT: duration("IDLE_TIMEOUT", "1h", 60_000, 7 * 24 * 3_600_000),
+  ACTIVITY_EVENT_INTERVAL: duration("ACTIVITY_EVENT_INTERVAL", "60s", 1_000, 3_600_000, "90s, 5m or 1h"),
+  ACTIVITY_FLUSH_INTERVAL: duration("ACTIVITY_FLUSH_INTERVAL", "5s", 100, 300_000, "90s, 5m or 1h"),
+  IDLE_TIMEOUT: duration("IDLE_TIMEOUT", "1h", 60_000, 7 * 24 * 3_600_000, "90s, 5m or 1h"),
   // Default depends on API_TOKEN (token when set, else public): resolved in the transform.
   PREVIEW_ACCESS: v.optional(v.picklist(["public", "token"], "PREVIEW_ACCESS must be public or token")),
-  PREVIEW_LINK_TTL: duration("PREVIEW_LINK_TTL", "24h", 60_000, 366 * 24 * 3_600_000),
+  PREVIEW_LINK_TTL: duration("PREVIEW_LINK_TTL", "24h", 60_000, 366 * 24 * 3_600_000, "90s, 5m or 1h"),
   PREVIEW_LINK_SECRET: v.optional(v.pipe(v.string(), v.minLength(32, "PREVIEW_LINK_SECRET must be at least 32 characters"))),
   // Traefik middleware every preview router uses (declared once, in docker-compose.yml).
   PREVIEW_AUTH_MIDDLEWARE: v.optional(
@@ -318,6 +364,17 @@ function databaseSettings(env: Env, cwd: string): DatabaseSettings {
     neonWsProxy: env.NEON_WS_PROXY ?? null,
     timeoutMs: env.DATABASE_TIMEOUT,
   };
+}
+
+/**
+ * Where the sweep reads which projects exist: PROJECTS_DATABASE_URL, else DATABASE_URL when the
+ * state lives in Postgres (pg or Neon); null (no project source) with embedded PGlite.
+ */
+function projectsSource(env: Env, state: DatabaseSettings): { database: DatabaseSettings; table: string } | null {
+  const url = env.PROJECTS_DATABASE_URL ?? (state.driver !== "pglite" ? state.url : null);
+  if (!url) return null;
+  const driver = url === state.url && state.driver !== "pglite" ? state.driver : NEON_HOST.test(new URL(url).hostname) ? "neon" : "pg";
+  return { database: { ...state, driver, url }, table: env.PROJECTS_TABLE };
 }
 
 function dockerConnection(env: Env, cwd: string): DockerConnection {
@@ -414,11 +471,12 @@ export function configSchema(cwd: string) {
     ),
     v.transform((env) => {
       const storagePath = path.resolve(cwd, env.STORAGE_PATH);
+      const database = databaseSettings(env, cwd);
       return {
         port: env.PORT,
         host: env.HOST,
         logLevel: env.LOG_LEVEL,
-        database: databaseSettings(env, cwd),
+        database,
         storage: {
           /** Where this process reads and writes site folders. Absolute. */
           path: storagePath,
@@ -461,6 +519,15 @@ export function configSchema(cwd: string) {
         },
         /** MAX_RUNNING_PREVIEWS; null: unlimited. */
         maxRunningPreviews: env.MAX_RUNNING_PREVIEWS,
+        sweep: {
+          cron: env.SWEEP_CRON,
+          retentionMs: env.STOPPED_RETENTION,
+          graceMs: env.SWEEP_GRACE,
+          maxOrphanFraction: env.SWEEP_MAX_ORPHAN_FRACTION,
+          concurrency: env.SWEEP_CONCURRENCY,
+          /** Which projects exist (read only); null: no project source (orphans are containers without a row). */
+          projects: projectsSource(env, database),
+        },
         inngest: {
           /** Dev mode: true, or the dev server URL; false for cloud mode. */
           dev: inngestDev(env.INNGEST_DEV),

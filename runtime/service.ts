@@ -10,10 +10,12 @@ import type { Inngest } from "inngest";
 import { pino, type Logger } from "pino";
 import { createDockerClient } from "../docker/client.js";
 import { DockerPreviewRuntime } from "../docker/docker-runtime.js";
+import { DockerPreviewInventory } from "../docker/inventory.js";
 import { previewUser } from "../docker/isolation.js";
 import type { PreviewSettings } from "../docker/settings.js";
-import { createFunctions } from "../functions/index.js";
-import { openDatabaseInBackground } from "../sql/connect.js";
+import { createFunctions, createSweepFunctions, type SweepDeps } from "../functions/index.js";
+import { planSweep } from "../functions/sweep-plan.js";
+import { connect, openDatabaseInBackground } from "../sql/connect.js";
 import type { Database } from "../sql/database.js";
 import { SqlPreviewStore } from "../sql/preview-store.js";
 import { SqlActivityStore } from "../sql/activity-store.js";
@@ -21,6 +23,8 @@ import { previewRequested } from "../inngest.config.js";
 import { LinkSigner } from "./access.js";
 import { ActivityTracker } from "./activity.js";
 import { PreviewRoutes } from "./preview-routes.js";
+import { SqlProjectDirectory } from "../sql/projects.js";
+import { SqlSweepLog } from "../sql/sweep-log.js";
 import { LocalSiteFiles } from "../storage/site-files.js";
 import { createApp } from "./app.js";
 import type { Config } from "./config.js";
@@ -55,6 +59,36 @@ export function previewSettings(config: Config, canFirewall: () => boolean = ipt
     mountCheck: mountCheck === "auto" ? (isRoot() ? "required" : "path") : mountCheck,
     storageHostPath: config.storage.hostPath,
     authMiddleware: config.access.middleware,
+  };
+}
+
+/**
+ * The sweep's dependencies. The project source reuses the state database when it is the same
+ * URL, else opens its own connection (lazily: a projects database that is down only trips the
+ * sweep's guard, it never stops the host).
+ */
+async function sweepDeps(
+  config: Config,
+  log: Logger,
+  db: Database,
+  docker: ReturnType<typeof createDockerClient>,
+  settings: PreviewSettings,
+): Promise<{ sweep: SweepDeps; projectsDb: Database | null }> {
+  const source = config.sweep.projects;
+  let projectsDb: Database | null = null;
+  let projects: SqlProjectDirectory | null = null;
+  if (source) {
+    const shared = source.database.url === config.database.url;
+    projectsDb = shared ? null : await connect(source.database);
+    const where = shared ? "the service's DATABASE_URL" : "PROJECTS_DATABASE_URL";
+    projects = new SqlProjectDirectory(projectsDb ?? db, source.table, where);
+  } else {
+    log.info("sweep: no project source (PROJECTS_DATABASE_URL unset and the state is embedded): orphans are managed containers without a row");
+  }
+  const { projects: _source, ...sweepSettings } = config.sweep;
+  return {
+    sweep: { inventory: new DockerPreviewInventory(docker, settings, log), projects, decisions: new SqlSweepLog(db), settings: sweepSettings },
+    projectsDb,
   };
 }
 
@@ -113,7 +147,7 @@ async function serveWith(config: Config, log: Logger, db: Database): Promise<Run
   const inngest = createInngest(config.inngest, log);
   const shutdown = new AbortController();
   const activity = new SqlActivityStore(db);
-  const functions = createFunctions(inngest, {
+  const deps = {
     runtime,
     store,
     site,
@@ -122,7 +156,9 @@ async function serveWith(config: Config, log: Logger, db: Database): Promise<Run
     activity,
     idleTimeoutMs: config.activity.idleTimeoutMs,
     ...(config.maxRunningPreviews !== null ? { capacity: { store: activity, max: config.maxRunningPreviews } } : {}),
-  });
+  };
+  const { sweep, projectsDb } = await sweepDeps(config, log, db, docker, settings);
+  const functions = [...createFunctions(inngest, deps), ...createSweepFunctions(inngest, deps, sweep)];
   const tracker = new ActivityTracker(activity, (events) => inngest.send(events), config.activity, log).start();
   const previews = new PreviewRoutes({
     domain: config.preview.domain,
@@ -134,7 +170,17 @@ async function serveWith(config: Config, log: Logger, db: Database): Promise<Run
     requestLaunch: (projectId) => inngest.send(previewRequested.create({ projectId })),
     log,
   });
-  const app = createApp({ inngest, functions, store, runtime, apiToken: config.apiToken, serveOrigin: config.inngest.serveOrigin, log, previews });
+  const app = createApp({
+    inngest,
+    functions,
+    store,
+    runtime,
+    apiToken: config.apiToken,
+    serveOrigin: config.inngest.serveOrigin,
+    log,
+    previews,
+    sweep: { plan: () => planSweep(store, sweep) },
+  });
 
   const server = await new Promise<ServerType>((resolve, reject) => {
     const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () => resolve(s));
@@ -170,6 +216,7 @@ async function serveWith(config: Config, log: Logger, db: Database): Promise<Run
         clearTimeout(timer);
         await tracker.close(); // the last activity marks, before the pool closes
         await networkReady; // settled (it never rejects): nothing is created after close()
+        await projectsDb?.close().catch((err: unknown) => log.warn({ err }, "closing the projects database failed"));
         await db.close();
       })();
       return closing;

@@ -4,7 +4,7 @@
  */
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { Database } from "./database.js";
+import type { Database, QueryOptions } from "./database.js";
 import { openNeon } from "./drivers/neon.js";
 import { openPg } from "./drivers/pg.js";
 import { openPglite } from "./drivers/pglite.js";
@@ -110,9 +110,9 @@ export function migrateInBackground(db: Database, options: BackgroundOptions = {
     driver: db.driver,
     ready: loop,
     isReady: () => ready,
-    async query<T extends Record<string, unknown>>(text: string, params?: unknown[]) {
+    async query<T extends Record<string, unknown>>(text: string, params?: unknown[], options?: QueryOptions) {
       if (!ready) throw notReady();
-      return db.query<T>(text, params);
+      return db.query<T>(text, params, options);
     },
     async exec(text: string) {
       if (!ready) throw notReady();
@@ -143,7 +143,7 @@ export async function openDatabaseInBackground(settings: DatabaseSettings, optio
       driver: db.driver,
       ready: Promise.resolve(true),
       isReady: () => true,
-      query: (text, params) => db.query(text, params),
+      query: (text, params, options) => db.query(text, params, options),
       exec: (text) => db.exec(text),
       close: () => db.close(),
     };

@@ -6,6 +6,16 @@
  */
 import type { DatabaseSettings } from "./settings.js";
 
+/** How one statement is run. */
+export interface QueryOptions {
+  /**
+   * Prepare it once per connection and reuse the plan (pg and Neon: a named statement, named
+   * after a hash of its text; PGlite ignores it). For hot statements whose result columns are
+   * listed explicitly (a prepared `select *` would break when a migration adds a column).
+   */
+  prepare?: boolean;
+}
+
 export interface Database {
   readonly driver: DatabaseSettings["driver"];
   /**
@@ -14,7 +24,7 @@ export interface Database {
    * `databaseError`). A pool may run two calls on different connections: anything that must be
    * atomic has to be ONE statement.
    */
-  query<T extends Record<string, unknown>>(text: string, params?: unknown[]): Promise<T[]>;
+  query<T extends Record<string, unknown>>(text: string, params?: unknown[], options?: QueryOptions): Promise<T[]>;
   /** Several statements, no parameters, run as ONE implicit transaction (migrations). */
   exec(text: string): Promise<void>;
   /** Idempotent. */

@@ -139,7 +139,7 @@ export class SqlPreviewStore implements PreviewStore {
   constructor(private readonly db: Database) {}
 
   async get(projectId: ProjectId): Promise<PreviewRecord | null> {
-    const rows = await this.run(`get project ${JSON.stringify(projectId)}`, `select ${COLUMNS} from previews where project_id = $1`, [projectId]);
+    const rows = await this.run(`get project ${JSON.stringify(projectId)}`, `select ${COLUMNS} from previews where project_id = $1::text`, [projectId], true);
     return rows[0] ? toRecord(rows[0]) : null;
   }
 
@@ -183,7 +183,8 @@ export class SqlPreviewStore implements PreviewStore {
     ];
     const label = `apply ${JSON.stringify(action)} to project ${JSON.stringify(projectId)}`;
     for (let run = 1; ; run++) {
-      const [row] = await this.run<ApplyRow>(label, APPLY_SQL, params);
+      // Prepared: the one statement every action runs (its columns are listed, never `*`).
+      const [row] = await this.run<ApplyRow>(label, APPLY_SQL, params, true);
       if (row) return row.applied ? { applied: true, changed: row.changed, row: toRecord(row) } : { applied: false, row: toRecord(row) };
       // No row and nothing written. Without `createsRow` that is the answer; with it, the
       // insert lost a creation race (see above) and the next run compares against the winner.
@@ -211,9 +212,9 @@ export class SqlPreviewStore implements PreviewStore {
   }
 
   /** Every query goes through here: one wrapping, one classification (see errors.ts). */
-  private async run<T extends Record<string, unknown> = PreviewRow>(action: string, text: string, params: unknown[]): Promise<T[]> {
+  private async run<T extends Record<string, unknown> = PreviewRow>(action: string, text: string, params: unknown[], prepare = false): Promise<T[]> {
     try {
-      return await this.db.query<T>(text, params);
+      return await this.db.query<T>(text, params, { prepare });
     } catch (err) {
       throw databaseError(action, err);
     }

@@ -11,7 +11,23 @@ const ALL: (PreviewStatus | null)[] = [null, ...PREVIEW_STATUSES];
 
 describe("lifecycle table", () => {
   it("names every action the functions use, and only known statuses", () => {
-    expect([...LIFECYCLE_ACTIONS].sort()).toEqual(["evict", "fail", "launch", "ready", "remove", "removeFailed", "removed", "stop", "stopFailed", "stopped"].sort());
+    expect([...LIFECYCLE_ACTIONS].sort()).toEqual([
+        "adopt",
+        "adoptStopped",
+        "evict",
+        "expire",
+        "fail",
+        "launch",
+        "ready",
+        "reconcile",
+        "remove",
+        "removeFailed",
+        "removed",
+        "stop",
+        "stopFailed",
+        "stopped",
+      ].sort(),
+    );
     for (const action of LIFECYCLE_ACTIONS) {
       expect(PREVIEW_STATUSES).toContain(LIFECYCLE[action].to);
       for (const s of LIFECYCLE[action].from) if (s !== null) expect(PREVIEW_STATUSES).toContain(s);
@@ -23,9 +39,16 @@ describe("lifecycle table", () => {
     for (const action of LIFECYCLE_ACTIONS) expect(allows(action, LIFECYCLE[action].to), action).toBe(true);
   });
 
-  it("only launch creates a row", () => {
-    expect(LIFECYCLE_ACTIONS.filter(createsRow)).toEqual(["launch"]);
+  it("only launch and the sweep's adoptions create a row", () => {
+    expect(LIFECYCLE_ACTIONS.filter(createsRow)).toEqual(["launch", "adopt", "adoptStopped"]);
     expect(fromStatuses("launch")).not.toContain(null);
+  });
+
+  it("the sweep never overwrites an action under way: it expires only stopped previews, corrects only starting/running ones", () => {
+    expect(ALL.filter((s) => allows("expire", s))).toEqual(["stopped"]);
+    expect(ALL.filter((s) => allows("reconcile", s))).toEqual(["starting", "running", "stopped"]);
+    expect(ALL.filter((s) => allows("adopt", s))).toEqual([null, "running"]);
+    expect(ALL.filter((s) => allows("adoptStopped", s))).toEqual([null, "stopped"]);
   });
 
   it("a launch never overwrites a stop or remove that came after it", () => {

@@ -67,8 +67,9 @@ export interface DockerTestEnv {
   cleanup(): Promise<void>;
 }
 
-export async function createDockerTestEnv(overrides: Partial<PreviewSettings> = {}): Promise<DockerTestEnv> {
-  const docker = testDocker();
+/** @param engine another engine than the shared one (a private dockerd of a fault test). */
+export async function createDockerTestEnv(overrides: Partial<PreviewSettings> = {}, engine?: Docker): Promise<DockerTestEnv> {
+  const docker = engine ?? testDocker();
   const runId = inject("testRunId");
   const suffix = randomBytes(3).toString("hex");
   const storageRoot = await mkdtemp(path.join(os.tmpdir(), "sbp-storage-"));

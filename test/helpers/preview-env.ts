@@ -3,6 +3,7 @@
  * (stub image, own network), local site files in a temp dir, a migrated database, and an Inngest
  * client in dev mode whose events go to an Inngest stand-in that keeps them.
  */
+import type Docker from "dockerode";
 import type { Inngest } from "inngest";
 import { pino } from "pino";
 import type { PreviewSettings } from "../../docker/settings.js";
@@ -31,9 +32,17 @@ export interface PreviewTestEnv {
 }
 
 export async function createPreviewTestEnv(
-  opts: { runtime?: Partial<PreviewSettings>; readyTimeoutMs?: number; readySliceMs?: number; driver?: Driver; inngest?: Partial<InngestSettings> } = {},
+  opts: {
+    runtime?: Partial<PreviewSettings>;
+    readyTimeoutMs?: number;
+    readySliceMs?: number;
+    driver?: Driver;
+    inngest?: Partial<InngestSettings>;
+    /** Another engine than the shared one (a private dockerd). */
+    engine?: Docker;
+  } = {},
 ): Promise<PreviewTestEnv> {
-  const docker = await createDockerTestEnv(opts.runtime);
+  const docker = await createDockerTestEnv(opts.runtime, opts.engine);
   const database = await openTestDatabase(opts.driver ?? "pglite");
   const inngestServer = await startInngestStandIn();
   const store = new SqlPreviewStore(database.db);

@@ -2,8 +2,10 @@
  * `loadConfig` as the process sees it: a plain record of environment variables in, a typed
  * `Config` or one `ConfigError` naming every bad variable out.
  */
+import { readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { parseEnv } from "node:util";
 import * as v from "valibot";
 import { describe, expect, expectTypeOf, it } from "vitest";
 import type { DockerConnection } from "../../docker/settings.js";
@@ -551,6 +553,85 @@ describe("preview isolation settings", () => {
   });
 });
 
+describe("sweep settings", () => {
+  it("defaults: every 15 minutes, 24h retention, 10m grace, half the previews at most, 8 at once, no project source with PGlite", () => {
+    expect(loadConfig(DEV, CWD).sweep).toEqual({
+      cron: "*/15 * * * *",
+      retentionMs: 24 * 3_600_000,
+      graceMs: 10 * 60_000,
+      maxOrphanFraction: 0.5,
+      concurrency: 8,
+      projects: null,
+    });
+  });
+
+  it("the project source defaults to DATABASE_URL when that is Postgres, table projects", () => {
+    const url = "postgres://u:p@db.internal:5432/app";
+    const c = loadConfig({ ...DEV, DATABASE_URL: url }, CWD);
+    expect(c.sweep.projects).toEqual({ database: { ...c.database, driver: "pg", url }, table: "projects" });
+    const neon = "postgres://u:p@ep-x.eu-central-1.aws.neon.tech/app";
+    expect(loadConfig({ ...DEV, DATABASE_URL: neon }, CWD).sweep.projects?.database).toMatchObject({ driver: "neon", url: neon });
+  });
+
+  it("reads every variable; PROJECTS_DATABASE_URL works with PGlite state too", () => {
+    const projects = "postgres://ro:secret@orchestrator.internal:5432/orchestrator";
+    const c = loadConfig(
+      {
+        ...DEV,
+        SWEEP_CRON: "TZ=Europe/Paris 0 3 * * *",
+        STOPPED_RETENTION: "48h",
+        SWEEP_GRACE: "0",
+        SWEEP_MAX_ORPHAN_FRACTION: "1",
+        SWEEP_CONCURRENCY: "4",
+        PROJECTS_DATABASE_URL: projects,
+        PROJECTS_TABLE: "orchestrator.projects",
+      },
+      CWD,
+    );
+    expect(c.sweep).toEqual({
+      cron: "TZ=Europe/Paris 0 3 * * *",
+      retentionMs: 48 * 3_600_000,
+      graceMs: 0,
+      maxOrphanFraction: 1,
+      concurrency: 4,
+      projects: { database: { ...c.database, driver: "pg", url: projects }, table: "orchestrator.projects" },
+    });
+    expect(c.database.driver).toBe("pglite");
+  });
+
+  it.each([
+    ["SWEEP_CRON", "every 15 minutes", /cron schedule of 5 fields/],
+    ["SWEEP_CRON", "* * * *", /cron schedule of 5 fields/],
+    ["STOPPED_RETENTION", "a day", /STOPPED_RETENTION must be a duration/],
+    ["STOPPED_RETENTION", "10s", /at least 1m/],
+    ["SWEEP_GRACE", "-1m", /SWEEP_GRACE must be a duration/],
+    ["SWEEP_GRACE", "25h", /at most 24h/],
+    ["SWEEP_MAX_ORPHAN_FRACTION", "1.5", /from 0 to 1/],
+    ["SWEEP_MAX_ORPHAN_FRACTION", "50%", /from 0 to 1/],
+    ["SWEEP_CONCURRENCY", "0", /at least 1/],
+    ["PROJECTS_DATABASE_URL", "mysql://x/y", /postgres:\/\/ URL/],
+    ["PROJECTS_TABLE", "projects; drop table previews", /table name/],
+    ["PROJECTS_TABLE", "Projects", /table name/],
+  ])("refuses %s=%s, naming it", (key, value, message) => {
+    const err = configError({ ...DEV, [key]: value });
+    expect(err.problems).toEqual([expect.stringMatching(new RegExp(`^${key}: .*${message.source}`))]);
+  });
+
+  it(".env.example shows the real defaults", () => {
+    const example = parseEnv(readFileSync(new URL("../../.env.example", import.meta.url), "utf8"));
+    expect(loadConfig({ ...example, ...DEV }, CWD).sweep).toEqual(loadConfig(DEV, CWD).sweep);
+    for (const key of ["SWEEP_CRON", "STOPPED_RETENTION", "SWEEP_GRACE", "SWEEP_MAX_ORPHAN_FRACTION", "SWEEP_CONCURRENCY", "PROJECTS_DATABASE_URL", "PROJECTS_TABLE"]) {
+      expect(Object.keys(example), key).toContain(key);
+    }
+  });
+
+  it("never prints PROJECTS_DATABASE_URL (it may carry a password)", () => {
+    const err = configError({ ...DEV, PROJECTS_DATABASE_URL: "postgres://u:hunter2@[bad" });
+    expect(err.message).toMatch(/PROJECTS_DATABASE_URL/);
+    expect(err.message).not.toContain("hunter2");
+  });
+});
+
 describe("Config is inferred from the schema", () => {
   it("is the output of ConfigSchema, with the adapters' settings types", () => {
     expectTypeOf<Config>().toEqualTypeOf<v.InferOutput<ConfigSchema>>();
@@ -588,6 +669,14 @@ describe("Config is inferred from the schema", () => {
       activity: { eventIntervalMs: number; flushIntervalMs: number; idleTimeoutMs: number };
       access: { mode: "public" | "token"; linkTtlMs: number; linkSecret: string | null; middleware: string };
       maxRunningPreviews: number | null;
+      sweep: {
+        cron: string;
+        retentionMs: number;
+        graceMs: number;
+        maxOrphanFraction: number;
+        concurrency: number;
+        projects: { database: DatabaseSettings; table: string } | null;
+      };
       inngest: {
         dev: boolean | string;
         baseUrl: string | null;

@@ -104,7 +104,8 @@ describe("startService", () => {
 
     const inngest = await fetch(`${base}/api/inngest`);
     expect(inngest.status).toBe(200);
-    expect(await inngest.json()).toMatchObject({ function_count: 7 });
+    // launch, stop, remove and sweep-item with their failure handlers, track-idle and sweep-previews.
+    expect(await inngest.json()).toMatchObject({ function_count: 10 });
 
     running.splice(running.indexOf(service), 1);
     await service.close();

@@ -1,0 +1,100 @@
+/**
+ * sweep-previews: cron (`SWEEP_CRON`, default every 15 minutes) or `previews.sweep.requested`
+ * (`{ dryRun?: boolean }`) -> expired and orphaned previews removed, rows reconciled with Docker.
+ *
+ * Steps:
+ *   plan         read every row, list this instance's managed containers (one labelled listing),
+ *                ask the project source about those projects, decide (`sweep-plan.ts`: passes,
+ *                guards, grace), and record every decision in the audit log (`sweep_decisions`):
+ *                each planned removal, correction and adoption, each skip and guard trip with its
+ *                reason, and the run's summary (idempotent: a retried step records nothing twice).
+ *                Its output is the items to dispatch, the guards, the counts and the first
+ *                SKIPS_SHOWN skips: bounded whatever the number of skips.
+ *   dispatch-N   one `previews.sweep.item` event per preview, in chunks of DISPATCH_CHUNK per
+ *                step; each event's id is derived from this run, the action and the project, so
+ *                a replayed step's events are deduplicated by Inngest.
+ *   stop-idle    (issue 7 seam) `preview.idle` for running previews idle too long: none yet.
+ * A dry run records and sends nothing and returns the plan: nothing changes.
+ * Returns the summary: counts per pass and action, the guards that tripped, what was deferred.
+ *
+ * Fan-out by events, not by batched steps: every removal must run under the per-project
+ * concurrency key shared with launch, stop and remove (so it never interleaves with a step of
+ * theirs), and that key is read from the triggering event's `projectId`: one event per preview
+ * is what gives each removal its key. It also isolates failures (one container that cannot be
+ * removed fails its own run, retried on its own, never the sweep) and bounds every run at 10,000
+ * previews: this run has 1 + ceil(items / 500) <= 21 steps (Inngest allows 1,000), its largest
+ * step output is the plan (at most MAX_ITEMS_PER_RUN items of ~250 bytes: 2.3 MB measured at
+ * 10,000, of the 4 MB allowed), each dispatch request carries 500 events (~220 KB), and each
+ * `sweep-item` run has at most 6 steps. `SWEEP_CONCURRENCY` bounds how many items act at once
+ * (a function-level concurrency limit next to the per-project key).
+ *
+ * Only one sweep runs at a time (`singleton`, skip): a cron tick or request during a sweep is
+ * dropped; the next one catches up.
+ */
+import { NonRetriableError, cron, type Inngest } from "inngest";
+import * as v from "valibot";
+import { previewIdle, previewsSweepItem, previewsSweepRequested, SweepRequestData } from "../inngest.config.js";
+import { RETRIES, permanent, type PreviewDeps } from "./deps.js";
+import { planDecisions, planSweep, summarize, type SweepDeps, type SweepPlan } from "./sweep-plan.js";
+
+/** Events per dispatch step (one send request). */
+export const DISPATCH_CHUNK = 500;
+/** Skips listed in the plan step's output and a dry run's answer (all are in the audit log). */
+export const SKIPS_SHOWN = 100;
+
+/** The request's `dryRun`; a cron tick is never a dry run. Invalid data fails before any step. */
+export function parseSweepRequest(event: { name: string; data?: unknown }): { dryRun: boolean } {
+  if (event.name !== previewsSweepRequested.name) return { dryRun: false };
+  const parsed = v.safeParse(SweepRequestData, event.data ?? {});
+  if (parsed.success) return { dryRun: parsed.output.dryRun === true };
+  const problems = parsed.issues.map((i) => `${v.getDotPath(i) ?? "data"}: ${i.message}`).join("; ");
+  throw new NonRetriableError(`invalid ${event.name} event: ${problems}`);
+}
+
+/** The id of the item event a run sends for a project: the same on every replay of the run. */
+export const itemEventId = (sweepRunId: string, action: string, projectId: string) => `sweep-${sweepRunId}-${action}-${projectId}`;
+
+export function createSweepPreviews(inngest: Inngest, deps: PreviewDeps, sweep: SweepDeps) {
+  return inngest.createFunction(
+    {
+      id: "sweep-previews",
+      name: "Sweep previews",
+      triggers: [cron(sweep.settings.cron), previewsSweepRequested],
+      singleton: { mode: "skip" },
+      retries: RETRIES,
+    },
+    async ({ event, step, logger, runId }) => {
+      const { dryRun } = parseSweepRequest(event);
+      const plan = await step.run("plan", () =>
+        permanent(async () => {
+          const full: SweepPlan = await planSweep(deps.store, sweep);
+          if (!dryRun) await sweep.decisions.record(planDecisions(full, runId));
+          const { skipped, ...rest } = full;
+          return { ...rest, summary: summarize(full, dryRun), skipped: skipped.slice(0, SKIPS_SHOWN) };
+        }),
+      );
+      const { summary } = plan;
+      if (dryRun) {
+        logger.info({ summary }, "sweep dry run: nothing changed");
+        return { ...summary, items: plan.items, skipped: plan.skipped, guards: plan.guards };
+      }
+      for (const guard of plan.guards) logger.error({ pass: guard.pass, reason: guard.reason, sweepRunId: runId }, "sweep guard tripped: pass skipped");
+
+      for (let i = 0; i < plan.items.length; i += DISPATCH_CHUNK) {
+        const chunk = plan.items.slice(i, i + DISPATCH_CHUNK);
+        await step.sendEvent(
+          `dispatch-${i / DISPATCH_CHUNK + 1}`,
+          chunk.map((item) => previewsSweepItem.create({ ...item, sweepRunId: runId }, { id: itemEventId(runId, item.action, item.projectId) })),
+        );
+      }
+      if (plan.idle.length > 0) {
+        await step.sendEvent(
+          "stop-idle",
+          plan.idle.map((projectId) => previewIdle.create({ projectId }, { id: itemEventId(runId, "idle", projectId) })),
+        );
+      }
+      logger.info({ summary, sweepRunId: runId }, "sweep planned and dispatched");
+      return summary;
+    },
+  );
+}

@@ -1,0 +1,322 @@
+/**
+ * Unit tier: the sweep's decisions (`planSweep`), its limits at 10,000 previews (through
+ * `/api/inngest` as the server drives it, over in-memory ports), and `sweep-item`'s re-checks and
+ * failures. The real engine, Postgres and project table: sweep-previews.int.test.ts.
+ */
+import { createHash } from "node:crypto";
+import { InngestTestEngine } from "@inngest/test";
+import { serializeError, type InngestFunction } from "inngest";
+import { pino } from "pino";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import type { FailureContext } from "../../functions/failure.js";
+import { createFunctions, createSweepFunctions, type PreviewDeps, type SweepDeps } from "../../functions/index.js";
+import { recordSweepItemFailure } from "../../functions/sweep-item.js";
+import { MAX_ITEMS_PER_RUN, planSweep } from "../../functions/sweep-plan.js";
+import { PermanentError } from "../../functions/ports.js";
+import { APP_ID } from "../../inngest.config.js";
+import { createApp } from "../../runtime/app.js";
+import { createInngest } from "../../runtime/inngest-client.js";
+import { FakeRuntime, FakeSiteFiles } from "../fakes/fake-runtime.js";
+import { FakeInventory, FakeProjects, MemorySweepLog } from "../fakes/fake-sweep.js";
+import { MemoryPreviewStore } from "../fakes/memory-store.js";
+import { listen } from "../helpers/http.js";
+import { inngestSettings, startInngestStandIn, type InngestStandIn } from "../helpers/inngest-server.js";
+import { oneRun } from "../helpers/lifecycle-run.js";
+
+const HOUR = 3_600_000;
+const NOW = Date.parse("2026-11-26T12:00:00Z");
+
+interface World {
+  store: MemoryPreviewStore;
+  runtime: FakeRuntime;
+  site: FakeSiteFiles;
+  inventory: FakeInventory;
+  projects: FakeProjects;
+  log: MemorySweepLog;
+  deps: PreviewDeps;
+  sweep: SweepDeps;
+}
+
+function world(opts: { projects?: boolean } = {}): World {
+  const store = new MemoryPreviewStore();
+  const runtime = new FakeRuntime();
+  const site = new FakeSiteFiles();
+  const inventory = new FakeInventory(runtime);
+  const projects = new FakeProjects();
+  const log = new MemorySweepLog();
+  return {
+    store,
+    runtime,
+    site,
+    inventory,
+    projects,
+    log,
+    deps: { runtime, store, site, readyTimeoutMs: 300 },
+    sweep: {
+      inventory,
+      projects: opts.projects === false ? null : projects,
+      decisions: log,
+      settings: { cron: "*/15 * * * *", retentionMs: 24 * HOUR, graceMs: 10 * 60_000, maxOrphanFraction: 0.5, concurrency: 8 },
+      now: () => NOW,
+    },
+  };
+}
+
+/** A preview of an existing project: container (old) and row. */
+function preview(w: World, id: string, how: { stoppedAgoMs?: number; running?: boolean; project?: boolean; row?: boolean; createdAgoMs?: number; finishedAgoMs?: number } = {}) {
+  const running = how.running ?? how.stoppedAgoMs === undefined;
+  w.runtime.containers.set(id, { id: cid(id), running, foreign: false });
+  w.inventory.times.set(id, { createdAt: NOW - (how.createdAgoMs ?? 48 * HOUR), finishedAt: how.finishedAgoMs === undefined ? null : NOW - how.finishedAgoMs });
+  if (how.row !== false) {
+    const stoppedAt = how.stoppedAgoMs === undefined ? null : new Date(NOW - how.stoppedAgoMs);
+    w.store.seed(id, running ? "running" : "stopped", { containerId: cid(id), stoppedAt, updatedAt: new Date(NOW - 48 * HOUR) });
+  }
+  if (how.project !== false) w.projects.ids.add(id);
+  w.site.sites.add(id);
+}
+
+/** A container id as Docker makes them (64 hex digits), derived from the project. */
+const cid = (projectId: string) => createHash("sha256").update(projectId).digest("hex");
+
+const plan = (w: World) => planSweep(w.store, w.sweep);
+const actions = async (w: World) => (await plan(w)).items.map((i) => `${i.action}:${i.projectId}`).sort();
+
+describe("planSweep", () => {
+  it("expired: by the recorded stop time; not before STOPPED_RETENTION; never a running container", async () => {
+    const w = world();
+    preview(w, "old", { stoppedAgoMs: 25 * HOUR });
+    preview(w, "recent", { stoppedAgoMs: 23 * HOUR });
+    preview(w, "running");
+    expect(await actions(w)).toEqual(["expire:old"]);
+  });
+
+  it("expired without a row: by State.FinishedAt (one inspect each, rowless ones only)", async () => {
+    const w = world();
+    preview(w, "rowless-old", { stoppedAgoMs: 0, row: false, finishedAgoMs: 25 * HOUR });
+    preview(w, "rowless-new", { stoppedAgoMs: 0, row: false, finishedAgoMs: 1 * HOUR });
+    preview(w, "with-row", { stoppedAgoMs: 25 * HOUR });
+    expect(await actions(w)).toEqual(["adopt:rowless-new", "expire:rowless-old", "expire:with-row"]);
+    expect(w.inventory.inspectCalls).toBe(2);
+  });
+
+  it("orphans: a project missing from the source; a young container is skipped with its reason", async () => {
+    const w = world();
+    for (const id of ["a", "b", "c", "d"]) preview(w, id);
+    preview(w, "gone", { project: false });
+    preview(w, "gone-young", { project: false, createdAgoMs: 60_000 });
+    const p = await plan(w);
+    expect(p.items.map((i) => `${i.action}:${i.projectId}`)).toEqual(["orphan:gone"]);
+    expect(p.skipped).toEqual([{ projectId: "gone-young", pass: "orphans", reason: expect.stringMatching(/younger than SWEEP_GRACE 10m/) }]);
+  });
+
+  it("orphan wins over expire for a stopped preview of a missing project", async () => {
+    const w = world();
+    for (const id of ["a", "b", "c"]) preview(w, id);
+    preview(w, "gone", { stoppedAgoMs: 30 * HOUR, project: false });
+    expect(await actions(w)).toEqual(["orphan:gone"]);
+  });
+
+  it("guard: the project query fails -> no orphan, loudly; expired still planned; adoption skipped", async () => {
+    const w = world();
+    preview(w, "gone", { project: false });
+    preview(w, "old", { stoppedAgoMs: 25 * HOUR });
+    preview(w, "rowless", { row: false });
+    w.projects.failWith = new Error("database: read projects failed: ECONNREFUSED");
+    const p = await plan(w);
+    expect(p.items.map((i) => `${i.action}:${i.projectId}`)).toEqual(["expire:old"]);
+    expect(p.guards).toEqual([
+      { pass: "orphans", reason: "orphan pass skipped: project query failed: database: read projects failed: ECONNREFUSED" },
+      { pass: "reconcile", reason: expect.stringMatching(/^adoption of 1 containers without a row skipped: project query failed/) },
+    ]);
+  });
+
+  it("guard: no project at all while previews exist", async () => {
+    const w = world();
+    preview(w, "a", { project: false });
+    preview(w, "b", { project: false });
+    const p = await plan(w);
+    expect(p.items).toEqual([]);
+    expect(p.guards[0]).toEqual({ pass: "orphans", reason: "orphan pass skipped: table projects (fake) returned no project at all while 2 previews exist" });
+  });
+
+  it("guard: more than SWEEP_MAX_ORPHAN_FRACTION would go (exactly the fraction still goes)", async () => {
+    const w = world();
+    for (const id of ["a", "b"]) preview(w, id);
+    for (const id of ["x", "y"]) preview(w, id, { project: false });
+    expect(await actions(w)).toEqual(["orphan:x", "orphan:y"]); // 2 of 4 = 0.5: not more
+    preview(w, "z", { project: false });
+    const p = await plan(w);
+    expect(p.items).toEqual([]);
+    expect(p.guards).toEqual([{ pass: "orphans", reason: "orphan pass skipped: it would remove 3 of 5 managed previews, more than SWEEP_MAX_ORPHAN_FRACTION 0.5" }]);
+  });
+
+  it("no project source: a container without a row is the orphan, guarded by the fraction too; nothing is adopted", async () => {
+    const w = world({ projects: false });
+    for (const id of ["a", "b", "c"]) preview(w, id, { project: false });
+    preview(w, "norow", { row: false, project: false });
+    expect(await actions(w)).toEqual(["orphan:norow"]);
+    // A reset database (no rows at all) must not empty the engine.
+    const reset = world({ projects: false });
+    for (const id of ["a", "b", "c"]) preview(reset, id, { row: false, project: false });
+    const p = await plan(reset);
+    expect(p.items).toEqual([]);
+    expect(p.guards[0]?.reason).toMatch(/would remove 3 of 3 managed previews.*no project source/);
+  });
+
+  it("reconcile: running/starting rows whose container is gone or exited, unless updated within the grace; rowless containers adopted", async () => {
+    const w = world();
+    for (const id of ["a", "b", "c", "d"]) preview(w, id);
+    w.runtime.containers.delete("a"); // gone
+    w.runtime.containers.get("b")!.running = false; // exited
+    w.runtime.containers.get("c")!.running = false;
+    w.store.rows.get("c")!.updatedAt = new Date(NOW - 60_000); // a launch may be under way
+    preview(w, "e", { row: false });
+    const p = await plan(w);
+    expect(p.items.map((i) => `${i.action}:${i.projectId}:${i.reason}`).sort()).toEqual([
+      `adopt:e:running container ${cid("e").slice(0, 12)} without a row; project exists`,
+      "correct:a:recorded running but its container is gone",
+      "correct:b:recorded running but its container is exited",
+    ]);
+    expect(p.skipped).toEqual([expect.objectContaining({ projectId: "c", pass: "reconcile", reason: expect.stringMatching(/within SWEEP_GRACE/) })]);
+  });
+
+  it(`dispatches at most MAX_ITEMS_PER_RUN (${MAX_ITEMS_PER_RUN}) per run; the rest is deferred`, async () => {
+    const w = world();
+    for (let i = 0; i < MAX_ITEMS_PER_RUN + 50; i++) preview(w, `p-${i}`, { stoppedAgoMs: 25 * HOUR });
+    const p = await plan(w);
+    expect(p.items).toHaveLength(MAX_ITEMS_PER_RUN);
+    expect(p.deferred).toBe(50);
+  });
+});
+
+describe("sweep-previews at 10,000 previews, through /api/inngest", () => {
+  let standIn: InngestStandIn;
+  beforeAll(async () => {
+    standIn = await startInngestStandIn();
+  });
+  afterAll(async () => {
+    await standIn?.close();
+  });
+
+  it("stays within 1,000 steps per run, 4 MB per step output and small event batches", async () => {
+    const w = world();
+    for (let i = 0; i < 10_000; i++) preview(w, `project-with-a-longish-id-${String(i).padStart(5, "0")}`, { stoppedAgoMs: 25 * HOUR });
+    const inngest = createInngest(inngestSettings({ dev: standIn.url }), pino({ level: "silent" }));
+    const functions = [...createFunctions(inngest, w.deps), ...createSweepFunctions(inngest, w.deps, w.sweep)];
+    const host = await listen(createApp({ inngest, functions, store: w.store, runtime: w.runtime, apiToken: null }));
+    try {
+      const run = await standIn.run({ serveUrl: `${host.url}/api/inngest`, fnId: "previews-sweep-previews", event: { name: "previews.sweep.requested", data: {} } });
+      expect(run.outcome).toBe("completed");
+      expect(run.steps.length).toBeLessThanOrEqual(1_000);
+      expect(run.steps.map((s) => s.name)).toEqual(["plan", ...Array.from({ length: 20 }, (_, i) => `dispatch-${i + 1}`)]);
+      const largest = Math.max(...run.steps.map((s) => JSON.stringify(s.data ?? null).length));
+      expect(largest).toBeLessThan(4 * 1024 * 1024);
+      expect(JSON.stringify(run.result).length).toBeLessThan(4 * 1024 * 1024);
+      const items = standIn.eventsNamed("previews.sweep.item").filter((e) => e.data.sweepRunId === run.runId);
+      expect(items).toHaveLength(10_000);
+      expect(new Set(items.map((e) => e.id)).size).toBe(10_000);
+      // 500 events per send request: well under Inngest's request size limits.
+      expect(JSON.stringify(items.slice(0, 500)).length).toBeLessThan(256 * 1024);
+      expect(w.log.entries.filter((e) => e.action === "remove")).toHaveLength(10_000);
+      expect(run.result).toMatchObject({ previews: 10_000, expired: { remove: 10_000 }, deferred: 0 });
+    } finally {
+      await host.close();
+    }
+  });
+});
+
+describe("sweep-item re-checks and failures (unit)", () => {
+  let standIn: InngestStandIn;
+  let w: World;
+  let item: InngestFunction.Any;
+  let failure: InngestFunction.Any;
+  beforeAll(async () => {
+    standIn = await startInngestStandIn();
+  });
+  afterAll(async () => {
+    await standIn?.close();
+  });
+  beforeEach(() => {
+    w = world();
+    const inngest = createInngest(inngestSettings({ dev: standIn.url }), pino({ level: "silent" }));
+    [, item] = createSweepFunctions(inngest, w.deps, w.sweep) as unknown as [InngestFunction.Any, InngestFunction.Any];
+    failure = inngest.createFunction({ id: "sweep-item-failure", triggers: [{ event: "inngest/function.failed" }] }, (ctx) =>
+      recordSweepItemFailure(w.deps, w.sweep, ctx as unknown as FailureContext),
+    );
+  });
+
+  async function runItem(projectId: string, action: string) {
+    const { runId, transformCtx } = oneRun();
+    const event = { name: "previews.sweep.item", data: { projectId, action, sweepRunId: "sweep-1", reason: "planned" } };
+    const run = await new InngestTestEngine({ function: item, transformCtx }).execute({ events: [event] });
+    if (run.error === undefined) return { result: run.result, error: undefined };
+    const failed = { name: "inngest/function.failed", data: { function_id: `${APP_ID}-sweep-item`, run_id: runId, error: serializeError(run.error), event } };
+    await new InngestTestEngine({ function: failure }).execute({ events: [failed] });
+    return { result: run.result, error: run.error };
+  }
+
+  it("expire: a preview launched again since the plan is left alone (skip recorded)", async () => {
+    preview(w, "p", { stoppedAgoMs: 25 * HOUR });
+    await w.store.apply("p", "launch", { reason: "user came back", claim: "launch-run" });
+    const { result } = await runItem("p", "expire");
+    expect(result).toMatchObject({ done: false, reason: "row is starting now" });
+    expect(w.runtime.containers.has("p")).toBe(true);
+    expect(w.log.entries).toEqual([expect.objectContaining({ pass: "expired", action: "skip", projectId: "p" })]);
+  });
+
+  it("expire: a container started again (by hand) since the plan stays", async () => {
+    preview(w, "p", { stoppedAgoMs: 25 * HOUR });
+    w.runtime.containers.get("p")!.running = true;
+    expect((await runItem("p", "expire")).result).toMatchObject({ done: false, reason: "container is running again" });
+    expect(w.runtime.containers.has("p")).toBe(true);
+  });
+
+  it("expire: only the container the plan found is removed; one that replaced it under the name stays", async () => {
+    preview(w, "p", { stoppedAgoMs: 25 * HOUR });
+    const planned = cid("p");
+    w.runtime.containers.set("p", { id: cid("p-new"), running: false, foreign: false });
+    const { runId, transformCtx } = oneRun();
+    void runId;
+    const event = { name: "previews.sweep.item", data: { projectId: "p", action: "expire", sweepRunId: "sweep-1", reason: "planned", containerId: planned } };
+    const run = await new InngestTestEngine({ function: item, transformCtx }).execute({ events: [event] });
+    expect(run.result).toMatchObject({ done: true, action: "removed", reason: expect.stringMatching(/\(container absent\)$/) });
+    expect(w.runtime.containers.get("p")?.id).toBe(cid("p-new"));
+  });
+
+  it("correct: a container running again is not corrected", async () => {
+    preview(w, "p");
+    expect((await runItem("p", "correct")).result).toMatchObject({ done: false, reason: "container is running" });
+    expect(w.store.rows.get("p")?.status).toBe("running");
+  });
+
+  it("orphan: a remove that fails for good is recorded failed on the row (not left removing) and in the audit log", async () => {
+    preview(w, "p", { project: false });
+    for (const id of ["a", "b"]) preview(w, id);
+    w.runtime.failNext("remove", new PermanentError("docker: remove container preview-p failed: 400 bad"), 1);
+    const { error } = await runItem("p", "orphan");
+    expect(error).toBeDefined();
+    expect(w.store.rows.get("p")).toMatchObject({ status: "failed", reason: "remove failed: docker: remove container preview-p failed: 400 bad" });
+    expect(w.log.entries.at(-1)).toMatchObject({ pass: "orphans", action: "failed", projectId: "p", reason: expect.stringMatching(/^sweep orphan failed: docker: remove/) });
+    expect(w.site.sites.has("p")).toBe(true);
+  });
+
+  it("orphan without a project source: the container goes, the files stay, no row is created", async () => {
+    w.sweep.projects = null;
+    preview(w, "p", { row: false, project: false });
+    const { result } = await runItem("p", "orphan");
+    expect(result).toMatchObject({ done: true, container: "removed", recorded: false });
+    expect(w.runtime.containers.has("p")).toBe(false);
+    expect(w.site.sites.has("p")).toBe(true);
+    expect(w.store.rows.has("p")).toBe(false);
+  });
+
+  it("an invalid item event fails before any step: nothing touched", async () => {
+    preview(w, "p", { stoppedAgoMs: 25 * HOUR });
+    const run = await new InngestTestEngine({ function: item }).execute({
+      events: [{ name: "previews.sweep.item", data: { projectId: "../p", action: "expire", sweepRunId: "s", reason: "" } }],
+    });
+    expect(run.error).toMatchObject({ message: expect.stringMatching(/projectId must be a DNS label/) });
+    expect(w.runtime.calls).toEqual([]);
+    expect(w.inventory.inspectCalls).toBe(0);
+  });
+});
