@@ -86,6 +86,8 @@ export interface PreviewRecord {
   stoppedAt: Date | null;
   /** The run that last took the preview (launch, stop, remove): see `Transition.claim`. */
   claim: string | null;
+  /** When the preview was last used (forward-auth, heartbeat), as flushed; null when never. */
+  lastActivityAt: Date | null;
   createdAt: Date;
   updatedAt: Date;
 }

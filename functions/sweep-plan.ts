@@ -15,8 +15,9 @@
  *              without a row, whose `State.FinishedAt` is that old.
  *   reconcile  a row saying starting/running whose container is gone or exited is corrected; a
  *              managed container without a row whose project exists is adopted.
- *              (Issue 7, not built: running previews idle longer than IDLE_TIMEOUT get
- *              `preview.idle` here; see `idleCandidates`.)
+ *              Running previews unused for longer than IDLE_TIMEOUT (by their last activity or
+ *              when they became ready) get `preview.idle`, in case an activity event or a
+ *              debounce of `track-idle` was lost; see `idleCandidates`.
  * Nothing younger than SWEEP_GRACE is removed or corrected (a launch may be under way).
  */
 import type { PreviewStatus } from "./lifecycle.js";
@@ -42,6 +43,8 @@ export interface SweepSettings {
   maxOrphanFraction: number;
   /** How many `sweep-item` runs act at once (bounded parallelism). */
   concurrency: number;
+  /** IDLE_TIMEOUT: running previews unused this long get `preview.idle`; undefined: no idle pass. */
+  idleTimeoutMs?: number;
 }
 
 /** What the sweep is given besides `PreviewDeps`; `runtime/` builds it from the config. */
@@ -84,7 +87,7 @@ export interface SweepPlan {
   items: SweepItem[];
   skipped: SweepSkip[];
   guards: SweepGuard[];
-  /** Running previews idle longer than IDLE_TIMEOUT (issue 7; always empty until it is built). */
+  /** Running previews idle longer than IDLE_TIMEOUT (see `idleCandidates`). */
   idle: ProjectId[];
   /** Items beyond MAX_ITEMS_PER_RUN, left for the next run. */
   deferred: number;
@@ -236,9 +239,9 @@ export async function planSweep(store: PreviewStore, sweep: SweepDeps): Promise<
       }
     }
   }
-  // Issue 7 seam: running previews idle longer than IDLE_TIMEOUT (always none until activity is
-  // recorded); sweep-previews sends them `preview.idle`, which stop-preview handles.
-  const idle = idleCandidates(rowList, now).filter((id) => !items.has(id));
+  // Running previews idle longer than IDLE_TIMEOUT (a lost activity event or debounce):
+  // sweep-previews sends them `preview.idle`, which stop-preview handles.
+  const idle = idleCandidates(rowList, now, sweep.settings.idleTimeoutMs).filter((id) => !items.has(id));
 
   const all = [...items.values()];
   return {
@@ -254,14 +257,19 @@ export async function planSweep(store: PreviewStore, sweep: SweepDeps): Promise<
 }
 
 /**
- * Issue 7 (activity tracking, not built): running previews idle longer than IDLE_TIMEOUT, which
- * the sweep will send `preview.idle` for, in case an activity event or a debounce was lost.
- * Until the last activity time is recorded there is nothing to read: none.
+ * Running previews unused for at least `idleMs` (the later of their last recorded activity and
+ * the moment they became ready, which `updatedAt` of a running row is), as `track-idle` judges
+ * them: the sweep sends them `preview.idle` in case an activity event or a debounce was lost.
+ * `idleMs` undefined: no idle pass. At most MAX_ITEMS_PER_RUN, the longest idle first.
  */
-export function idleCandidates(rows: readonly PreviewRecord[], now: number): ProjectId[] {
-  void rows;
-  void now;
-  return [];
+export function idleCandidates(rows: readonly PreviewRecord[], now: number, idleMs: number | undefined): ProjectId[] {
+  if (idleMs === undefined) return [];
+  const since = (r: PreviewRecord) => Math.max(r.updatedAt.getTime(), r.lastActivityAt?.getTime() ?? 0);
+  return rows
+    .filter((r) => r.status === "running" && now - since(r) >= idleMs)
+    .sort((a, b) => since(a) - since(b))
+    .slice(0, MAX_ITEMS_PER_RUN)
+    .map((r) => r.projectId);
 }
 
 /** Which pass an action belongs to. */
@@ -276,7 +284,7 @@ export interface SweepSummary {
   expired: { remove: number; skip: number };
   orphans: { remove: number; skip: number; guard: string | null };
   reconcile: { correct: number; adopt: number; skip: number; guard: string | null };
-  /** `preview.idle` sent (issue 7: always 0 until activity is tracked). */
+  /** `preview.idle` sent. */
   idle: { stop: number };
   deferred: number;
 }

@@ -13,7 +13,8 @@
  *   dispatch-N   one `previews.sweep.item` event per preview, in chunks of DISPATCH_CHUNK per
  *                step; each event's id is derived from this run, the action and the project, so
  *                a replayed step's events are deduplicated by Inngest.
- *   stop-idle    (issue 7 seam) `preview.idle` for running previews idle too long: none yet.
+ *   stop-idle-N  `preview.idle` for running previews unused for longer than IDLE_TIMEOUT (a lost
+ *                activity event or debounce), DISPATCH_CHUNK per step; stop-preview does the rest.
  * A dry run records and sends nothing and returns the plan: nothing changes.
  * Returns the summary: counts per pass and action, the guards that tripped, what was deferred.
  *
@@ -87,10 +88,10 @@ export function createSweepPreviews(inngest: Inngest, deps: PreviewDeps, sweep: 
           chunk.map((item) => previewsSweepItem.create({ ...item, sweepRunId: runId }, { id: itemEventId(runId, item.action, item.projectId) })),
         );
       }
-      if (plan.idle.length > 0) {
+      for (let i = 0; i < plan.idle.length; i += DISPATCH_CHUNK) {
         await step.sendEvent(
-          "stop-idle",
-          plan.idle.map((projectId) => previewIdle.create({ projectId }, { id: itemEventId(runId, "idle", projectId) })),
+          `stop-idle-${i / DISPATCH_CHUNK + 1}`,
+          plan.idle.slice(i, i + DISPATCH_CHUNK).map((projectId) => previewIdle.create({ projectId }, { id: itemEventId(runId, "idle", projectId) })),
         );
       }
       logger.info({ summary, sweepRunId: runId }, "sweep planned and dispatched");

@@ -87,7 +87,12 @@ async function sweepDeps(
   }
   const { projects: _source, ...sweepSettings } = config.sweep;
   return {
-    sweep: { inventory: new DockerPreviewInventory(docker, settings, log), projects, decisions: new SqlSweepLog(db), settings: sweepSettings },
+    sweep: {
+      inventory: new DockerPreviewInventory(docker, settings, log),
+      projects,
+      decisions: new SqlSweepLog(db),
+      settings: { ...sweepSettings, idleTimeoutMs: config.activity.idleTimeoutMs },
+    },
     projectsDb,
   };
 }

@@ -22,13 +22,14 @@ type PreviewRow = {
   log_tail: string | null;
   stopped_at: Date | null;
   claim: string | null;
+  last_activity_at: Date | null;
   created_at: Date;
   updated_at: Date;
 };
 
 type ApplyRow = PreviewRow & { applied: boolean; changed: boolean };
 
-const COLUMNS = "project_id, status, url, container_id, reason, log_tail, stopped_at, claim, created_at, updated_at";
+const COLUMNS = "project_id, status, url, container_id, reason, log_tail, stopped_at, claim, last_activity_at, created_at, updated_at";
 const columnsOf = (table: string) =>
   COLUMNS.split(", ")
     .map((c) => `${table}.${c}`)
@@ -231,6 +232,7 @@ function toRecord(row: PreviewRow): PreviewRecord {
     logTail: row.log_tail,
     stoppedAt: row.stopped_at,
     claim: row.claim,
+    lastActivityAt: row.last_activity_at,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };

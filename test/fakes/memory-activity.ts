@@ -21,7 +21,10 @@ export class MemoryActivityStore implements ActivityStore, CapacityStore {
     for (const m of marks) {
       if (!this.previews.rows.has(m.projectId)) continue;
       const prev = this.activity.get(m.projectId);
-      if (!prev || prev < m.at) this.activity.set(m.projectId, m.at);
+      if (!prev || prev < m.at) {
+        this.activity.set(m.projectId, m.at);
+        this.previews.rows.get(m.projectId)!.lastActivityAt = m.at;
+      }
     }
   }
 

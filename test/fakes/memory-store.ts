@@ -44,6 +44,7 @@ export class MemoryPreviewStore implements PreviewStore {
       logTail: fields.logTail !== undefined ? fields.logTail : (prev?.logTail ?? null),
       stoppedAt: to !== "stopped" ? null : prev?.status === "stopped" ? prev.stoppedAt : now,
       claim: takesClaim(action) ? (fields.claim ?? null) : (prev?.claim ?? null),
+      lastActivityAt: prev?.lastActivityAt ?? null,
       createdAt: prev?.createdAt ?? now,
       updatedAt: now,
     };
@@ -83,6 +84,7 @@ export class MemoryPreviewStore implements PreviewStore {
       logTail: null,
       stoppedAt: status === "stopped" ? now : null,
       claim: null,
+      lastActivityAt: null,
       createdAt: now,
       updatedAt: now,
       ...extra,

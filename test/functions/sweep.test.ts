@@ -180,6 +180,25 @@ describe("planSweep", () => {
     expect(p.skipped).toEqual([expect.objectContaining({ projectId: "c", pass: "reconcile", reason: expect.stringMatching(/within SWEEP_GRACE/) })]);
   });
 
+  it("idle: running previews unused for IDLE_TIMEOUT (by last activity, or since ready) get preview.idle; used, stopped or corrected ones do not", async () => {
+    const w = world();
+    w.sweep.settings.idleTimeoutMs = HOUR;
+    for (const id of ["never-used", "used-long-ago", "used-recently", "ready-recently", "stopped", "gone"]) preview(w, id);
+    w.store.rows.get("used-long-ago")!.lastActivityAt = new Date(NOW - 2 * HOUR);
+    w.store.rows.get("used-recently")!.lastActivityAt = new Date(NOW - 5 * 60_000);
+    w.store.rows.get("ready-recently")!.updatedAt = new Date(NOW - 30 * 60_000);
+    w.store.rows.get("stopped")!.status = "stopped";
+    w.runtime.containers.get("stopped")!.running = false;
+    w.runtime.containers.delete("gone"); // corrected by reconcile instead
+    const p = await plan(w);
+    // The longest unused first.
+    expect(p.idle).toEqual(["never-used", "used-long-ago"]);
+    expect(p.items.map((i) => `${i.action}:${i.projectId}`)).toEqual(["correct:gone"]);
+    // Without IDLE_TIMEOUT in the settings: no idle pass.
+    delete w.sweep.settings.idleTimeoutMs;
+    expect((await plan(w)).idle).toEqual([]);
+  });
+
   it(`dispatches at most MAX_ITEMS_PER_RUN (${MAX_ITEMS_PER_RUN}) per run; the rest is deferred`, async () => {
     const w = world();
     for (let i = 0; i < MAX_ITEMS_PER_RUN + 50; i++) preview(w, `p-${i}`, { stoppedAgoMs: 25 * HOUR });
@@ -221,6 +240,33 @@ describe("sweep-previews at 10,000 previews, through /api/inngest", () => {
       expect(run.result).toMatchObject({ previews: 10_000, expired: { remove: 10_000 }, deferred: 0 });
     } finally {
       await host.close();
+    }
+  });
+});
+
+describe("sweep-previews sends preview.idle for idle previews, through /api/inngest", () => {
+  it("in chunks, with ids derived from the run, once per preview", async () => {
+    const standIn = await startInngestStandIn();
+    const w = world();
+    w.sweep.settings.idleTimeoutMs = HOUR;
+    for (let i = 0; i < 600; i++) preview(w, `idle-${i}`);
+    preview(w, "busy");
+    w.store.rows.get("busy")!.lastActivityAt = new Date(NOW - 60_000);
+    const inngest = createInngest(inngestSettings({ dev: standIn.url }), pino({ level: "silent" }));
+    const functions = [...createFunctions(inngest, w.deps), ...createSweepFunctions(inngest, w.deps, w.sweep)];
+    const host = await listen(createApp({ inngest, functions, store: w.store, runtime: w.runtime, apiToken: null }));
+    try {
+      const run = await standIn.run({ serveUrl: `${host.url}/api/inngest`, fnId: "previews-sweep-previews", event: { name: "previews.sweep.requested", data: {} } });
+      expect(run.outcome).toBe("completed");
+      expect(run.steps.map((s) => s.name)).toEqual(["plan", "stop-idle-1", "stop-idle-2"]);
+      const idle = standIn.eventsNamed("preview.idle");
+      expect(idle).toHaveLength(600);
+      expect(new Set(idle.map((e) => e.data.projectId))).not.toContain("busy");
+      expect(new Set(idle.map((e) => e.id)).size).toBe(600);
+      expect(run.result).toMatchObject({ idle: { stop: 600 } });
+    } finally {
+      await host.close();
+      await standIn.close();
     }
   });
 });

@@ -53,7 +53,7 @@ describe("activity, access and capacity settings", () => {
     ["IDLE_TIMEOUT", "soon", /IDLE_TIMEOUT must be a duration/],
     ["IDLE_TIMEOUT", "10s", /IDLE_TIMEOUT must be at least 1m/],
     ["ACTIVITY_EVENT_INTERVAL", "10ms", /ACTIVITY_EVENT_INTERVAL must be at least/],
-    ["ACTIVITY_FLUSH_INTERVAL", "1h", /ACTIVITY_FLUSH_INTERVAL is too long/],
+    ["ACTIVITY_FLUSH_INTERVAL", "1h", /ACTIVITY_FLUSH_INTERVAL must be at most 5m/],
     ["PREVIEW_ACCESS", "private", /PREVIEW_ACCESS must be public or token/],
     ["PREVIEW_LINK_TTL", "forever", /PREVIEW_LINK_TTL must be a duration/],
     ["MAX_RUNNING_PREVIEWS", "-1", /MAX_RUNNING_PREVIEWS must be a whole number/],
