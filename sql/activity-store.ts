@@ -41,8 +41,12 @@ where p.project_id = m.project_id
  * lets only one commit; the other fails with 23505 and `admit` runs the statement again, with a
  * fresh snapshot. So at most $3 rows ever hold a slot, however many launches run at once.
  *
- * When nothing is free, `victim` is the least recently active running preview holding a slot
- * (its last use, or when it became ready, whichever is later).
+ * Running previews without a slot (started before the cap was set, or while it was unlimited)
+ * count against the cap too: a slot is free only while the slotted and the unslotted holders
+ * together are fewer than $3. (Their number only ever falls, since every launch takes a slot, so
+ * a stale snapshot can only overcount them; the numbered slots stay what serialises admissions.)
+ * When nothing is free, `victim` is the least recently active running preview, with a slot or
+ * not (its last use, or when it became ready, whichever is later).
  */
 const ADMIT_SQL = `
 with me as (
@@ -59,8 +63,15 @@ held as (
   select slot from previews
   where slot is not null and status = any($4::text[]) and project_id <> $1::text
 ),
+unslotted as (
+  select project_id from previews
+  where slot is null and status = 'running' and project_id <> $1::text
+),
 free as (
-  select s from generate_series(1, $3::int) as s where s not in (select slot from held) limit 1
+  select s from generate_series(1, $3::int) as s
+  where s not in (select slot from held)
+    and (select count(*) from held) + (select count(*) from unslotted) < $3::int
+  limit 1
 ),
 taken as (
   update previews as p set slot = coalesce(me.slot, (select s from free))
@@ -72,9 +83,9 @@ select
   (select slot from taken) as slot,
   exists (select 1 from me) as mine,
   (select status from previews where project_id = $1::text) as status,
-  (select count(*) from held)::int as holders,
+  ((select count(*) from held) + (select count(*) from unslotted))::int as holders,
   (select project_id from previews
-    where status = 'running' and slot is not null and project_id <> $1::text
+    where status = 'running' and project_id <> $1::text
     order by greatest(last_activity_at, updated_at) asc, project_id
     limit 1) as victim,
   (select count(*) from released)::int as released`;

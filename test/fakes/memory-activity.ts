@@ -39,14 +39,19 @@ export class MemoryActivityStore implements ActivityStore, CapacityStore {
     const mine = this.slots.get(projectId);
     if (mine !== undefined) return { admitted: true, slot: mine };
     const held = new Set([...this.slots.values()]);
-    for (let s = 1; s <= max; s++) {
+    // Running previews without a slot (from before the cap) count against it too.
+    const unslotted = [...this.previews.rows.values()].filter((r) => r.status === "running" && r.projectId !== projectId && !this.slots.has(r.projectId)).length;
+    for (let s = 1; s <= max && held.size + unslotted < max; s++) {
       if (!held.has(s)) {
         this.slots.set(projectId, s);
         return { admitted: true, slot: s };
       }
     }
     const lastUse = (id: string) => Math.max(this.previews.rows.get(id)!.updatedAt.getTime(), this.activity.get(id)?.getTime() ?? 0);
-    const victims = [...this.slots.keys()].filter((id) => this.previews.rows.get(id)?.status === "running").sort((a, b) => lastUse(a) - lastUse(b) || a.localeCompare(b));
-    return { admitted: false, full: true, victim: victims[0] ?? null, holders: this.slots.size };
+    const victims = [...this.previews.rows.values()]
+      .filter((r) => r.status === "running" && r.projectId !== projectId)
+      .map((r) => r.projectId)
+      .sort((a, b) => lastUse(a) - lastUse(b) || a.localeCompare(b));
+    return { admitted: false, full: true, victim: victims[0] ?? null, holders: this.slots.size + unslotted };
   }
 }

@@ -46,6 +46,23 @@ describe("launch-preview with MAX_RUNNING_PREVIEWS", () => {
     expect(activity.slots.get(c)).toBeDefined();
   });
 
+  it("previews running from before the cap (no slot) count against it: a launch over it evicts until it fits", async () => {
+    env = await createUnitEnv({ readyTimeoutMs: 2_000 });
+    // Two previews launched while the cap was off: running, without a slot.
+    const a = await env.runningPreview("a");
+    const b = await env.runningPreview("b");
+    const activity = new MemoryActivityStore(env.store);
+    env.deps.capacity = { store: activity, max: 1 };
+    env.deps.activity = activity;
+    await activity.recordActivity([{ projectId: b, at: new Date(Date.now() + 1_000) }]);
+    const c = newProjectId("c");
+    env.site.sites.add(c);
+    expect((await env.launch(c)).error).toBeUndefined();
+    // Both went (a, the least recently active, first): one preview runs, as the cap says.
+    expect(env.store.applied.filter((x) => x.action === "evict" && x.applied).map((x) => x.projectId)).toEqual([a, b]);
+    expect([a, b, c].map((id) => env!.runtime.containers.get(id)?.running)).toEqual([false, false, true]);
+  });
+
   it("a relaunch of a running preview takes nothing and evicts nobody", async () => {
     const { env } = await setup(1);
     const a = await env.runningPreview("a");

@@ -59,6 +59,33 @@ describe.each(drivers)("capacity admission on %s", (driver) => {
     ]);
   });
 
+  it("running previews without a slot (from before the cap) count against it and are evicted first when least recently active", async () => {
+    // This database's earlier previews out of the way (the test database is this file's own).
+    await t.db.query("update previews set status = 'stopped', stopped_at = coalesce(stopped_at, now()), slot = null");
+    // Three previews running since before MAX_RUNNING_PREVIEWS was set: no slot.
+    const old = [id("old"), id("old"), id("old")];
+    for (const p of old) {
+      const run = await starting(p);
+      await store.apply(p, "ready", { reason: "test", claim: run, url: "http://x", containerId: "c" });
+    }
+    await t.db.query("update previews set updated_at = now() - interval '2 hours' where project_id = any($1::text[])", [old]);
+    await t.db.query("update previews set last_activity_at = now() - interval '1 minute' where project_id = $1", [old[0]]);
+    const fresh = id("new");
+    const run = await starting(fresh);
+    // Cap 2 with 3 running: full; the least recently active of them is the victim (not old[0], used a minute ago).
+    const answer = await activity.admit(fresh, run, 2);
+    expect(answer).toMatchObject({ admitted: false, full: true, holders: 3 });
+    expect(answer.admitted === false && answer.full && [old[1], old[2]]).toContain(answer.admitted === false && answer.full ? answer.victim : null);
+    // Two of them stopped: still full (one running + the cap of 2 leaves one slot).
+    await store.apply(old[1]!, "stop", { reason: "test", claim: "s1" });
+    await store.apply(old[1]!, "stopped", { reason: "test", claim: "s1" });
+    expect(await activity.admit(fresh, run, 2)).toMatchObject({ admitted: false, full: true, holders: 2 });
+    await store.apply(old[2]!, "stop", { reason: "test", claim: "s2" });
+    await store.apply(old[2]!, "stopped", { reason: "test", claim: "s2" });
+    expect(await activity.admit(fresh, run, 2)).toMatchObject({ admitted: true });
+    await t.db.query("update previews set status = 'stopped', stopped_at = coalesce(stopped_at, now()), slot = null where project_id = any($1::text[])", [[...old, fresh]]);
+  });
+
   it("a preview being stopped or removed keeps its slot until it is stopped or removed", async () => {
     await t.db.query("delete from previews");
     const [a, b] = [id("a"), id("b")];
