@@ -41,7 +41,8 @@ export function isPreviewHost(host: string | undefined | null, domain: string): 
   return h.endsWith(`.${domain}`);
 }
 
-const TOKEN = /^(\d{1,12})\.([A-Za-z0-9_-]{43})$/;
+/** One way to write a token only: no leading zero in the expiry (the signature is checked canonical below). */
+const TOKEN = /^([1-9]\d{0,11})\.([A-Za-z0-9_-]{43})$/;
 /** Verified tokens remembered (the hot path skips the HMAC for them); cleared when full. */
 const VERIFIED_MEMORY = 10_000;
 
@@ -85,7 +86,9 @@ export class LinkSigner {
     const expected = this.#mac(projectId, expiry);
     // Both 32 bytes (43 base64url characters decode to 32), compared in constant time; the
     // expiry is checked after, so a forged and an expired token take the same path.
-    const ok = given.length === expected.length && timingSafeEqual(given, expected);
+    // The last base64url character carries 2 spare bits: only the canonical spelling counts,
+    // so one link has exactly one token (and one entry in the cache above).
+    const ok = given.length === expected.length && timingSafeEqual(given, expected) && given.toString("base64url") === m[2];
     if (!ok || expiry * 1000 <= now) return null;
     if (this.#verified.size >= VERIFIED_MEMORY) this.#verified.clear();
     this.#verified.set(`${projectId} ${token}`, expiry * 1000);
@@ -97,14 +100,24 @@ export class LinkSigner {
   }
 }
 
-/** The value of cookie `name` in a `Cookie` header, or null. */
+/** The value of cookie `name` in a `Cookie` header, or null (the first, when there are several). */
 export function readCookie(header: string | undefined | null, name: string): string | null {
-  if (!header) return null;
+  return readCookies(header, name)[0] ?? null;
+}
+
+/**
+ * Every value of cookie `name` in a `Cookie` header, in order. Several can come: one set by a
+ * sibling host for the whole domain shadows the host's own in the first place, so a caller that
+ * checks access tries them all.
+ */
+export function readCookies(header: string | undefined | null, name: string): string[] {
+  if (!header) return [];
+  const values: string[] = [];
   for (const part of header.split(";")) {
     const eq = part.indexOf("=");
-    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+    if (eq > 0 && part.slice(0, eq).trim() === name) values.push(part.slice(eq + 1).trim());
   }
-  return null;
+  return values;
 }
 
 /**

@@ -18,7 +18,7 @@ import type { Context, MiddlewareHandler } from "hono";
 import type { Logger } from "pino";
 import type { PreviewRecord, PreviewStore, ProjectId } from "../functions/ports.js";
 import { InvalidProjectIdError, assertProjectId } from "../functions/project-id.js";
-import { TOKEN_PARAM, accessCookie, isPreviewHost, projectOfHost, readCookie, takeToken, ACCESS_COOKIE, type LinkSigner } from "./access.js";
+import { TOKEN_PARAM, accessCookie, isPreviewHost, projectOfHost, readCookies, takeToken, ACCESS_COOKIE, type LinkSigner } from "./access.js";
 import type { ActivityTracker } from "./activity.js";
 
 export const FORWARD_AUTH_PATH = "/forward-auth";
@@ -31,6 +31,17 @@ const WAKE_FAILED_RETRY_MS = 60_000;
 const WAKE_MEMORY = 10_000;
 /** Hosts remembered by forward-auth; cleared when full. */
 const HOST_MEMORY = 10_000;
+/**
+ * Which projects have a preview (a row, not removed), as forward-auth remembers it: a project
+ * with one is trusted for KNOWN_TTL_MS, one without for UNKNOWN_TTL_MS; at most KNOWN_MEMORY
+ * projects (the oldest forgotten first). A project not remembered costs one database read, at
+ * most LOOKUPS_AT_ONCE at a time (beyond: 503, Traefik's client retries): a flood of made-up
+ * ids neither records anything nor holds more of the database than that.
+ */
+const KNOWN_TTL_MS = 30_000;
+const UNKNOWN_TTL_MS = 5_000;
+const KNOWN_MEMORY = 20_000;
+const LOOKUPS_AT_ONCE = 16;
 
 export interface PreviewRoutesDeps {
   /** PREVIEW_DOMAIN (lower case). */
@@ -48,7 +59,8 @@ export interface PreviewRoutesDeps {
   log?: Logger;
 }
 
-type Gate = { allow: true } | { allow: false } | { allow: "redirect"; location: string; cookie: string };
+/** `cookie` null: the request already had a valid cookie (only the token is taken off the URL). */
+type Gate = { allow: true } | { allow: false } | { allow: "redirect"; location: string; cookie: string | null };
 
 const html = (title: string, body: string, extraHead = "") =>
   `<!doctype html><html><head><meta charset="utf-8"><title>${title}</title>${extraHead}</head><body><h1>${title}</h1><p>${body}</p></body></html>\n`;
@@ -74,11 +86,17 @@ function headerReader(c: Context): (name: string) => string | undefined {
   return (name) => c.req.header(name);
 }
 
+/** A row's version, as the wake bookkeeping compares them: its status and when it last changed. */
+const versionOf = (row: PreviewRecord) => `${row.status}@${row.updatedAt.getTime()}`;
+
 export class PreviewRoutes {
   /** Per project: the row version a wake was sent for, and when. */
   readonly #woken = new Map<ProjectId, { version: string; at: number }>();
   /** Host header -> project (null: not a preview host). */
   readonly #hosts = new Map<string, ProjectId | null>();
+  /** Project -> whether it has a preview, and until when that is trusted. */
+  readonly #known = new Map<ProjectId, { live: boolean; until: number }>();
+  #lookups = 0;
 
   constructor(private readonly deps: PreviewRoutesDeps) {}
 
@@ -90,38 +108,71 @@ export class PreviewRoutes {
     if (this.deps.access === "public") return { allow: true };
     const signer = this.deps.signer;
     if (!signer) return { allow: false };
+    // Any of the access cookies sent (a sibling host may shadow this host's own with its own).
+    const cookie = readCookies(cookies, ACCESS_COOKIE).some((value) => signer.verify(projectId, value) !== null);
     if (uri.includes(TOKEN_PARAM)) {
       const link = takeToken(uri);
       if (link.hasToken) {
-        const expiresAt = signer.verify(projectId, link.token);
-        if (!expiresAt) return { allow: false };
         const secure = proto?.toLowerCase() === "https";
-        return {
-          allow: "redirect",
-          location: `${secure ? "https" : "http"}://${host}${link.rest}`,
-          cookie: accessCookie(link.token!, expiresAt, secure),
-        };
+        const location = `${secure ? "https" : "http"}://${host}${link.rest}`;
+        const expiresAt = signer.verify(projectId, link.token);
+        // A stale link opened by someone who already has access: in, without the token.
+        if (!expiresAt) return cookie ? { allow: "redirect", location, cookie: null } : { allow: false };
+        return { allow: "redirect", location, cookie: accessCookie(link.token!, expiresAt, secure) };
       }
     }
-    return signer.verify(projectId, readCookie(cookies, ACCESS_COOKIE)) ? { allow: true } : { allow: false };
+    return cookie ? { allow: true } : { allow: false };
   }
 
-  /** `GET|...|/forward-auth`: the hot path. */
-  forwardAuth = (c: Context): Response => {
+  /**
+   * `GET|...|/forward-auth`: the hot path. A host that is not exactly `{id}.{PREVIEW_DOMAIN}`, or
+   * whose project has no preview, gets 404 and records nothing; a project remembered as having
+   * one is answered from memory.
+   */
+  forwardAuth = (c: Context): Response | Promise<Response> => {
     const header = headerReader(c);
     const host = header("x-forwarded-host");
     const projectId = this.#projectOf(host);
     if (!projectId) return c.text("unknown preview host\n", 404);
-    const gate = this.gate(projectId, host!.trim(), header("x-forwarded-uri") ?? "/", header("x-forwarded-proto"), header("cookie"));
-    if (gate.allow === false) return c.html(UNAUTHORIZED_PAGE, 401);
+    const known = this.#known.get(projectId);
+    if (known && known.until > Date.now()) return known.live ? this.#pass(c, header, projectId, host!) : c.text("no preview here\n", 404);
+    return this.#lookUp(projectId).then((live) => {
+      if (live === "busy") return c.text("busy, try again\n", 503);
+      return live ? this.#pass(c, header, projectId, host!) : c.text("no preview here\n", 404);
+    });
+  };
+
+  /** Forward-auth for a project that has a preview: the access gate, then activity. */
+  #pass(c: Context, header: (name: string) => string | undefined, projectId: ProjectId, host: string): Response {
+    const gate = this.gate(projectId, host.trim(), header("x-forwarded-uri") ?? "/", header("x-forwarded-proto"), header("cookie"));
+    if (gate.allow === false) {
+      c.header("Cache-Control", "no-store");
+      return c.html(UNAUTHORIZED_PAGE, 401);
+    }
     this.deps.tracker.touch(projectId);
     if (gate.allow === "redirect") {
-      c.header("Set-Cookie", gate.cookie);
+      if (gate.cookie) c.header("Set-Cookie", gate.cookie);
       c.header("Cache-Control", "no-store");
       return c.redirect(gate.location, 302);
     }
     return c.body(null, 200);
-  };
+  }
+
+  /** Whether the project has a preview now (one read, remembered); "busy": too many reads at once. */
+  async #lookUp(projectId: ProjectId): Promise<boolean | "busy"> {
+    if (this.#lookups >= LOOKUPS_AT_ONCE) return "busy";
+    this.#lookups++;
+    try {
+      const row = await this.deps.store.get(projectId);
+      const live = row !== null && row.status !== "removed" && row.status !== "removing";
+      this.#known.delete(projectId);
+      this.#known.set(projectId, { live, until: Date.now() + (live ? KNOWN_TTL_MS : UNKNOWN_TTL_MS) });
+      if (this.#known.size > KNOWN_MEMORY) this.#known.delete(this.#known.keys().next().value!);
+      return live;
+    } finally {
+      this.#lookups--;
+    }
+  }
 
   /**
    * The wake page, as a middleware in front of everything: requests whose `Host` is under the
@@ -137,13 +188,13 @@ export class PreviewRoutes {
     const gate = this.gate(projectId, host!.trim(), url.pathname + url.search, c.req.header("x-forwarded-proto"), c.req.header("cookie"));
     if (gate.allow === false) return c.html(UNAUTHORIZED_PAGE, 401);
     if (gate.allow === "redirect") {
-      c.header("Set-Cookie", gate.cookie);
+      if (gate.cookie) c.header("Set-Cookie", gate.cookie);
       return c.redirect(gate.location, 302);
     }
     const row = await this.deps.store.get(projectId);
     if (!row || row.status === "removed" || row.status === "removing") return c.html(NOT_FOUND_PAGE, 404);
     this.deps.tracker.touch(projectId);
-    if (row.status === "failed" && this.#recentlyWoken(projectId)) {
+    if (row.status === "failed" && this.#failedSinceWake(projectId, row)) {
       // The launch this page asked for failed: no relaunch loop from the page's refreshes.
       return c.html(html("Your preview could not start", "Ask the site builder to rebuild it, or reload this page in a minute."), 503);
     }
@@ -156,9 +207,11 @@ export class PreviewRoutes {
   };
 
   /** `POST /previews/:projectId/activity` (under the API token): the builder UI's heartbeat. */
-  heartbeat = (c: Context): Response => {
+  heartbeat = async (c: Context): Promise<Response> => {
     const projectId = this.#param(c);
     if (typeof projectId !== "string") return projectId;
+    const row = await this.deps.store.get(projectId);
+    if (!row || row.status === "removed" || row.status === "removing") return c.json({ error: `no preview for project ${projectId}` }, 404);
     this.deps.tracker.touch(projectId);
     return c.json({ projectId, recorded: true }, 202);
   };
@@ -199,6 +252,16 @@ export class PreviewRoutes {
     }
   }
 
+  /**
+   * Whether the launch this page asked for (within the last minute) has failed: the row is
+   * failed in another version than the one the wake was sent for. The same version means the
+   * launch has not even claimed the preview yet: the page keeps saying it is starting.
+   */
+  #failedSinceWake(projectId: ProjectId, row: PreviewRecord): boolean {
+    const last = this.#woken.get(projectId);
+    return last !== undefined && Date.now() - last.at < WAKE_FAILED_RETRY_MS && last.version !== versionOf(row);
+  }
+
   #recentlyWoken(projectId: ProjectId): boolean {
     const last = this.#woken.get(projectId);
     return last !== undefined && Date.now() - last.at < WAKE_FAILED_RETRY_MS;
@@ -213,7 +276,7 @@ export class PreviewRoutes {
    */
   async #wakeOnce(projectId: ProjectId, row: PreviewRecord): Promise<void> {
     if (row.status === "starting" || row.status === "stopping") return;
-    const version = `${row.status}@${row.updatedAt.getTime()}`;
+    const version = versionOf(row);
     if (this.#woken.get(projectId)?.version === version) return;
     // Running (Traefik has not picked the container up yet) or failed right after a wake of this
     // page: the wake is still the one sent; only a later visit may ask again.

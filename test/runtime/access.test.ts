@@ -81,6 +81,19 @@ describe("LinkSigner", () => {
     for (const bad of ["", "x", `${exp}`, `${exp}.`, `${exp}.${sig}x`, `-1.${sig}`, `${exp}.${sig.slice(1)}`]) expect(signer.verify("p1", bad, now), bad).toBeNull();
     expect(signer.verify("p1", null, now)).toBeNull();
   });
+
+  it("one spelling per token: a leading zero in the expiry, or spare bits set in the last character, do not verify", () => {
+    const { token } = signer.sign("p1", now);
+    const [exp, sig] = token.split(".") as [string, string];
+    expect(signer.verify("p1", `0${exp}.${sig}`, now)).toBeNull();
+    // The 43rd character carries 4 signature bits and 2 spare ones: flip a spare bit.
+    const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const last = alphabet[alphabet.indexOf(sig[42]!) ^ 1]!;
+    const variant = `${exp}.${sig.slice(0, 42)}${last}`;
+    expect(Buffer.from(variant.split(".")[1]!, "base64url")).toEqual(Buffer.from(sig, "base64url"));
+    expect(signer.verify("p1", variant, now)).toBeNull();
+    expect(signer.verify("p1", token, now)).not.toBeNull();
+  });
 });
 
 describe("cookie and token helpers", () => {

@@ -45,7 +45,7 @@ async function start(name: string, extra: Record<string, string>): Promise<Runni
   });
   const service = await startService(config, pino({ level: "silent" }));
   const store = new SqlPreviewStore(service.db);
-  for (const id of ["p1", "p2", "11", "1"]) {
+  for (const id of ["p1", "p2", "p11", "11", "1"]) {
     await store.apply(id, "launch", { reason: "test", claim: "run" });
     await store.apply(id, "ready", { reason: "test", claim: "run", url: `http://${id}.${DOMAIN}`, containerId: `c-${id}` });
   }
@@ -109,7 +109,8 @@ describe("forward-auth (public)", () => {
 
   it("matches hosts exactly: 1. is not 11., subdomains and suffixes are unknown (404, nothing recorded)", async () => {
     const touched = () => standIn.eventsNamed("preview.activity").length;
-    for (const host of ["1.preview.localhost.evil.com", "x.1.preview.localhost", "1preview.localhost", "preview.localhost", "1.other.localhost", "UPPER_CASE.preview.localhost", ""]) {
+    // ... and a well-formed id of a project without a preview ("ghost") is unknown too.
+    for (const host of ["1.preview.localhost.evil.com", "x.1.preview.localhost", "1preview.localhost", "preview.localhost", "1.other.localhost", "UPPER_CASE.preview.localhost", "", "ghost.preview.localhost"]) {
       const before = touched();
       const res = await forwardAuth(open, host);
       expect(res.status, host).toBe(404);

@@ -43,6 +43,7 @@ const bearer = { headers: { authorization: `Bearer ${TOKEN}` } };
 describe("forward-auth through app.request()", () => {
   it("gates and records like over HTTP", async () => {
     const t = setup();
+    t.store.seed("p1", "running");
     expect((await t.app.request("/forward-auth", fa("p1.preview.localhost"))).status).toBe(401);
     expect((await t.app.request("/forward-auth", fa("p1.preview.localhost.x"))).status).toBe(404);
     const { token } = new LinkSigner(SECRET, 3_600_000).sign("p1");
@@ -53,11 +54,63 @@ describe("forward-auth through app.request()", () => {
     expect(t.touched).toEqual(["p1", "p1"]);
   });
 
-  it("public: every preview host passes; an unknown one is 404 and records nothing", async () => {
+  it("any of several access cookies opens (a sibling host's cookie cannot shadow this host's own)", async () => {
+    const t = setup();
+    t.store.seed("p1", "running");
+    const { token } = new LinkSigner(SECRET, 3_600_000).sign("p1");
+    const res = await t.app.request("/forward-auth", fa("p1.preview.localhost", { cookie: `preview_access=junk; preview_access=${token}` }));
+    expect(res.status).toBe(200);
+  });
+
+  it("a stale link opened with a valid cookie: in, the token taken off the URL, no new cookie", async () => {
+    const t = setup();
+    t.store.seed("p1", "running");
+    const { token } = new LinkSigner(SECRET, 3_600_000).sign("p1");
+    const stale = new LinkSigner(SECRET, 1_000).sign("p1", Date.now() - 10_000).token;
+    const res = await t.app.request("/forward-auth", fa("p1.preview.localhost", { cookie: `preview_access=${token}`, "x-forwarded-uri": `/page?preview_token=${stale}` }));
+    expect(res.status).toBe(302);
+    expect(res.headers.get("location")).toBe("http://p1.preview.localhost/page");
+    expect(res.headers.get("set-cookie")).toBeNull();
+    // Without the cookie the stale link opens nothing.
+    expect((await t.app.request("/forward-auth", fa("p1.preview.localhost", { "x-forwarded-uri": `/page?preview_token=${stale}` }))).status).toBe(401);
+  });
+
+  it("public: every preview's host passes; another host, or a project without a preview, is 404 and records nothing", async () => {
     const t = setup({ access: "public", signer: null });
+    t.store.seed("p1", "stopped");
+    t.store.seed("gone", "removed");
     expect((await t.app.request("/forward-auth", fa("p1.preview.localhost"))).status).toBe(200);
     expect((await t.app.request("/forward-auth", fa("x.p1.preview.localhost"))).status).toBe(404);
+    expect((await t.app.request("/forward-auth", fa("ghost.preview.localhost"))).status).toBe(404);
+    expect((await t.app.request("/forward-auth", fa("gone.preview.localhost"))).status).toBe(404);
     expect(t.touched).toEqual(["p1"]);
+  });
+
+  it("remembers which projects have a preview: one read per project, not per request", async () => {
+    const t = setup({ access: "public", signer: null });
+    t.store.seed("p1", "running");
+    let reads = 0;
+    const get = t.store.get.bind(t.store);
+    t.store.get = async (id) => (reads++, get(id));
+    for (let i = 0; i < 5; i++) expect((await t.app.request("/forward-auth", fa("p1.preview.localhost"))).status).toBe(200);
+    for (let i = 0; i < 5; i++) expect((await t.app.request("/forward-auth", fa("ghost.preview.localhost"))).status).toBe(404);
+    expect(reads).toBe(2);
+  });
+
+  it("a flood of made-up projects holds at most a few database reads at once: the rest get 503, nothing is recorded", async () => {
+    const t = setup({ access: "public", signer: null });
+    let inFlight = 0;
+    let most = 0;
+    t.store.get = async () => {
+      most = Math.max(most, ++inFlight);
+      await new Promise((r) => setTimeout(r, 20));
+      inFlight--;
+      return null;
+    };
+    const answers = await Promise.all(Array.from({ length: 100 }, (_, i) => t.app.request("/forward-auth", fa(`made-up-${i}.preview.localhost`))));
+    expect(most).toBeLessThanOrEqual(16);
+    expect(new Set(answers.map((r) => r.status))).toEqual(new Set([404, 503]));
+    expect(t.touched).toEqual([]);
   });
 });
 
@@ -69,9 +122,11 @@ describe("heartbeat and links", () => {
     expect(t.touched).toEqual([]);
   });
 
-  it("heartbeat records activity for a valid id, 400 naming a bad one", async () => {
+  it("heartbeat records activity for a preview, 404 for a project without one, 400 naming a bad id", async () => {
     const t = setup();
+    t.store.seed("p1", "running");
     expect((await t.app.request("/previews/p1/activity", { method: "POST", ...bearer })).status).toBe(202);
+    expect((await t.app.request("/previews/ghost/activity", { method: "POST", ...bearer })).status).toBe(404);
     const bad = await t.app.request("/previews/P..1/activity", { method: "POST", ...bearer });
     expect(bad.status).toBe(400);
     expect((await bad.json()).error).toMatch(/invalid projectId "P\.\.1"/);
@@ -107,6 +162,17 @@ describe("wake page", () => {
     t.store.seed("p1", "failed", { updatedAt: new Date(Date.now() + 5) }); // the launch failed again
     const again = await t.app.request("/", { headers: { host: "p1.preview.localhost" } });
     expect(await again.text()).toMatch(/could not start/);
+    expect(t.launches).toEqual(["p1"]);
+  });
+
+  it("a failed preview that the launch has not picked up yet: the page still says starting (the failure is the old one)", async () => {
+    const t = setup({ access: "public", signer: null });
+    t.store.seed("p1", "failed");
+    await t.app.request("/", { headers: { host: "p1.preview.localhost" } });
+    // Same row as when the wake was sent: the requested launch has not claimed it yet.
+    const refresh = await t.app.request("/", { headers: { host: "p1.preview.localhost" } });
+    expect(refresh.status).toBe(503);
+    expect(await refresh.text()).toMatch(/Starting your preview/);
     expect(t.launches).toEqual(["p1"]);
   });
 
