@@ -5,8 +5,9 @@
  *   1. throughput: closed loop, BENCH_FA_CONNECTIONS keep-alive connections for
  *      BENCH_FA_SECONDS per sample, alternating bare / forward-auth; target: forward-auth
  *      requests/s >= 0.8 x the bare handler's;
- *   2. latency at a fixed rate: the highest of BENCH_FA_RATES (requests/s, open loop) that the
- *      bare handler serves with p99 <= 1 ms, then forward-auth at that rate; target: p99 <= 1 ms.
+ *   2. latency at fixed rates (BENCH_FA_RATES, requests/s, open loop), BENCH_FA_ROUNDS
+ *      alternating pairs per rate, medians of the p99s: at the highest rate the bare handler
+ *      serves with p99 <= 1 ms, target: forward-auth p99 <= 1 ms.
  *
  * The host is the real one (`startService`: the pg driver on a fresh database of the TEST_PG_URL
  * server, or PGlite when it is unreachable or BENCH_FA_PGLITE=1; the Inngest client in dev mode
@@ -183,24 +184,32 @@ try {
   const ratio = median(faRps) / median(bareRps);
   console.log(`throughput: bare ${fmt(median(bareRps))} req/s, forward-auth ${fmt(median(faRps))} req/s, ratio ${fmt(ratio, 2)} (target >= 0.80) ${ratio >= 0.8 ? "OK" : "MISSED"}`);
 
-  let chosen: { rate: number; bare: Sample } | null = null;
-  let best: { rate: number; bare: Sample } | null = null;
+  // Latency: at each rate, ROUNDS alternating pairs (bare, forward-auth), each side's p99 the
+  // median over its rounds (one 3 s sample's p99 is its ~15th slowest request: one GC pause on
+  // a shared 2-core machine moves it). The rate judged is the highest whose bare median p99 is
+  // <= 1 ms.
+  const atRate: Array<{ rate: number; bare: number; fa: number; faP50: number }> = [];
   for (const rate of RATES) {
-    const b = await load(bareUrl, {}, rate);
-    console.log(`  bare at ${rate} req/s: p50 ${fmt(b.p50, 3)} ms, p99 ${fmt(b.p99, 3)} ms`);
-    if (b.p99 <= 1) chosen = { rate, bare: b };
-    if (!best || b.p99 < best.bare.p99) best = { rate, bare: b };
+    const bare: number[] = [];
+    const fa: number[] = [];
+    const faP50: number[] = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      bare.push((await load(bareUrl, {}, rate)).p99);
+      const f = await load(faUrl, faHeaders, rate);
+      fa.push(f.p99);
+      faP50.push(f.p50);
+    }
+    const row = { rate, bare: median(bare), fa: median(fa), faP50: median(faP50) };
+    atRate.push(row);
+    console.log(`  at ${rate} req/s: p99 bare ${fmt(row.bare, 3)} ms, forward-auth ${fmt(row.fa, 3)} ms (medians of ${ROUNDS}; forward-auth p50 ${fmt(row.faP50, 3)} ms)`);
   }
+  const chosen = atRate.filter((r) => r.bare <= 1).at(-1);
   if (!chosen) {
-    // Still measured side by side at the bare handler's best rate, for the record.
-    const f = await load(faUrl, faHeaders, best!.rate);
-    console.log(
-      `latency: the bare handler served none of the rates with p99 <= 1 ms on this machine (target not assessable); at ${best!.rate} req/s: bare p50 ${fmt(best!.bare.p50, 3)} ms p99 ${fmt(best!.bare.p99, 3)} ms, forward-auth p50 ${fmt(f.p50, 3)} ms p99 ${fmt(f.p99, 3)} ms`,
-    );
+    const best = [...atRate].sort((x, y) => x.bare - y.bare)[0]!;
+    console.log(`latency: the bare handler served none of the rates with p99 <= 1 ms on this machine (target not assessable); best at ${best.rate} req/s: bare p99 ${fmt(best.bare, 3)} ms, forward-auth p99 ${fmt(best.fa, 3)} ms`);
   } else {
-    const f = await load(faUrl, faHeaders, chosen.rate);
     console.log(
-      `latency at ${chosen.rate} req/s: bare p99 ${fmt(chosen.bare.p99, 3)} ms, forward-auth p50 ${fmt(f.p50, 3)} ms p99 ${fmt(f.p99, 3)} ms (target <= 1 ms) ${f.p99 <= 1 ? "OK" : "MISSED"}`,
+      `latency at ${chosen.rate} req/s: bare p99 ${fmt(chosen.bare, 3)} ms, forward-auth p50 ${fmt(chosen.faP50, 3)} ms p99 ${fmt(chosen.fa, 3)} ms (target <= 1 ms) ${chosen.fa <= 1 ? "OK" : "MISSED"}`,
     );
   }
   await service.activity.flush();
