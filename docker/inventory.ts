@@ -74,12 +74,19 @@ export class DockerPreviewInventory implements PreviewInventory {
   }
 
   /**
-   * By id, without inspecting again: the caller inspected this container (ours, by its labels)
-   * in the same step, and an id never changes hands. A container replaced since is another id
-   * (404: absent here; the new one is not touched); one started since answers 409 (no force).
+   * Removes `containerId` only if it is, now, this instance's preview of the project under its
+   * name (one inspect by name: the id may come from an event, and an event can be forged), and
+   * not running; no force, so one started in between answers 409 and stays. A container that
+   * replaced it is another id and is not touched.
    */
   async removeStopped(projectId: ProjectId, containerId: string): Promise<SweepRemoveOutcome> {
     const id = assertProjectId(projectId);
+    // The id comes from an event: only the container that is this instance's preview of the
+    // project, under its name, is ever removed (a forged id of anyone else's container is not).
+    const mine = await this.inspectByName(id);
+    if (!mine) return "absent";
+    if (mine.Id !== containerId) return "replaced";
+    if (RUNNING_STATES.has(mine.State.Status)) return "running";
     try {
       await traced(this.log, "container.remove", { projectId: id, containerId }, () => this.docker.getContainer(containerId).remove({ v: true }));
       return "removed";

@@ -105,6 +105,8 @@ export function sweepActions(deps: PreviewDeps, sweep: SweepDeps) {
       const reason = `sweep: container removed, stopped since ${row.stoppedAt.toISOString()} (${retention}); site files kept`;
       const outcome = await sweep.inventory.removeStopped(projectId, planned);
       if (outcome === "running") return skip("container runs again; left alone");
+      // Not (or no longer) the project's preview under its name: a replaced or forged id.
+      if (outcome === "replaced") return skip(`container ${planned.slice(0, 12)} is not the project's preview (replaced, or not ours); left alone`);
       const result = await deps.store.apply(projectId, "expire", { reason, claim: runId, containerId: null, url: null });
       if (!result.applied) return { done: true, action: "removed", reason: `${reason}; row not recorded (now ${result.row?.status ?? "gone"})` };
       return { done: true, action: "removed", reason: `${reason} (container ${outcome})` };
@@ -171,6 +173,8 @@ export function sweepActions(deps: PreviewDeps, sweep: SweepDeps) {
       if (row && row.status !== "removed") return { ok: false, reason: `has a row now (${row.status})` };
     }
     const c = await sweep.inventory.inspect(projectId);
+    // Without a project source nothing says the project is gone: a running container stays.
+    if (c?.running && !sweep.projects) return { ok: false, reason: `container is ${c.state}: never an orphan without a project source` };
     if (c && at - c.createdAt < sweep.settings.graceMs) return { ok: false, reason: `container created ${new Date(c.createdAt).toISOString()}, younger than SWEEP_GRACE ${formatAge(sweep.settings.graceMs)}` };
     if (!c) {
       const row = await deps.store.get(projectId);

@@ -151,15 +151,25 @@ export async function planSweep(store: PreviewStore, sweep: SweepDeps): Promise<
   if (sweep.projects) {
     if (existing) orphans = managed.filter((id) => !existing.has(id));
   } else {
-    // No project source: a container this service has no (live) row for.
-    orphans = containerList.filter((c) => !rows.get(c.projectId) || rows.get(c.projectId)?.status === "removed").map((c) => c.projectId);
+    // No project source: a stopped container this service has no (live) row for. A running one
+    // is never an orphan here: it may be another instance's under the same owner (a second
+    // checkout, a restored database), and nothing says its project is gone.
+    orphans = containerList
+      .filter((c) => !c.running && (!rows.get(c.projectId) || rows.get(c.projectId)?.status === "removed"))
+      .map((c) => c.projectId);
+    for (const c of containerList) {
+      if (c.running && !rows.has(c.projectId)) skipped.push({ projectId: c.projectId, pass: "orphans", reason: "running container without a row: never an orphan without a project source" });
+    }
   }
+  // Without a project source the share is of the containers: rows alone (stopped ones pile up)
+  // must not dilute it.
+  const population = sweep.projects ? managed.length : containerList.length;
   if (projectsProblem) {
     guards.push({ pass: "orphans", reason: `orphan pass skipped: ${projectsProblem}` });
-  } else if (orphans.length > 0 && orphans.length > maxOrphanFraction * managed.length) {
+  } else if (orphans.length > 0 && orphans.length > maxOrphanFraction * population) {
     guards.push({
       pass: "orphans",
-      reason: `orphan pass skipped: it would remove ${orphans.length} of ${managed.length} managed previews, more than SWEEP_MAX_ORPHAN_FRACTION ${maxOrphanFraction}${sweep.projects ? "" : " (no project source: containers without a row)"}`,
+      reason: `orphan pass skipped: it would remove ${orphans.length} of ${population} ${sweep.projects ? "managed previews" : "managed containers"}, more than SWEEP_MAX_ORPHAN_FRACTION ${maxOrphanFraction}${sweep.projects ? "" : " (no project source: stopped containers without a row)"}`,
     });
   } else {
     for (const id of orphans) {

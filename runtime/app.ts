@@ -168,6 +168,9 @@ export function createApp(deps: AppDeps): Hono {
     if (deps.apiToken) sweepApi.use("*", requireBearer(deps.apiToken));
     else sweepApi.use("*", async (c) => c.json({ error: "POST /sweep needs API_TOKEN to be configured (it removes containers)" }, 403));
     sweepApi.post("/", async (c) => {
+      // A misspelt `?dryrun=1` must not run the real thing: only known parameters are taken.
+      const unknown = Object.keys(c.req.queries()).filter((k) => k !== "dryRun");
+      if (unknown.length) return c.json({ error: `unknown query parameter ${unknown.map((k) => JSON.stringify(k)).join(", ")}: only dryRun is accepted` }, 400);
       const dryRun = parseFlag(c.req.query("dryRun"));
       if (dryRun === null) return c.json({ error: `dryRun must be 1, 0, true or false (got ${JSON.stringify(c.req.query("dryRun"))})` }, 400);
       if (dryRun) {

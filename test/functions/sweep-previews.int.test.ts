@@ -10,6 +10,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { LABELS } from "../../docker/labels.js";
 import { openPg } from "../../sql/drivers/pg.js";
 import { SqlProjectDirectory } from "../../sql/projects.js";
+import { sweepActions } from "../../functions/sweep-item.js";
 import { TEST_LABEL } from "../helpers/docker.js";
 import { HOUR, createSweepTestEnv, type SweepTestEnv } from "../helpers/sweep-env.js";
 
@@ -58,6 +59,27 @@ async function expiredRowWithContainer(prefix: string, labels: Record<string, st
 }
 
 const decisionsOf = async (runId: string) => (await env.decisions.list({ runId })).map((d) => `${d.pass}/${d.action}/${d.projectId ?? "-"}`);
+
+describe("forged item events", () => {
+  it("an expire naming another container's id never removes it: only this instance's preview of that project, under its name", async () => {
+    const id = await env.stoppedPreview("forged");
+    await env.backdateStop(id, 25 * HOUR);
+    // Someone else's stopped container, with an anonymous volume.
+    const victim = await docker().createContainer({
+      Image: env.docker.image,
+      Labels: { [TEST_LABEL]: env.docker.runId, app: "someone-else" },
+      HostConfig: { NetworkMode: env.docker.options.network },
+      Volumes: { "/data": {} },
+    });
+    const actions = sweepActions(env.deps, env.sweepDeps);
+    const outcome = await actions.expire(id, "forged-run", victim.id);
+    expect(outcome).toMatchObject({ done: false });
+    expect(await exists(victim.id)).toBe(true);
+    // The preview's own container is still there too: the item names another id.
+    expect(await exists(`preview-${id}`)).toBe(true);
+    await victim.remove({ force: true, v: true });
+  });
+});
 
 describe("expired pass", () => {
   it("removes the containers of previews stopped longer than STOPPED_RETENTION, keeps their files and rows; touches nothing else", async () => {

@@ -150,17 +150,28 @@ describe("planSweep", () => {
     expect(p.guards).toEqual([{ pass: "orphans", reason: "orphan pass skipped: it would remove 3 of 5 managed previews, more than SWEEP_MAX_ORPHAN_FRACTION 0.5" }]);
   });
 
-  it("no project source: a container without a row is the orphan, guarded by the fraction too; nothing is adopted", async () => {
+  it("no project source: a stopped container without a row is the orphan, guarded by the fraction of containers; a running one never; nothing is adopted", async () => {
     const w = world({ projects: false });
     for (const id of ["a", "b", "c"]) preview(w, id, { project: false });
-    preview(w, "norow", { row: false, project: false });
+    preview(w, "norow", { row: false, project: false, running: false });
+    // Running without a row: maybe another instance's under the same owner; never removed here.
+    preview(w, "other", { row: false, project: false });
     expect(await actions(w)).toEqual(["orphan:norow"]);
+    expect((await plan(w)).skipped).toContainEqual(expect.objectContaining({ projectId: "other", pass: "orphans", reason: expect.stringMatching(/running container without a row/) }));
     // A reset database (no rows at all) must not empty the engine.
     const reset = world({ projects: false });
-    for (const id of ["a", "b", "c"]) preview(reset, id, { row: false, project: false });
+    for (const id of ["a", "b", "c"]) preview(reset, id, { row: false, project: false, running: false });
     const p = await plan(reset);
     expect(p.items).toEqual([]);
-    expect(p.guards[0]?.reason).toMatch(/would remove 3 of 3 managed previews.*no project source/);
+    expect(p.guards[0]?.reason).toMatch(/would remove 3 of 3 managed containers.*no project source/);
+    // Stopped rows piling up do not dilute the share: 2 of 3 containers is over 0.5 whatever the rows.
+    const diluted = world({ projects: false });
+    for (let i = 0; i < 20; i++) diluted.store.seed(`old-${i}`, "stopped");
+    preview(diluted, "kept", { project: false, stoppedAgoMs: HOUR });
+    for (const id of ["x", "y"]) preview(diluted, id, { row: false, project: false, running: false });
+    const d = await plan(diluted);
+    expect(d.items).toEqual([]);
+    expect(d.guards[0]?.reason).toMatch(/would remove 2 of 3 managed containers/);
   });
 
   it("reconcile: running/starting rows whose container is gone or exited, unless updated within the grace; rowless containers adopted", async () => {
@@ -346,14 +357,18 @@ describe("sweep-item re-checks and failures (unit)", () => {
     expect(w.site.sites.has("p")).toBe(true);
   });
 
-  it("orphan without a project source: the container goes, the files stay, no row is created", async () => {
+  it("orphan without a project source: a stopped container goes, the files stay, no row is created; a running one stays", async () => {
     w.sweep.projects = null;
-    preview(w, "p", { row: false, project: false });
+    preview(w, "p", { row: false, project: false, running: false });
     const { result } = await runItem("p", "orphan");
     expect(result).toMatchObject({ done: true, container: "removed", recorded: false });
     expect(w.runtime.containers.has("p")).toBe(false);
     expect(w.site.sites.has("p")).toBe(true);
     expect(w.store.rows.has("p")).toBe(false);
+    // A forged (or stale) orphan item for a running container without a row: left alone.
+    preview(w, "live", { row: false, project: false });
+    expect((await runItem("live", "orphan")).result).toMatchObject({ done: false });
+    expect(w.runtime.containers.get("live")?.running).toBe(true);
   });
 
   it("an invalid item event fails before any step: nothing touched", async () => {

@@ -113,6 +113,10 @@ describe("POST /sweep", () => {
     const res = await fetch(`${base}/sweep?dryRun=maybe`, { method: "POST", headers: auth });
     expect(res.status).toBe(400);
     expect(await res.json()).toEqual({ error: 'dryRun must be 1, 0, true or false (got "maybe")' });
+    // A misspelt parameter is refused too, rather than read as "no dry run".
+    const misspelt = await fetch(`${base}/sweep?dryrun=1`, { method: "POST", headers: auth });
+    expect(misspelt.status).toBe(400);
+    expect(await misspelt.json()).toEqual({ error: 'unknown query parameter "dryrun": only dryRun is accepted' });
     expect(env.inngestServer.events.length).toBe(before);
   });
 
