@@ -34,12 +34,18 @@ export class SqlProjectDirectory implements ProjectDirectory {
     try {
       // One statement: whether the table exists and has deleted_at is read first (a missing
       // table is an error here, never "no projects").
-      const [shape] = await this.db.query<{ present: boolean; soft: boolean }>(
+      const [shape] = await this.db.query<{ present: boolean; soft: boolean; soft_type: string | null }>(
         `select to_regclass($1::text) is not null as present,
-                exists (select 1 from pg_attribute where attrelid = to_regclass($1::text) and attname = 'deleted_at' and not attisdropped) as soft`,
+                exists (select 1 from pg_attribute where attrelid = to_regclass($1::text) and attname = 'deleted_at' and not attisdropped) as soft,
+                (select format_type(atttypid, null) from pg_attribute where attrelid = to_regclass($1::text) and attname = 'deleted_at' and not attisdropped) as soft_type`,
         [this.quoted],
       );
       if (!shape?.present) throw new MissingProjectsTableError(`database: ${action} failed: table ${this.table} does not exist`);
+      // Only a time says when a project was deleted; a boolean or text column would be guessed at
+      // (false or '' read as "set"), so it is refused: the sweep then skips the orphan pass.
+      if (shape.soft && !SOFT_DELETE_TYPES.has(shape.soft_type ?? "")) {
+        throw new MissingProjectsTableError(`database: ${action} failed: column deleted_at of table ${this.table} is ${shape.soft_type}, not a timestamp or date; refusing to guess which projects are deleted`);
+      }
       const live = shape.soft ? "deleted_at is null" : "true";
       const [any] = await this.db.query<{ any: boolean }>(`select exists (select 1 from ${this.quoted} where ${live}) as any`);
       const existing = projectIds.length
@@ -53,7 +59,10 @@ export class SqlProjectDirectory implements ProjectDirectory {
   }
 }
 
-/** The configured projects table is not there (wrong PROJECTS_TABLE or PROJECTS_DATABASE_URL). */
+/** The types a `deleted_at` column may have to be honoured. */
+const SOFT_DELETE_TYPES = new Set(["timestamp with time zone", "timestamp without time zone", "date"]);
+
+/** The configured projects table is not there, or not usable (wrong PROJECTS_TABLE or PROJECTS_DATABASE_URL). */
 export class MissingProjectsTableError extends Error {
   override name = "MissingProjectsTableError";
 }

@@ -262,6 +262,14 @@ describe("guards: zero removals and a recorded guard event", () => {
     await expectGuard(await env.sweep(), /returned no project at all while \d+ previews exist/, ids);
   });
 
+  it("a deleted_at column that is not a time (boolean, text): refused rather than guessed", async () => {
+    const ids = await fleet(2);
+    await env.database.db.query("create table flag_projects (id text primary key, deleted_at boolean)");
+    await env.database.db.query("insert into flag_projects (id, deleted_at) select unnest($1::text[]), false", [ids]);
+    env.useProjects(new SqlProjectDirectory(env.database.db, "flag_projects", "test database"));
+    await expectGuard(await env.sweep(), /column deleted_at of table flag_projects is boolean, not a timestamp or date; refusing to guess/, ids);
+  });
+
   it("90 % of the projects missing", async () => {
     const ids = await fleet(10);
     await env.database.db.query("create table few_projects (id text primary key)");
