@@ -179,6 +179,12 @@ export class PreviewContainers {
     if (!info?.State.Running) return { mount: "unverified", reason: "the container is not running (it exited right after its start)" };
     const mounted = await mountedFolder(info.State.Pid, info.Id, APP_DIR, this.settings.procPath);
     if ("unknown" in mounted && this.settings.mountCheck === "path") return { mount: "unverified", reason: mounted.unknown };
+    if ("unknown" in mounted) {
+      // Its process may simply have exited between the inspect and the look (a site that fails
+      // at once): then there is nothing running to compare or to kill; the probe reports it down.
+      const now = await this.find(projectId, "verify the mount of");
+      if (!now?.State.Running || now.State.Pid !== info.State.Pid) return { mount: "unverified", reason: "the container exited right after its start" };
+    }
     if ("identity" in mounted && mounted.identity === site) return { mount: "verified" };
     const name = containerName(projectId);
     await traced(this.log, "container.kill", { projectId, containerId: info.Id }, () => this.docker.getContainer(info.Id).kill()).catch((err: unknown) => {

@@ -29,19 +29,28 @@ if ! timeout 5 docker info >/dev/null 2>&1; then
 fi
 log "docker $(docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})')"
 
-# PostgreSQL server
-cluster=$(pg_lsclusters -h 2>/dev/null | awk 'NR==1{print $1" "$2}')
+# PostgreSQL server: the cluster the tests use is the one on PG_PORT (TEST_PG_URL's port), never
+# "the first one listed": other clusters may exist, running or not, on other ports.
+PG_PORT=${PG_PORT:-5432}
+cluster=$(pg_lsclusters -h 2>/dev/null | awk -v p="$PG_PORT" '$3 == p { print $1 " " $2; exit }')
 if [ -z "$cluster" ]; then
   ver=$(ls /usr/lib/postgresql | sort -n | tail -1)
-  pg_createcluster "$ver" main >/dev/null
-  cluster="$ver main"
+  name=main
+  pg_lsclusters -h 2>/dev/null | awk '{ print $1 " " $2 }' | grep -qx "$ver main" && name=previews_test
+  log "creating postgresql cluster $ver $name on port $PG_PORT"
+  pg_createcluster "$ver" "$name" --port "$PG_PORT" >/dev/null
+  cluster="$ver $name"
 fi
+status=$(pg_lsclusters -h | awk -v c="$cluster" '$1 " " $2 == c { print $4 }')
 # shellcheck disable=SC2086
-if ! pg_lsclusters -h | awk '{print $4}' | grep -q online; then
-  log "starting postgresql $cluster"
-  pg_ctlcluster $cluster start
-fi
-port=$(pg_lsclusters -h | awk 'NR==1{print $3}')
+case "$status" in
+  online*) ;;
+  *)
+    log "starting postgresql $cluster"
+    pg_ctlcluster $cluster start
+    ;;
+esac
+port=$PG_PORT
 su postgres -c "psql -p $port -qtAc \"SELECT 1 FROM pg_roles WHERE rolname='previews_test'\"" | grep -q 1 ||
   su postgres -c "psql -p $port -qc \"CREATE ROLE previews_test LOGIN CREATEDB PASSWORD 'previews_test'\""
 su postgres -c "psql -p $port -qtAc \"SELECT 1 FROM pg_database WHERE datname='previews_test'\"" | grep -q 1 ||
