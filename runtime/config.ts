@@ -563,6 +563,14 @@ export class ConfigError extends Error {
 }
 
 /**
+ * What `npm run dev` sets when the environment does not: Inngest dev mode, and `port` routing
+ * (previews on a loopback port: a first preview needs no Traefik).
+ */
+export function withDevDefaults(env: Record<string, string | undefined>): Record<string, string | undefined> {
+  return { ...env, INNGEST_DEV: env.INNGEST_DEV || "1", PREVIEW_ROUTING: env.PREVIEW_ROUTING || "port" };
+}
+
+/**
  * Parses the environment; throws `ConfigError` listing every bad variable, one line each, as
  * `KEY: message (got "value")` (the raw value as given; never for secret variables).
  */

@@ -7,12 +7,17 @@
 import { spawn } from "node:child_process";
 import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
+import { existsSync } from "node:fs";
+import { withDevDefaults } from "./config.js";
 import { main } from "./main.js";
 
 /** Output of the dev server is held back this long, so a failed download prints one line only. */
 const SETTLE_MS = 20_000;
 
-const env = { ...process.env, INNGEST_DEV: process.env.INNGEST_DEV || "1" };
+// A local .env fills in what the environment does not set, as for `npm start` (before the dev
+// defaults, so that .env can choose another routing).
+if (existsSync(".env")) process.loadEnvFile(".env");
+const env = withDevDefaults(process.env);
 const service = await main(env);
 const serveUrl = `http://127.0.0.1:${service.port}/api/inngest`;
 const command = ["--yes", "inngest-cli@latest", "dev", "--no-discovery", "-u", serveUrl];

@@ -9,7 +9,7 @@ import { parseEnv } from "node:util";
 import * as v from "valibot";
 import { describe, expect, expectTypeOf, it } from "vitest";
 import type { DockerConnection } from "../../docker/settings.js";
-import { type Config, type ConfigSchema, ConfigError, configSchema, loadConfig, parseBytes, parseDuration } from "../../runtime/config.js";
+import { type Config, type ConfigSchema, ConfigError, configSchema, loadConfig, parseBytes, parseDuration, withDevDefaults } from "../../runtime/config.js";
 import type { DatabaseSettings } from "../../sql/settings.js";
 
 const CWD = "/srv/previews";
@@ -736,5 +736,16 @@ describe("parseDuration", () => {
 
   it.each(["soon", "", "-5s", "1d", "5 s", "s", "10sec"])("%j is not a duration", (input) => {
     expect(parseDuration(input)).toBeUndefined();
+  });
+});
+
+describe("npm run dev's defaults", () => {
+  it("Inngest dev mode and port routing (no Traefik needed for a first preview), unless the environment or .env says otherwise", () => {
+    const dev = loadConfig(withDevDefaults({ STORAGE_PATH: "/srv/storage" }), "/app");
+    expect(dev.inngest.dev).toBe(true);
+    expect(dev.preview.routing).toBe("port");
+    const chosen = loadConfig(withDevDefaults({ STORAGE_PATH: "/srv/storage", PREVIEW_ROUTING: "traefik", INNGEST_DEV: "http://127.0.0.1:8288" }), "/app");
+    expect(chosen.preview.routing).toBe("traefik");
+    expect(chosen.inngest.dev).toBe("http://127.0.0.1:8288");
   });
 });
