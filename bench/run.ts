@@ -24,7 +24,6 @@ import { InngestTestEngine, mockCtx } from "@inngest/test";
 import Docker from "dockerode";
 import { pino } from "pino";
 import { DockerPreviewRuntime } from "../docker/docker-runtime.js";
-import type { PreviewSettings } from "../docker/settings.js";
 import { LABELS } from "../docker/labels.js";
 import { createFunctions } from "../functions/index.js";
 import { createInngest } from "../runtime/inngest-client.js";
@@ -33,31 +32,19 @@ import { migrate } from "../sql/migrate.js";
 import { SqlPreviewStore } from "../sql/preview-store.js";
 import { LocalSiteFiles } from "../storage/site-files.js";
 import { buildStubImage } from "../test/helpers/stub-image.js";
+import { BENCH_LABEL, benchImage, benchSettings, median, newBenchId } from "./common.js";
 import { inngestSettings, startInngestStandIn } from "../test/helpers/inngest-server.js";
 
 const run = promisify(execFile);
 const RUNS = Number(process.env.BENCH_RUNS ?? 12);
 const OTHERS = Number(process.env.BENCH_OTHERS ?? 1000);
-const BENCH_LABEL = "sitebuilder.bench-run";
-const benchId = `${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`;
-const image = `sitebuilder-previews-bench/stub:${benchId}`;
+const benchId = newBenchId();
+const image = benchImage(benchId);
 const network = `sbp-bench-${benchId}`;
 
 const docker = new Docker();
 const storageRoot = await mkdtemp(path.join(os.tmpdir(), "sbp-bench-"));
-const options: PreviewSettings = {
-  instanceId: "previews",
-  image,
-  network,
-  domain: "preview.localhost",
-  routing: "traefik",
-  memoryBytes: 256 * 1024 * 1024,
-  nanoCpus: 1_000_000_000,
-  pidsLimit: 128,
-  storageHostPath: storageRoot,
-  stopTimeoutSeconds: 5,
-  extraLabels: { [BENCH_LABEL]: benchId },
-};
+const options = benchSettings(benchId, { instanceId: "previews", network, storageRoot });
 const HARDENING = [
   "--init",
   "--cap-drop",
@@ -82,11 +69,6 @@ const HARDENING = [
   "HOME=/tmp",
 ];
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The same readiness poll for the baselines as the runtime uses: GET / until < 500. */

@@ -32,7 +32,6 @@ import { pino } from "pino";
 import { containerSpec } from "../docker/container-spec.js";
 import { DockerPreviewInventory } from "../docker/inventory.js";
 import { DockerPreviewRuntime } from "../docker/docker-runtime.js";
-import type { PreviewSettings } from "../docker/settings.js";
 import { createSweepFunctions, type SweepDeps } from "../functions/index.js";
 import { sweepActions } from "../functions/sweep-item.js";
 import { mapBounded, planDecisions, planSweep } from "../functions/sweep-plan.js";
@@ -47,37 +46,20 @@ import { LocalSiteFiles } from "../storage/site-files.js";
 import { inngestSettings, startInngestStandIn } from "../test/helpers/inngest-server.js";
 import { createTestDatabase } from "../test/helpers/postgres.js";
 import { buildStubImage } from "../test/helpers/stub-image.js";
+import { BENCH_LABEL, benchImage, benchSettings, median, newBenchId } from "./common.js";
 
 const exec = promisify(execFile);
 const RUNS = Number(process.env.BENCH_SWEEP_RUNS ?? 5);
 const N = Number(process.env.BENCH_SWEEP_PREVIEWS ?? 1000);
-const BENCH_LABEL = "sitebuilder.bench-run";
 const SET_LABEL = "sitebuilder.bench-set";
-const benchId = `${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`;
-const image = `sitebuilder-previews-bench/stub:${benchId}`;
+const benchId = newBenchId();
+const image = benchImage(benchId);
 const HOUR = 3_600_000;
 
 const docker = new Docker();
 const storageRoot = await mkdtemp(path.join(os.tmpdir(), "sbp-bench-sweep-"));
-const settings: PreviewSettings = {
-  // An owner of its own: the sweep must never see another bench's or a test's previews.
-  instanceId: `bench-sweep-${benchId}`,
-  image,
-  network: `sbp-bench-sweep-${benchId}`,
-  domain: "preview.localhost",
-  routing: "traefik",
-  memoryBytes: 256 * 1024 * 1024,
-  nanoCpus: 1_000_000_000,
-  pidsLimit: 128,
-  storageHostPath: storageRoot,
-  stopTimeoutSeconds: 5,
-  extraLabels: { [BENCH_LABEL]: benchId },
-};
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
+// An owner of its own: the sweep must never see another bench's or a test's previews.
+const settings = benchSettings(benchId, { instanceId: `bench-sweep-${benchId}`, network: `sbp-bench-sweep-${benchId}`, storageRoot });
 
 console.log(`bench-sweep ${benchId}: ${RUNS} runs per measure, ${N} previews; building stub image...`);
 await buildStubImage(docker, image, { [BENCH_LABEL]: benchId });

@@ -111,8 +111,8 @@ export class AnchoredDir {
   }
 }
 
-/** Runs `use` with the directory, closing it afterwards whatever happens. */
-export async function withDir<T>(opened: Promise<AnchoredDir>, use: (dir: AnchoredDir) => Promise<T>): Promise<T> {
+/** Runs `use` with the directory (open, or being opened), closing it afterwards whatever happens. */
+export async function withDir<T>(opened: AnchoredDir | Promise<AnchoredDir>, use: (dir: AnchoredDir) => Promise<T>): Promise<T> {
   const dir = await opened;
   try {
     return await use(dir);

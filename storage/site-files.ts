@@ -113,7 +113,7 @@ export class LocalSiteFiles implements SiteFiles {
     };
     const projects = await AnchoredDir.open(this.projectsRoot).catch((err: unknown) => refuse(err, this.projectsRoot));
     if (!projects) return null;
-    return withDir(Promise.resolve(projects), (dir) => dir.dir(path.basename(project)).catch((err: unknown) => refuse(err, project)));
+    return withDir(projects, (dir) => dir.dir(path.basename(project)).catch((err: unknown) => refuse(err, project)));
   }
 
   /**
@@ -132,7 +132,7 @@ export class LocalSiteFiles implements SiteFiles {
     const { site } = this.paths(projectId);
     const project = await this.openProject(projectId, "prepare");
     if (!project) throw new PermanentError(`storage: prepare ${site} failed: site folder not found`);
-    const siteDir = await withDir(Promise.resolve(project), (dir) => dir.dir("site")).catch((err: unknown) => {
+    const siteDir = await withDir(project, (dir) => dir.dir("site")).catch((err: unknown) => {
       throw new PermanentError(`storage: prepare ${site} failed: ${errno(err) === "ELOOP" ? "it is a symbolic link" : (err as Error).message}`, { cause: err });
     });
     const needs = (stat: { uid: number; gid: number }) => stat.uid !== owner.uid || stat.gid !== owner.gid;
@@ -174,13 +174,13 @@ export class LocalSiteFiles implements SiteFiles {
             // ELOOP/ENOTDIR/ENOENT: swapped or gone since the lstat; nothing to follow.
             return null;
           });
-          if (sub) await withDir(Promise.resolve(sub), walk);
+          if (sub) await withDir(sub, walk);
         } else if (stat.isFile() && needs(stat) && stat.nlink === 1) {
           await giveFile(dir, name);
         }
       }
     };
-    await withDir(Promise.resolve(siteDir), async (dir) => {
+    await withDir(siteDir, async (dir) => {
       if ((await dir.identity()) !== folder) throw new PermanentError(`storage: prepare ${site} failed: the site folder changed since it was checked`);
       await walk(dir);
     });
@@ -196,7 +196,7 @@ export class LocalSiteFiles implements SiteFiles {
     const { project, site } = this.paths(projectId);
     const dir = await this.openProject(projectId, "delete");
     if (!dir) return;
-    await withDir(Promise.resolve(dir), async (projectDir) => {
+    await withDir(dir, async (projectDir) => {
       try {
         await deleteEntry(projectDir, "site");
         // Leave the project folder to its owner unless it is now empty.
@@ -238,7 +238,7 @@ async function deleteEntry(dir: AnchoredDir, name: string | EntryName): Promise<
       if (errno(err) === "ELOOP" || errno(err) === "ENOTDIR" || errno(err) === "ENOENT") return null;
       throw err;
     });
-    if (sub) await withDir(Promise.resolve(sub), emptyDir);
+    if (sub) await withDir(sub, emptyDir);
     try {
       await rmdir(dir.at(name));
       return;

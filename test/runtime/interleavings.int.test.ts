@@ -5,8 +5,6 @@
  * handler delivered twice, a hung preview. Each must converge: the row and the container agree,
  * one event per transition. (Found by attacking the state machine; kept as regression tests.)
  */
-import { writeFile } from "node:fs/promises";
-import path from "node:path";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createFunctions, type PreviewDeps } from "../../functions/index.js";
@@ -53,7 +51,7 @@ describe.each([{ checkpointing: false }, { checkpointing: true }])("checkpointin
     await env.docker.writeSite(id);
     expect((await run("launch-preview", launchE(id))).outcome).toBe("completed");
     let second: RunResult | undefined;
-    const first = await run("remove-preview", removeE(id), {
+    await run("remove-preview", removeE(id), {
       onStep: async (s) => {
         if (!second && s.name === "record-removing") second = await run("remove-preview", removeE(id));
       },
@@ -66,7 +64,7 @@ describe.each([{ checkpointing: false }, { checkpointing: true }])("checkpointin
     await env.docker.writeSite(id);
     expect((await run("launch-preview", launchE(id))).outcome).toBe("completed");
     let second: RunResult | undefined;
-    const first = await run("stop-preview", stopE(id), {
+    await run("stop-preview", stopE(id), {
       onStep: async (s) => {
         if (!second && s.name === "record-stopping") second = await run("stop-preview", { name: "preview.idle", data: { projectId: id } });
       },
