@@ -11,7 +11,7 @@ import type Docker from "dockerode";
 import type { ContainerInspectInfo } from "dockerode";
 import type { Logger } from "pino";
 import type { ManagedContainer, PreviewInventory, SweepRemoveOutcome } from "../functions/ports.js";
-import { assertProjectId, type ProjectId } from "../functions/project-id.js";
+import { assertProjectId, isProjectId, type ProjectId } from "../functions/project-id.js";
 import { publicUrl } from "./container-spec.js";
 import { dockerError, statusOf } from "./errors.js";
 import { LABELS, containerName, isOwnPreview, isOwned } from "./labels.js";
@@ -22,14 +22,6 @@ import { traced } from "./trace.js";
 const RUNNING_STATES = new Set(["running", "paused", "restarting"]);
 /** Docker's "never" for `FinishedAt`. */
 const ZERO_TIME = /^0001-01-01/;
-
-const validId = (value: string | undefined): ProjectId | null => {
-  try {
-    return assertProjectId(value);
-  } catch {
-    return null;
-  }
-};
 
 export class DockerPreviewInventory implements PreviewInventory {
   constructor(
@@ -51,10 +43,10 @@ export class DockerPreviewInventory implements PreviewInventory {
     const found: ManagedContainer[] = [];
     for (const c of listed) {
       if (!isOwned(c.Labels, owner)) continue;
-      const projectId = validId(c.Labels[LABELS.PROJECT_ID]);
+      const projectId = c.Labels[LABELS.PROJECT_ID];
       // The verbs address a preview by name: a container with our labels under another name
       // (copied labels, a renamed container) is not the preview of that project.
-      if (projectId === null || !c.Names.includes(`/${containerName(projectId)}`)) continue;
+      if (!isProjectId(projectId) || !c.Names.includes(`/${containerName(projectId)}`)) continue;
       found.push({
         projectId,
         containerId: c.Id,

@@ -43,7 +43,7 @@ export interface Transition {
    * itself) records and emits nothing, and a failure handler records only the failure of the run
    * that owns the preview.
    */
-  readonly claim?: "take" | "match";
+  readonly claim: "take" | "match";
 }
 
 export const LIFECYCLE = {
@@ -160,9 +160,9 @@ export function fromStatuses(action: LifecycleAction): PreviewStatus[] {
 }
 
 /** Whether `action` makes the acting run the row's claim. */
-export const takesClaim = (action: LifecycleAction): boolean => (LIFECYCLE[action] as Transition).claim === "take";
+export const takesClaim = (action: LifecycleAction): boolean => LIFECYCLE[action].claim === "take";
 /** Whether `action` applies only while the acting run holds the row's claim. */
-export const matchesClaim = (action: LifecycleAction): boolean => (LIFECYCLE[action] as Transition).claim === "match";
+export const matchesClaim = (action: LifecycleAction): boolean => LIFECYCLE[action].claim === "match";
 
 /** Whether `action` may create the row (applies when there is none). */
 export function createsRow(action: LifecycleAction): boolean {

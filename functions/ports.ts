@@ -93,6 +93,14 @@ export interface PreviewRecord {
 }
 
 /**
+ * When a preview was last used, in ms since the epoch: its last recorded activity, or when it
+ * became what it is (for a running row: ready), whichever is later. What idleness is measured
+ * from (`track-idle`, the sweep's idle pass).
+ */
+export const lastUse = (row: Pick<PreviewRecord, "updatedAt" | "lastActivityAt">): number =>
+  Math.max(row.updatedAt.getTime(), row.lastActivityAt?.getTime() ?? 0);
+
+/**
  * What an action writes besides the status. `url`, `containerId` and `logTail` left undefined
  * keep their stored value; null clears it.
  */

@@ -36,6 +36,9 @@ function show(value: unknown): string {
   }
 }
 
+/** Whether `value` is a valid project id (no error: for input that may be anything, e.g. labels). */
+export const isProjectId = (value: unknown): value is ProjectId => v.is(ProjectIdSchema, value);
+
 /** Returns the id when the schema accepts it; throws `InvalidProjectIdError` naming the value otherwise. */
 export function assertProjectId(value: unknown): ProjectId {
   const parsed = v.safeParse(ProjectIdSchema, value);

@@ -32,6 +32,7 @@ import type {
   SweepLog,
   SweepPass,
 } from "./ports.js";
+import { lastUse } from "./ports.js";
 
 export type SweepAction = "expire" | "orphan" | "correct" | "adopt";
 
@@ -129,6 +130,11 @@ export async function planSweep(store: PreviewStore, sweep: SweepDeps): Promise<
   const guards: SweepGuard[] = [];
   const young = (c: ManagedContainer | undefined) => c !== undefined && now - c.createdAt < graceMs;
   const graceNote = (c: ManagedContainer) => `container created ${iso(c.createdAt)}, younger than SWEEP_GRACE ${formatAge(graceMs)}`;
+  /** An expired container: an item (with the container the item may remove, when known), or a skip within the grace. */
+  const expire = (c: ManagedContainer, reason: string, containerId?: string) => {
+    if (young(c)) skipped.push({ projectId: c.projectId, pass: "expired", reason: graceNote(c) });
+    else items.set(c.projectId, { projectId: c.projectId, action: "expire", reason, ...(containerId ? { containerId } : {}) });
+  };
 
   // --- what the project source says ---------------------------------------------------------
   let existing: Set<ProjectId> | null = null;
@@ -198,30 +204,13 @@ export async function planSweep(store: PreviewStore, sweep: SweepDeps): Promise<
       continue;
     }
     if (row.status !== "stopped" || !row.stoppedAt || now - row.stoppedAt.getTime() < retentionMs) continue;
-    if (young(c)) {
-      skipped.push({ projectId: c.projectId, pass: "expired", reason: graceNote(c) });
-      continue;
-    }
-    items.set(c.projectId, {
-      projectId: c.projectId,
-      action: "expire",
-      reason: `stopped since ${row.stoppedAt.toISOString()}, longer than STOPPED_RETENTION ${formatAge(retentionMs)}`,
-      containerId: c.containerId,
-    });
+    expire(c, `stopped since ${row.stoppedAt.toISOString()}, longer than STOPPED_RETENTION ${formatAge(retentionMs)}`, c.containerId);
   }
   // Without a row, the stop time is Docker's State.FinishedAt: one inspect each (rowless only).
   const inspected = await mapBounded(rowless, INSPECT_PARALLELISM, (c) => sweep.inventory.inspect(c.projectId));
   for (const c of inspected) {
     if (!c || c.running || c.finishedAt === null || now - c.finishedAt < retentionMs) continue;
-    if (young(c)) {
-      skipped.push({ projectId: c.projectId, pass: "expired", reason: graceNote(c) });
-      continue;
-    }
-    items.set(c.projectId, {
-      projectId: c.projectId,
-      action: "expire",
-      reason: `no row; container exited ${iso(c.finishedAt)}, longer than STOPPED_RETENTION ${formatAge(retentionMs)} ago`,
-    });
+    expire(c, `no row; container exited ${iso(c.finishedAt)}, longer than STOPPED_RETENTION ${formatAge(retentionMs)} ago`);
   }
 
   // --- reconcile ------------------------------------------------------------------------------
@@ -274,10 +263,9 @@ export async function planSweep(store: PreviewStore, sweep: SweepDeps): Promise<
  */
 export function idleCandidates(rows: readonly PreviewRecord[], now: number, idleMs: number | undefined): ProjectId[] {
   if (idleMs === undefined) return [];
-  const since = (r: PreviewRecord) => Math.max(r.updatedAt.getTime(), r.lastActivityAt?.getTime() ?? 0);
   return rows
-    .filter((r) => r.status === "running" && now - since(r) >= idleMs)
-    .sort((a, b) => since(a) - since(b))
+    .filter((r) => r.status === "running" && now - lastUse(r) >= idleMs)
+    .sort((a, b) => lastUse(a) - lastUse(b))
     .slice(0, MAX_ITEMS_PER_RUN)
     .map((r) => r.projectId);
 }

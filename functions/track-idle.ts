@@ -23,6 +23,7 @@
 import type { Inngest } from "inngest";
 import { previewActivity, previewIdle, previewReady } from "../inngest.config.js";
 import { RETRIES, formatDuration, parseProjectEvent, permanent, type PreviewDeps } from "./deps.js";
+import { lastUse } from "./ports.js";
 
 /** Default IDLE_TIMEOUT. */
 export const DEFAULT_IDLE_TIMEOUT_MS = 3_600_000;
@@ -52,10 +53,8 @@ export function createTrackIdle(inngest: Inngest, deps: PreviewDeps) {
         permanent(async () => {
           const row = await deps.store.get(projectId);
           if (row?.status !== "running") return { idle: false as const, why: `status ${row?.status ?? "none"}` };
-          const used = (await deps.activity?.lastActivity(projectId)) ?? null;
-          // When it became ready: `updatedAt` of a running row is the time `ready` applied.
-          const since = Math.max(row.updatedAt.getTime(), used?.getTime() ?? 0);
-          const quietMs = Date.now() - since;
+          // The row carries its last activity; `updatedAt` of a running row is when it became ready.
+          const quietMs = Date.now() - lastUse(row);
           if (quietMs + CLOCK_SKEW_MS < idleMs) return { idle: false as const, why: `used ${formatDuration(Math.max(0, quietMs))} ago` };
           return { idle: true as const, quietMs };
         }),

@@ -8,8 +8,7 @@
  * are compared with `crypto.timingSafeEqual` over fixed-length digests.
  */
 import { createHmac, timingSafeEqual } from "node:crypto";
-import * as v from "valibot";
-import { ProjectIdSchema, type ProjectId } from "../functions/project-id.js";
+import { isProjectId, type ProjectId } from "../functions/project-id.js";
 
 /** Query parameter a link carries its token in. */
 export const TOKEN_PARAM = "preview_token";
@@ -31,7 +30,7 @@ export function projectOfHost(host: string | undefined | null, domain: string): 
   const suffix = `.${domain}`;
   if (h.length <= suffix.length || !h.endsWith(suffix)) return null;
   const label = h.slice(0, h.length - suffix.length);
-  return v.is(ProjectIdSchema, label) ? label : null;
+  return isProjectId(label) ? label : null;
 }
 
 /** Whether `host` is under the preview domain at all (a wake request), valid id or not. */
