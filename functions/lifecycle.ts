@@ -164,6 +164,11 @@ export const takesClaim = (action: LifecycleAction): boolean => LIFECYCLE[action
 /** Whether `action` applies only while the acting run holds the row's claim. */
 export const matchesClaim = (action: LifecycleAction): boolean => LIFECYCLE[action].claim === "match";
 
+/** Whether a row stands for a preview that exists (not removed, nor being removed). */
+export function hasPreview<T extends { status: PreviewStatus }>(row: T | null | undefined): row is T {
+  return row != null && row.status !== "removed" && row.status !== "removing";
+}
+
 /** Whether `action` may create the row (applies when there is none). */
 export function createsRow(action: LifecycleAction): boolean {
   return allows(action, null);

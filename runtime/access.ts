@@ -24,9 +24,7 @@ const PORT_SUFFIX = /:\d{1,5}$/;
  * (the config lower-cases it).
  */
 export function projectOfHost(host: string | undefined | null, domain: string): ProjectId | null {
-  if (!host) return null;
-  let h = host.trim().toLowerCase().replace(PORT_SUFFIX, "");
-  if (h.endsWith(".")) h = h.slice(0, -1);
+  const h = normalizeHost(host);
   const suffix = `.${domain}`;
   if (h.length <= suffix.length || !h.endsWith(suffix)) return null;
   const label = h.slice(0, h.length - suffix.length);
@@ -35,12 +33,15 @@ export function projectOfHost(host: string | undefined | null, domain: string): 
 
 /** Whether `host` is under the preview domain at all (a wake request), valid id or not. */
 export function isPreviewHost(host: string | undefined | null, domain: string): boolean {
-  if (!host) return false;
-  const h = host.trim().toLowerCase().replace(PORT_SUFFIX, "").replace(/\.$/, "");
-  return h.endsWith(`.${domain}`);
+  return normalizeHost(host).endsWith(`.${domain}`);
 }
 
-/** One way to write a token only: no leading zero in the expiry (the signature is checked canonical below). */
+/** A `Host` as compared: trimmed, lower case, without `:port` or a trailing dot ("" for none). */
+function normalizeHost(host: string | undefined | null): string {
+  if (!host) return "";
+  return host.trim().toLowerCase().replace(PORT_SUFFIX, "").replace(/\.$/, "");
+}
+
 const TOKEN = /^([1-9]\d{0,11})\.([A-Za-z0-9_-]{43})$/;
 /** Verified tokens remembered (the hot path skips the HMAC for them); cleared when full. */
 const VERIFIED_MEMORY = 10_000;

@@ -29,8 +29,6 @@ export interface ActivitySettings {
 }
 
 interface ProjectActivity {
-  /** Latest use (ms). */
-  lastSeen: number;
   /** Latest use not yet written to the database. */
   unflushed: number | null;
   /** When the last `preview.activity` for it was queued (ms). */
@@ -68,11 +66,10 @@ export class ActivityTracker {
     const now = this.now();
     const entry = this.#projects.get(projectId);
     if (!entry) {
-      this.#projects.set(projectId, { lastSeen: now, unflushed: now, lastEvent: now, trailing: false });
+      this.#projects.set(projectId, { unflushed: now, lastEvent: now, trailing: false });
       this.#queue(projectId);
       return;
     }
-    entry.lastSeen = now;
     entry.unflushed = now;
     if (now - entry.lastEvent >= this.settings.eventIntervalMs) {
       entry.lastEvent = now;

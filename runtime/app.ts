@@ -8,7 +8,7 @@ import type { Inngest, InngestFunction } from "inngest";
 import { serve } from "inngest/hono";
 import type { Logger } from "pino";
 import type { PreviewRecord, PreviewRuntime, PreviewStore } from "../functions/ports.js";
-import { InvalidProjectIdError, assertProjectId } from "../functions/project-id.js";
+import { projectIdParam } from "./params.js";
 import { FORWARD_AUTH_PATH, type PreviewRoutes } from "./preview-routes.js";
 import { summarize, type SweepPlan } from "../functions/sweep-plan.js";
 import { previewsSweepRequested } from "../inngest.config.js";
@@ -144,13 +144,8 @@ export function createApp(deps: AppDeps): Hono {
   if (deps.apiToken) api.use("*", requireBearer(deps.apiToken));
   api.get("/", async (c) => c.json({ previews: (await deps.store.list()).map(previewJson) }));
   api.get("/:projectId", async (c) => {
-    let projectId;
-    try {
-      projectId = assertProjectId(c.req.param("projectId"));
-    } catch (err) {
-      if (err instanceof InvalidProjectIdError) return c.json({ error: err.message }, 400);
-      throw err;
-    }
+    const projectId = projectIdParam(c);
+    if (typeof projectId !== "string") return projectId;
     const record = await deps.store.get(projectId);
     if (!record) return c.json({ error: `no preview for project ${projectId}` }, 404);
     return c.json(previewJson(record));

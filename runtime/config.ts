@@ -182,13 +182,7 @@ const EnvFields = v.object({
   NEON_WS_PROXY: optionalString,
   // pg and Neon: connection, statement and query timeout. A hung server must fail a query (a
   // retryable error), not hold a step or a request until it comes back. PGlite ignores it.
-  DATABASE_TIMEOUT: v.pipe(
-    v.optional(v.string(), "10s"),
-    v.transform(parseDuration),
-    v.number("DATABASE_TIMEOUT must be a duration such as 10s or 1500ms"),
-    v.minValue(100, "DATABASE_TIMEOUT must be at least 100ms"),
-    v.maxValue(600_000, "DATABASE_TIMEOUT must be at most 10m"),
-  ),
+  DATABASE_TIMEOUT: duration("DATABASE_TIMEOUT", "10s", 100, 600_000, "10s or 1500ms"),
 
   STORAGE_PATH: v.optional(v.pipe(v.string(), v.minLength(1)), "./storage"),
   STORAGE_HOST_PATH: v.optional(
@@ -265,14 +259,8 @@ const EnvFields = v.object({
       "PREVIEW_EGRESS_DENY must be comma-separated IPv4 CIDRs such as 169.254.0.0/16,10.0.0.0/8",
     ),
   ),
-  READY_TIMEOUT: v.pipe(
-    // A first start of a real preview installs its dependencies: minutes, not seconds.
-    v.optional(v.string(), "300s"),
-    v.transform(parseDuration),
-    v.number("READY_TIMEOUT must be a duration such as 90s or 2m"),
-    v.minValue(100, "READY_TIMEOUT must be at least 100ms"),
-    v.maxValue(3_600_000, "READY_TIMEOUT must be at most 1h"),
-  ),
+  // A first start of a real preview installs its dependencies: minutes, not seconds.
+  READY_TIMEOUT: duration("READY_TIMEOUT", "300s", 100, 3_600_000, "90s or 2m"),
   API_TOKEN: v.optional(v.pipe(v.string(), v.minLength(16, "API_TOKEN must be at least 16 characters"))),
 
   // The sweep (README "Sweep"): when it runs, what it removes, and its guards.

@@ -17,9 +17,10 @@ import type { IncomingMessage } from "node:http";
 import type { Context, MiddlewareHandler } from "hono";
 import type { Logger } from "pino";
 import type { PreviewRecord, PreviewStore, ProjectId } from "../functions/ports.js";
-import { InvalidProjectIdError, assertProjectId } from "../functions/project-id.js";
 import { TOKEN_PARAM, accessCookie, isPreviewHost, projectOfHost, readCookies, takeToken, ACCESS_COOKIE, type LinkSigner } from "./access.js";
 import type { ActivityTracker } from "./activity.js";
+import { projectIdParam } from "./params.js";
+import { hasPreview } from "../functions/lifecycle.js";
 
 export const FORWARD_AUTH_PATH = "/forward-auth";
 
@@ -164,7 +165,7 @@ export class PreviewRoutes {
     this.#lookups++;
     try {
       const row = await this.deps.store.get(projectId);
-      const live = row !== null && row.status !== "removed" && row.status !== "removing";
+      const live = hasPreview(row);
       this.#known.delete(projectId);
       this.#known.set(projectId, { live, until: Date.now() + (live ? KNOWN_TTL_MS : UNKNOWN_TTL_MS) });
       if (this.#known.size > KNOWN_MEMORY) this.#known.delete(this.#known.keys().next().value!);
@@ -182,7 +183,7 @@ export class PreviewRoutes {
     const host = headerReader(c)("host");
     if (!isPreviewHost(host, this.deps.domain) || c.req.path === FORWARD_AUTH_PATH) return next();
     c.header("Cache-Control", "no-store");
-    const projectId = projectOfHost(host, this.deps.domain);
+    const projectId = this.#projectOf(host);
     if (!projectId) return c.html(NOT_FOUND_PAGE, 404);
     const url = new URL(c.req.url);
     const gate = this.gate(projectId, host!.trim(), url.pathname + url.search, c.req.header("x-forwarded-proto"), c.req.header("cookie"));
@@ -192,7 +193,7 @@ export class PreviewRoutes {
       return c.redirect(gate.location, 302);
     }
     const row = await this.deps.store.get(projectId);
-    if (!row || row.status === "removed" || row.status === "removing") return c.html(NOT_FOUND_PAGE, 404);
+    if (!hasPreview(row)) return c.html(NOT_FOUND_PAGE, 404);
     this.deps.tracker.touch(projectId);
     if (row.status === "failed" && this.#failedSinceWake(projectId, row)) {
       // The launch this page asked for failed: no relaunch loop from the page's refreshes.
@@ -208,24 +209,24 @@ export class PreviewRoutes {
 
   /** `POST /previews/:projectId/activity` (under the API token): the builder UI's heartbeat. */
   heartbeat = async (c: Context): Promise<Response> => {
-    const projectId = this.#param(c);
+    const projectId = projectIdParam(c);
     if (typeof projectId !== "string") return projectId;
     const row = await this.deps.store.get(projectId);
-    if (!row || row.status === "removed" || row.status === "removing") return c.json({ error: `no preview for project ${projectId}` }, 404);
+    if (!hasPreview(row)) return c.json({ error: `no preview for project ${projectId}` }, 404);
     this.deps.tracker.touch(projectId);
     return c.json({ projectId, recorded: true }, 202);
   };
 
   /** `POST /previews/:projectId/links` (under the API token): a signed, expiring link. */
   links = async (c: Context): Promise<Response> => {
-    const projectId = this.#param(c);
+    const projectId = projectIdParam(c);
     if (typeof projectId !== "string") return projectId;
     if (this.deps.routing !== "traefik") {
       return c.json({ error: "links need PREVIEW_ROUTING=traefik: in port routing previews are served on loopback, without the access gate" }, 409);
     }
     if (!this.deps.signer) return c.json({ error: "PREVIEW_LINK_SECRET is not set: previews are public (PREVIEW_ACCESS=public), no link is needed" }, 409);
     const row = await this.deps.store.get(projectId);
-    if (!row || row.status === "removed" || row.status === "removing") return c.json({ error: `no preview for project ${projectId}` }, 404);
+    if (!hasPreview(row)) return c.json({ error: `no preview for project ${projectId}` }, 404);
     const { token, expiresAt } = this.deps.signer.sign(projectId);
     const url = `http://${projectId}.${this.deps.domain}/?${TOKEN_PARAM}=${encodeURIComponent(token)}`;
     this.deps.log?.info({ projectId, expiresAt }, "preview link issued");
@@ -243,23 +244,13 @@ export class PreviewRoutes {
     return projectId;
   }
 
-  #param(c: Context): ProjectId | Response {
-    try {
-      return assertProjectId(c.req.param("projectId"));
-    } catch (err) {
-      if (err instanceof InvalidProjectIdError) return c.json({ error: err.message }, 400);
-      throw err;
-    }
-  }
-
   /**
    * Whether the launch this page asked for (within the last minute) has failed: the row is
    * failed in another version than the one the wake was sent for. The same version means the
    * launch has not even claimed the preview yet: the page keeps saying it is starting.
    */
   #failedSinceWake(projectId: ProjectId, row: PreviewRecord): boolean {
-    const last = this.#woken.get(projectId);
-    return last !== undefined && Date.now() - last.at < WAKE_FAILED_RETRY_MS && last.version !== versionOf(row);
+    return this.#recentlyWoken(projectId) && this.#woken.get(projectId)!.version !== versionOf(row);
   }
 
   #recentlyWoken(projectId: ProjectId): boolean {
