@@ -5,7 +5,7 @@
 import type { ActivityMark, ActivityStore, Admission, CapacityStore, PreviewStatus } from "../functions/ports.js";
 import type { ProjectId } from "../functions/project-id.js";
 import type { Database } from "./database.js";
-import { databaseError, sqlState } from "./errors.js";
+import { databaseError, queryAs, sqlState } from "./errors.js";
 
 /**
  * Statuses in which a preview may have a container running, and so keeps its capacity slot:
@@ -137,11 +137,7 @@ export class SqlActivityStore implements ActivityStore, CapacityStore {
     }
   }
 
-  private async run<T extends Record<string, unknown>>(action: string, text: string, params: unknown[]): Promise<T[]> {
-    try {
-      return await this.db.query<T>(text, params);
-    } catch (err) {
-      throw databaseError(action, err);
-    }
+  private run<T extends Record<string, unknown>>(action: string, text: string, params: unknown[]): Promise<T[]> {
+    return queryAs<T>(this.db, action, text, params);
   }
 }

@@ -14,6 +14,7 @@
  * on the error rather than importing this module.
  */
 import { PermanentError } from "../functions/ports.js";
+import type { Database, QueryOptions } from "./database.js";
 
 const RETRYABLE_SQLSTATE_CLASSES = new Set([
   "08", // connection exception
@@ -172,4 +173,13 @@ function describe(err: unknown): string {
   if (!err.message && err instanceof AggregateError) return err.errors.map(describe).join("; ") || err.name;
   const state = sqlState(err);
   return state ? `${err.message} (SQLSTATE ${state})` : err.message || (err as { code?: string }).code || err.name;
+}
+
+/** Runs one statement; a failure is wrapped (and classified) once, with `action` in its message. */
+export async function queryAs<T extends Record<string, unknown>>(db: Database, action: string, text: string, params?: unknown[], options?: QueryOptions): Promise<T[]> {
+  try {
+    return await db.query<T>(text, params, options);
+  } catch (err) {
+    throw databaseError(action, err);
+  }
 }

@@ -4,7 +4,7 @@ import { PermanentError } from "../functions/ports.js";
 import type { ApplyResult, PreviewRecord, PreviewStatus, PreviewStore, TransitionFields } from "../functions/ports.js";
 import type { ProjectId } from "../functions/project-id.js";
 import type { Database } from "./database.js";
-import { databaseError } from "./errors.js";
+import { queryAs } from "./errors.js";
 
 export interface PreviewEvent {
   /** The status the preview moved to. */
@@ -213,12 +213,8 @@ export class SqlPreviewStore implements PreviewStore {
   }
 
   /** Every query goes through here: one wrapping, one classification (see errors.ts). */
-  private async run<T extends Record<string, unknown> = PreviewRow>(action: string, text: string, params: unknown[], prepare = false): Promise<T[]> {
-    try {
-      return await this.db.query<T>(text, params, { prepare });
-    } catch (err) {
-      throw databaseError(action, err);
-    }
+  private run<T extends Record<string, unknown> = PreviewRow>(action: string, text: string, params: unknown[], prepare = false): Promise<T[]> {
+    return queryAs<T>(this.db, action, text, params, { prepare });
   }
 }
 

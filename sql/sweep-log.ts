@@ -1,7 +1,7 @@
 /** `SweepLog` over the `sweep_decisions` table (migration 003): the sweep's audit log. */
 import type { SweepDecision, SweepLog, SweepPass } from "../functions/ports.js";
 import type { Database } from "./database.js";
-import { databaseError } from "./errors.js";
+import { queryAs } from "./errors.js";
 
 export interface RecordedDecision extends SweepDecision {
   at: Date;
@@ -33,26 +33,20 @@ export class SqlSweepLog implements SweepLog {
         chunk.map((d) => d.projectId),
         chunk.map((d) => d.reason),
       ];
-      try {
-        await this.db.query(INSERT_SQL, params, { prepare: true });
-      } catch (err) {
-        throw databaseError(`record ${chunk.length} sweep decisions`, err);
-      }
+      await queryAs(this.db, `record ${chunk.length} sweep decisions`, INSERT_SQL, params, { prepare: true });
     }
   }
 
   /** Decisions in the order they were recorded, optionally of one run, pass or project. */
   async list(filter: { runId?: string; pass?: SweepPass; projectId?: string } = {}): Promise<RecordedDecision[]> {
-    try {
-      const rows = await this.db.query<{ run_id: string; pass: SweepPass; action: string; project_id: string | null; reason: string; at: Date }>(
-        `select run_id, pass, action, project_id, reason, at from sweep_decisions
-         where ($1::text is null or run_id = $1) and ($2::text is null or pass = $2) and ($3::text is null or project_id = $3)
-         order by id`,
-        [filter.runId ?? null, filter.pass ?? null, filter.projectId ?? null],
-      );
-      return rows.map((r) => ({ runId: r.run_id, pass: r.pass, action: r.action, projectId: r.project_id, reason: r.reason, at: r.at }));
-    } catch (err) {
-      throw databaseError("list sweep decisions", err);
-    }
+    const rows = await queryAs<{ run_id: string; pass: SweepPass; action: string; project_id: string | null; reason: string; at: Date }>(
+      this.db,
+      "list sweep decisions",
+      `select run_id, pass, action, project_id, reason, at from sweep_decisions
+       where ($1::text is null or run_id = $1) and ($2::text is null or pass = $2) and ($3::text is null or project_id = $3)
+       order by id`,
+      [filter.runId ?? null, filter.pass ?? null, filter.projectId ?? null],
+    );
+    return rows.map((r) => ({ runId: r.run_id, pass: r.pass, action: r.action, projectId: r.project_id, reason: r.reason, at: r.at }));
   }
 }
