@@ -83,10 +83,15 @@ export async function permanent<T>(body: () => Promise<T>): Promise<T> {
  * its first step, so no SQL statement, Docker call or file access sees an invalid id.
  */
 export function parseProjectEvent(event: { name: string; data?: unknown }): { projectId: ProjectId } {
-  const parsed = v.safeParse(ProjectEventData, event.data);
+  return parseEventData(ProjectEventData, event.name, event.data);
+}
+
+/** `data` parsed by `schema`; a `NonRetriableError` naming the event and every problem otherwise. */
+export function parseEventData<S extends v.GenericSchema>(schema: S, name: string, data: unknown): v.InferOutput<S> {
+  const parsed = v.safeParse(schema, data);
   if (parsed.success) return parsed.output;
   const problems = parsed.issues.map((i) => `${v.getDotPath(i) ?? "data"}: ${i.message}`).join("; ");
-  throw new NonRetriableError(`invalid ${event.name} event: ${problems}`);
+  throw new NonRetriableError(`invalid ${name} event: ${problems}`);
 }
 
 /** Like `parseProjectEvent`, but null instead of throwing (failure handlers: nothing to record). */

@@ -27,10 +27,10 @@
  * recorded `failed` on the row too (`removeFailed`, as remove-preview's failure), so the
  * project is never left `removing`.
  */
-import { NonRetriableError, type Inngest } from "inngest";
+import type { Inngest } from "inngest";
 import * as v from "valibot";
 import { previewRemoved, previewStopped, previewsSweepItem, SweepItemData } from "../inngest.config.js";
-import { ONE_RUN_PER_PROJECT, PER_PROJECT, RETRIES, permanent, type PreviewDeps } from "./deps.js";
+import { ONE_RUN_PER_PROJECT, PER_PROJECT, RETRIES, parseEventData, permanent, type PreviewDeps } from "./deps.js";
 import { recordFailure, type FailureContext } from "./failure.js";
 import type { ProjectId } from "./ports.js";
 import { PASS_OF, formatAge, type SweepAction, type SweepDeps } from "./sweep-plan.js";
@@ -39,10 +39,7 @@ type Item = v.InferOutput<typeof SweepItemData>;
 
 /** Handlers trust nothing: the event is parsed before any step. */
 export function parseSweepItem(event: { name: string; data?: unknown }): Item {
-  const parsed = v.safeParse(SweepItemData, event.data);
-  if (parsed.success) return parsed.output;
-  const problems = parsed.issues.map((i) => `${v.getDotPath(i) ?? "data"}: ${i.message}`).join("; ");
-  throw new NonRetriableError(`invalid ${event.name} event: ${problems}`);
+  return parseEventData(SweepItemData, event.name, event.data);
 }
 
 /** What one action did: `done` (with the audit action) or `skip` (with why). */

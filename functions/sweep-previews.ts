@@ -32,10 +32,9 @@
  * Only one sweep runs at a time (`singleton`, skip): a cron tick or request during a sweep is
  * dropped; the next one catches up.
  */
-import { NonRetriableError, cron, type Inngest } from "inngest";
-import * as v from "valibot";
+import { cron, type Inngest } from "inngest";
 import { previewIdle, previewsSweepItem, previewsSweepRequested, SweepRequestData } from "../inngest.config.js";
-import { RETRIES, permanent, type PreviewDeps } from "./deps.js";
+import { RETRIES, parseEventData, permanent, type PreviewDeps } from "./deps.js";
 import { planDecisions, planSweep, summarize, type SweepDeps, type SweepPlan } from "./sweep-plan.js";
 
 /** Events per dispatch step (one send request). */
@@ -46,10 +45,7 @@ export const SKIPS_SHOWN = 100;
 /** The request's `dryRun`; a cron tick is never a dry run. Invalid data fails before any step. */
 export function parseSweepRequest(event: { name: string; data?: unknown }): { dryRun: boolean } {
   if (event.name !== previewsSweepRequested.name) return { dryRun: false };
-  const parsed = v.safeParse(SweepRequestData, event.data ?? {});
-  if (parsed.success) return { dryRun: parsed.output.dryRun === true };
-  const problems = parsed.issues.map((i) => `${v.getDotPath(i) ?? "data"}: ${i.message}`).join("; ");
-  throw new NonRetriableError(`invalid ${event.name} event: ${problems}`);
+  return { dryRun: parseEventData(SweepRequestData, event.name, event.data ?? {}).dryRun === true };
 }
 
 /** The id of the item event a run sends for a project: the same on every replay of the run. */
