@@ -128,23 +128,27 @@ async function sweepDirect(): Promise<{ items: number; failed: number; summary: 
 
 let setCounter = 0;
 /** N stopped (created) preview containers with the production spec, labelled as one set; their ids. */
-async function createSet(prefix: string): Promise<{ set: string; ids: string[] }> {
+async function createSet(prefix: string): Promise<{ set: string; ids: string[]; containerIds: string[] }> {
   const set = `${benchId}-${++setCounter}`;
   const ids = Array.from({ length: N }, (_, i) => `${prefix}-${set}-${i}`);
-  await mapBounded(ids, 8, async (id) => {
+  const containerIds = await mapBounded(ids, 8, async (id) => {
     await mkdir(path.join(storageRoot, "projects", id, "site"), { recursive: true });
     const spec = containerSpec(id, { ...settings, extraLabels: { ...settings.extraLabels, [SET_LABEL]: set } }, "bench");
-    await docker.createContainer(spec);
+    return (await docker.createContainer(spec)).id;
   });
-  return { set, ids };
+  return { set, ids, containerIds };
 }
 
-/** Rows (stopped `stoppedAgoMs` ago) and projects for a set, in two statements. */
-async function recordSet(ids: string[], stoppedAgoMs: number): Promise<void> {
+/**
+ * Rows (stopped `stoppedAgoMs` ago, each with its container's id, as launch records it) and
+ * projects for a set, in two statements.
+ */
+async function recordSet(ids: string[], containerIds: string[], stoppedAgoMs: number): Promise<void> {
   await db.query(
     `insert into previews (project_id, status, reason, stopped_at, container_id, updated_at)
-     select id, 'stopped', 'bench', now() - $2::bigint * interval '1 millisecond', 'c', now() - $2::bigint * interval '1 millisecond' from unnest($1::text[]) as id`,
-    [ids, stoppedAgoMs],
+     select id, 'stopped', 'bench', now() - $3::bigint * interval '1 millisecond', cid, now() - $3::bigint * interval '1 millisecond'
+     from unnest($1::text[], $2::text[]) as t(id, cid)`,
+    [ids, containerIds, stoppedAgoMs],
   );
   await db.query("insert into projects (id) select unnest($1::text[]) on conflict do nothing", [ids]);
 }
@@ -171,8 +175,8 @@ const noopMs: number[] = [];
 try {
   // Warm-up (untimed): module loading, PGlite and the first connections.
   {
-    const { set, ids } = await createSet("warm");
-    await recordSet(ids.slice(0, 10), 25 * HOUR);
+    const { set, ids, containerIds } = await createSet("warm");
+    await recordSet(ids.slice(0, 10), containerIds.slice(0, 10), 25 * HOUR);
     await sweepOnce();
     await removeSet(set);
     await clearState();
@@ -181,7 +185,7 @@ try {
   for (let run = 0; run < RUNS; run++) {
     const order = run % 2 ? [...sides].reverse() : sides;
     for (const side of order) {
-      const { set, ids } = await createSet(side === "prune" ? "prn" : side === "raw" ? "raw" : "exp");
+      const { set, ids, containerIds } = await createSet(side === "prune" ? "prn" : side === "raw" ? "raw" : "exp");
       if (side === "raw") {
         // The floor: the same containers removed through the API, as many at once, no checks.
         const { ms } = await timed(async () => {
@@ -190,7 +194,7 @@ try {
         });
         samples.raw.push(ms);
       } else if (side !== "prune") {
-        await recordSet(ids, 25 * HOUR);
+        await recordSet(ids, containerIds, 25 * HOUR);
         const { ms, value } = await timed(side === "sweep" ? sweepOnce : sweepDirect);
         const left = await docker.listContainers({ all: true, filters: { label: [`${SET_LABEL}=${set}`] } });
         if (value.items !== N || value.failed > 0 || left.length > 0) {
@@ -210,8 +214,8 @@ try {
   }
 
   // 2. Nothing to do: N previews stopped an hour ago, their projects exist.
-  const { set, ids } = await createSet("noop");
-  await recordSet(ids, 1 * HOUR);
+  const { set, ids, containerIds } = await createSet("noop");
+  await recordSet(ids, containerIds, 1 * HOUR);
   for (let run = 0; run < RUNS + 1; run++) {
     const { ms, value } = await timed(sweepOnce);
     if (value.items !== 0) throw new Error(`the no-op sweep dispatched ${value.items} items: ${JSON.stringify(value.summary)}`);

@@ -71,14 +71,18 @@ export class DockerPreviewInventory implements PreviewInventory {
    * not running; no force, so one started in between answers 409 and stays. A container that
    * replaced it is another id and is not touched.
    */
-  async removeStopped(projectId: ProjectId, containerId: string): Promise<SweepRemoveOutcome> {
+  async removeStopped(projectId: ProjectId, containerId: string, opts: { recorded?: boolean } = {}): Promise<SweepRemoveOutcome> {
     const id = assertProjectId(projectId);
-    // The id comes from an event: only the container that is this instance's preview of the
-    // project, under its name, is ever removed (a forged id of anyone else's container is not).
-    const mine = await this.inspectByName(id);
-    if (!mine) return "absent";
-    if (mine.Id !== containerId) return "replaced";
-    if (RUNNING_STATES.has(mine.State.Status)) return "running";
+    if (!opts.recorded) {
+      // The id comes from an event: only the container that is this instance's preview of the
+      // project, under its name, is ever removed (a forged id of anyone else's container is not).
+      const mine = await this.inspectByName(id);
+      if (!mine) return "absent";
+      if (mine.Id !== containerId) return "replaced";
+      if (RUNNING_STATES.has(mine.State.Status)) return "running";
+    }
+    // With `recorded`, the id is the one on the project's row: ours by construction (see the
+    // port). One engine call per expiry instead of two: what a sweep of thousands spends.
     try {
       await traced(this.log, "container.remove", { projectId: id, containerId }, () => this.docker.getContainer(containerId).remove({ v: true }));
       return "removed";

@@ -244,8 +244,14 @@ export interface PreviewInventory {
    * project's preview) unless it runs: no force, so a container started meanwhile stays, and a
    * container that replaced it under the name is another id and is never touched. Outcomes,
    * not errors, for the rest.
+   *
+   * `recorded`: the caller vouches that `containerId` is the id this service itself recorded on
+   * the project's row (written only from containers it created or adopted under the project's
+   * name with its labels): the ownership check by name is then skipped and the container is
+   * removed by id, still without force; the engine's refusal (409: it runs, or a removal is in
+   * progress) is classified by name as above. An id taken from an event alone is never `recorded`.
    */
-  removeStopped(projectId: ProjectId, containerId: string): Promise<SweepRemoveOutcome>;
+  removeStopped(projectId: ProjectId, containerId: string, opts?: { recorded?: boolean }): Promise<SweepRemoveOutcome>;
 }
 
 /** What the project source said about a set of project ids. */

@@ -100,7 +100,8 @@ export function sweepActions(deps: PreviewDeps, sweep: SweepDeps) {
     const retention = `longer than STOPPED_RETENTION ${formatAge(sweep.settings.retentionMs)}`;
     if (row?.stoppedAt && planned) {
       const reason = `sweep: container removed, stopped since ${row.stoppedAt.toISOString()} (${retention}); site files kept`;
-      const outcome = await sweep.inventory.removeStopped(projectId, planned);
+      // The planned id is the row's own container id: ours by construction, removed by id.
+      const outcome = await sweep.inventory.removeStopped(projectId, planned, { recorded: row.containerId === planned });
       if (outcome === "running") return skip("container runs again; left alone");
       // Not (or no longer) the project's preview under its name: a replaced or forged id.
       if (outcome === "replaced") return skip(`container ${planned.slice(0, 12)} is not the project's preview (replaced, or not ours); left alone`);

@@ -42,10 +42,16 @@ export class FakeInventory implements PreviewInventory {
     return this.describe(projectId);
   }
 
-  async removeStopped(projectId: ProjectId, containerId: string): Promise<SweepRemoveOutcome> {
-    // By id, as the engine does: another container under the name is not this id.
+  /** Calls that vouched for the id (`recorded`): the engine skips its ownership inspect for them. */
+  recordedRemovals = 0;
+
+  async removeStopped(projectId: ProjectId, containerId: string, opts: { recorded?: boolean } = {}): Promise<SweepRemoveOutcome> {
+    if (opts.recorded) this.recordedRemovals++;
     const c = this.describe(projectId);
-    if (!c || c.containerId !== containerId) return "absent";
+    // As the adapter: vouched for, by id (another container under the name is not this id, and
+    // the vouched one is gone); otherwise checked by name first.
+    if (!c) return "absent";
+    if (c.containerId !== containerId) return opts.recorded ? "absent" : "replaced";
     if (c.running) return "running";
     this.runtime.containers.delete(projectId);
     return "removed";

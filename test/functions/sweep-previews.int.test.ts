@@ -79,6 +79,27 @@ describe("forged item events", () => {
     expect(await exists(`preview-${id}`)).toBe(true);
     await victim.remove({ force: true, v: true });
   });
+
+  it("an expire of the row's own container (removed by id, no ownership inspect) still never removes it once it runs again", async () => {
+    const id = await env.stoppedPreview("again");
+    await env.backdateStop(id, 25 * HOUR);
+    const recorded = (await env.store.get(id))!.containerId!;
+    expect(recorded).toMatch(/^[0-9a-f]{64}$/);
+    // Started behind the row's back (by hand, or a resume racing the sweep): the engine refuses
+    // the removal without force, and the refusal is classified as "runs again".
+    await docker().getContainer(recorded).start();
+    const actions = sweepActions(env.deps, env.sweepDeps);
+    const outcome = await actions.expire(id, "again-run", recorded);
+    expect(outcome).toEqual({ done: false, reason: "container runs again; left alone" });
+    expect((await docker().getContainer(recorded).inspect()).State.Running).toBe(true);
+    expect(await env.store.get(id)).toMatchObject({ status: "stopped", containerId: recorded });
+
+    // Stopped again: the same item now removes it by that id, and the row records it.
+    await docker().getContainer(recorded).stop({ t: 1 });
+    expect(await actions.expire(id, "again-run-2", recorded)).toMatchObject({ done: true, action: "removed" });
+    expect(await exists(recorded)).toBe(false);
+    expect(await env.store.get(id)).toMatchObject({ status: "stopped", containerId: null });
+  });
 });
 
 describe("expired pass", () => {

@@ -340,6 +340,22 @@ describe("sweep-item re-checks and failures (unit)", () => {
     expect(w.runtime.containers.get("p")?.id).toBe(cid("p-new"));
   });
 
+  it("expire: the row's own container id is removed by id (recorded); any other planned id is checked by name first", async () => {
+    preview(w, "p", { stoppedAgoMs: 25 * HOUR });
+    preview(w, "q", { stoppedAgoMs: 25 * HOUR });
+    const send = async (projectId: string, containerId: string) => {
+      const { transformCtx } = oneRun();
+      const event = { name: "previews.sweep.item", data: { projectId, action: "expire", sweepRunId: "sweep-1", reason: "planned", containerId } };
+      return (await new InngestTestEngine({ function: item, transformCtx }).execute({ events: [event] })).result;
+    };
+    expect(await send("p", cid("p"))).toMatchObject({ done: true, action: "removed" });
+    expect(w.inventory.recordedRemovals).toBe(1);
+    // An id that is not the row's (forged, or another container): not vouched for, left alone.
+    expect(await send("q", cid("p-other"))).toMatchObject({ done: false });
+    expect(w.inventory.recordedRemovals).toBe(1);
+    expect(w.runtime.containers.has("q")).toBe(true);
+  });
+
   it("correct: a container running again is not corrected", async () => {
     preview(w, "p");
     expect((await runItem("p", "correct")).result).toMatchObject({ done: false, reason: "container is running" });
