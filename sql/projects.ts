@@ -48,8 +48,12 @@ export class SqlProjectDirectory implements ProjectDirectory {
       }
       const live = shape.soft ? "deleted_at is null" : "true";
       const [any] = await this.db.query<{ any: boolean }>(`select exists (select 1 from ${this.quoted} where ${live}) as any`);
+      // Compared without case: preview ids are lower-case DNS labels, and an orchestrator that
+      // stores `Proj-A1` but sends `proj-a1` must not have its preview read as an orphan. The
+      // error this allows is keeping a preview whose project differs only in case: the safe side.
+      // (A scan rather than the id index: once per sweep, and once per orphan item.)
       const existing = projectIds.length
-        ? await this.db.query<{ id: string }>(`select id::text as id from ${this.quoted} where id::text = any($1::text[]) and ${live}`, [projectIds])
+        ? await this.db.query<{ id: string }>(`select distinct lower(id::text) as id from ${this.quoted} where lower(id::text) = any($1::text[]) and ${live}`, [projectIds])
         : [];
       return { anyProject: any?.any === true, existing: existing.map((r) => r.id) };
     } catch (err) {

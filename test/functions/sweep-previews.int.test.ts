@@ -231,6 +231,17 @@ describe("orphan pass", () => {
     ]);
   });
 
+  it("a project stored in another case (Proj-A1 for the preview proj-a1) exists: never an orphan", async () => {
+    const ids = await Promise.all([1, 2, 3].map(() => env.stoppedPreview("case")));
+    await env.database.db.query("create table cased_projects (id text primary key)");
+    await env.database.db.query("insert into cased_projects (id) select upper(unnest($1::text[]))", [ids]);
+    env.useProjects(new SqlProjectDirectory(env.database.db, "cased_projects", "test database"));
+    const run = await env.sweep();
+    expect(run.result?.orphans).toMatchObject({ remove: 0, guard: null });
+    expect(run.items.filter((i) => i.event.data.action === "orphan")).toEqual([]);
+    for (const id of ids) expect(await exists(`preview-${id}`), id).toBe(true);
+  });
+
   it("without a project source, a managed container without a row is the orphan; its files stay", async () => {
     env.useProjects(null);
     const rowless = await env.stoppedPreview("norow");
