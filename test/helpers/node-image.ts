@@ -7,7 +7,7 @@
  * the entrypoint, the next.config fragment, USER, ENV, ENTRYPOINT, CMD), with its own files.
  */
 import { execFileSync } from "node:child_process";
-import { chmod, cp, copyFile, mkdir, mkdtemp, readFile, realpath, rm, symlink, writeFile } from "node:fs/promises";
+import { cp, copyFile, mkdir, mkdtemp, readFile, realpath, rm, symlink, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import type Docker from "dockerode";
@@ -46,6 +46,9 @@ export function scratchDockerfile(real: string, opts: { extraCaCerts?: string } 
     "COPY rootfs/ /",
     // The busybox applets at their usual places (/bin/sh, /bin/rm, /usr/bin/env for `#!/usr/bin/env node` ...).
     'RUN ["/bin/busybox", "--install", "-s"]',
+    // As in the node image: Docker fills the /tmp tmpfs from the image's /tmp, mode included, and
+    // the build context's packing does not keep the sticky bit.
+    'RUN ["/bin/busybox", "chmod", "1777", "/tmp"]',
     ...(opts.extraCaCerts ? [`ENV NODE_EXTRA_CA_CERTS=${opts.extraCaCerts}`] : []),
     ...rest,
   ].join("\n");
@@ -60,8 +63,6 @@ export async function buildNodePreviewImage(docker: Docker, tag: string, labels:
   try {
     const rootfs = path.join(context, "rootfs");
     for (const dir of ["bin", "sbin", "usr/bin", "usr/sbin", "usr/lib/node_modules", "etc", "tmp", "app"]) await mkdir(path.join(rootfs, dir), { recursive: true });
-    // As in the node image: Docker fills the /tmp tmpfs from the image's /tmp, mode included.
-    await chmod(path.join(rootfs, "tmp"), 0o1777);
     await copyFile(BUSYBOX, path.join(rootfs, "bin/busybox"));
     const node = await realpath(process.execPath);
     await copyFile(node, path.join(rootfs, "usr/bin/node"));

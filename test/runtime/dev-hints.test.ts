@@ -98,7 +98,13 @@ describe("docker/preview-base", () => {
     expect(real).toMatch(/^ARG NODE_IMAGE=node:20-alpine$/m);
     expect(real).toMatch(/^FROM \$\{NODE_IMAGE\}$/m);
     const scratch = scratchDockerfile(real, { extraCaCerts: "/etc/ssl/certs/x.crt" });
-    expect(scratch.split("\n").slice(0, 4)).toEqual(["FROM scratch", "COPY rootfs/ /", 'RUN ["/bin/busybox", "--install", "-s"]', "ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/x.crt"]);
+    expect(scratch.split("\n").slice(0, 5)).toEqual([
+      "FROM scratch",
+      "COPY rootfs/ /",
+      'RUN ["/bin/busybox", "--install", "-s"]',
+      'RUN ["/bin/busybox", "chmod", "1777", "/tmp"]',
+      "ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/x.crt",
+    ]);
     expect(scratch).not.toMatch(/node:20-alpine|apk|\$\{NODE_IMAGE\}/);
     // The rest is the real image's: entrypoint, fragment, user, dev server on 0.0.0.0:3000.
     for (const line of ['ENTRYPOINT ["/entrypoint.sh"]', "COPY next.config.fragment.mjs /opt/preview/next.config.fragment.mjs", "USER node", "HOSTNAME=0.0.0.0"]) expect(scratch).toContain(line);
