@@ -46,7 +46,10 @@ const service = await main(env);
 const serveUrl = `http://127.0.0.1:${service.port}/api/inngest`;
 
 void previewImage(service);
-if (args.demo !== null) await demo(service, args.demo);
+if (args.demo !== null) {
+  // A demo that cannot be written (storage not writable ...) is said in one line; the host runs on.
+  await demo(service, args.demo).catch((err: unknown) => say(`demo site not written: ${err instanceof Error ? err.message : String(err)}`));
+}
 if (typeof service.config.inngest.dev === "string") say(`using the Inngest dev server at ${service.config.inngest.dev} (INNGEST_DEV); sync this app there with: curl -X PUT ${serveUrl}`);
 else startDevServer();
 

@@ -151,6 +151,17 @@ describe("npm run dev -- --demo", () => {
   }, 120_000);
 });
 
+describe("npm run dev with a misspelt flag", () => {
+  it("exits 2 naming it, before starting anything", async () => {
+    const res = await run(process.execPath, [TSX, path.join(REPO, "runtime/dev.ts"), "--dmeo"], { cwd: dir, env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } }).then(
+      () => ({ code: 0, stderr: "" }),
+      (err: { code: number; stderr: string }) => err,
+    );
+    expect(res.code).toBe(2);
+    expect(res.stderr.trim()).toBe('npm run dev: unknown argument "--dmeo" (takes --demo or --demo=<projectId>)');
+  });
+});
+
 /** The port the host bound, from the "follow it" hint. */
 async function portFromHints(): Promise<string> {
   const line = await printed(/follow it: curl/);
