@@ -32,6 +32,11 @@ export interface AppDeps {
    * `previews.sweep.requested` with `inngest`. Absent: no `/sweep` route.
    */
   sweep?: { plan(): Promise<SweepPlan> };
+  /**
+   * Readiness of the preview image (issue 10): resolves when the engine has it, else rejects with
+   * a message naming it (`/readyz` answers 503 with it under `image`). Absent: not checked.
+   */
+  previewImage?: () => Promise<void>;
 }
 
 export const INNGEST_PATH = "/api/inngest";
@@ -134,6 +139,7 @@ export function createApp(deps: AppDeps): Hono {
     const results = await Promise.all([
       check("docker", () => deps.runtime.ping(), timeoutMs),
       check("database", () => deps.store.ping(), timeoutMs),
+      ...(deps.previewImage ? [check("image", deps.previewImage, timeoutMs)] : []),
     ]);
     const failing = Object.fromEntries(results.filter(([, err]) => err !== null));
     if (Object.keys(failing).length === 0) return c.json({ status: "ready" });

@@ -326,6 +326,10 @@ const EnvFields = v.object({
     v.regex(/^(unlimited|\d{1,6})$/, "MAX_RUNNING_PREVIEWS must be a whole number of previews, or unlimited"),
     v.transform((s) => (s === "unlimited" || Number(s) === 0 ? null : Number(s))),
   ),
+
+  // --- First contact (issue 10): `npm run dev` builds PREVIEW_IMAGE from docker/preview-base/ when
+  // missing, FROM this Node image (an Alpine-based Node 20; a mirror's copy where Docker Hub is out of reach).
+  PREVIEW_NODE_IMAGE: v.optional(v.pipe(v.string(), v.regex(/^[a-z0-9][a-z0-9._\/:@-]*$/i, "PREVIEW_NODE_IMAGE must be an image reference")), "node:20-alpine"),
 });
 
 type Env = v.InferOutput<typeof EnvFields>;
@@ -492,6 +496,8 @@ export function configSchema(cwd: string) {
           egressDeny: env.PREVIEW_EGRESS_DENY,
           mountCheck: env.PREVIEW_MOUNT_CHECK,
         },
+        /** `npm run dev` only: the base the preview image is built FROM when it is missing (issue 10). */
+        previewBuild: { nodeImage: env.PREVIEW_NODE_IMAGE },
         apiToken: env.API_TOKEN ?? null,
         activity: {
           eventIntervalMs: env.ACTIVITY_EVENT_INTERVAL,

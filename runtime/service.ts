@@ -12,6 +12,7 @@ import { createDockerClient } from "../docker/client.js";
 import { DockerPreviewRuntime } from "../docker/docker-runtime.js";
 import { DockerPreviewInventory } from "../docker/inventory.js";
 import { previewUser } from "../docker/isolation.js";
+import { assertImagePresent } from "../docker/preview-image.js";
 import type { PreviewSettings } from "../docker/settings.js";
 import { createFunctions, createSweepFunctions, type SweepDeps } from "../functions/index.js";
 import { planSweep } from "../functions/sweep-plan.js";
@@ -185,6 +186,8 @@ async function serveWith(config: Config, log: Logger, db: Database): Promise<Run
     log,
     previews,
     sweep: { plan: () => planSweep(store, sweep) },
+    // A missing preview image makes every launch fail: not ready (issue 10).
+    previewImage: () => assertImagePresent(docker, settings.image, log),
   });
 
   const server = await new Promise<ServerType>((resolve, reject) => {

@@ -56,3 +56,8 @@ su postgres -c "psql -p $port -qtAc \"SELECT 1 FROM pg_roles WHERE rolname='prev
 su postgres -c "psql -p $port -qtAc \"SELECT 1 FROM pg_database WHERE datname='previews_test'\"" | grep -q 1 ||
   su postgres -c "psql -p $port -qc \"CREATE DATABASE previews_test OWNER previews_test\""
 log "postgres on 127.0.0.1:$port (role previews_test)"
+
+# The Next.js end-to-end fixture's dependencies, from npm, into a cache outside the repository
+# keyed by its lock file (test/functions/launch-nextjs.int.test.ts; reused while the lock is unchanged).
+command -v npm >/dev/null 2>&1 || { log "npm not found: install Node.js 20 (the tests need it anyway)"; exit 1; }
+log "nextjs fixture dependencies in $(bash "$(dirname "$0")/nextjs-fixture-deps.sh")"

@@ -6,9 +6,15 @@
  */
 import { randomBytes } from "node:crypto";
 import Docker from "dockerode";
+import { inject } from "vitest";
+import { stubImage } from "./docker.js";
 
-export function serviceNetworkEnv(): { PREVIEW_NETWORK: string; PREVIEW_HOST_FIREWALL: string } {
-  return { PREVIEW_NETWORK: NETWORK, PREVIEW_HOST_FIREWALL: "off" };
+/**
+ * Also the run's stub image as PREVIEW_IMAGE: `/readyz` checks that the preview image exists, and
+ * the default `preview-base:latest` cannot be built on a machine without a registry.
+ */
+export function serviceNetworkEnv(): { PREVIEW_NETWORK: string; PREVIEW_HOST_FIREWALL: string; PREVIEW_IMAGE: string } {
+  return { PREVIEW_NETWORK: NETWORK, PREVIEW_HOST_FIREWALL: "off", PREVIEW_IMAGE: stubImage(inject("testRunId")) };
 }
 
 const NETWORK = `sbp-test-svc-${randomBytes(4).toString("hex")}`;

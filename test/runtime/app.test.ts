@@ -54,6 +54,23 @@ describe("probes", () => {
   });
 });
 
+describe("readyz and the preview image (issue 10)", () => {
+  it("answers 503 naming the missing image, 200 once it is there", async () => {
+    let missing = true;
+    const previewImage = async () => {
+      if (missing) throw new Error("preview image preview-base:latest not found: docker build -t preview-base:latest docker/preview-base");
+    };
+    const { app: a } = app({ previewImage });
+    let res = await a.request("/readyz");
+    expect(res.status).toBe(503);
+    expect(await res.json()).toEqual({ status: "unavailable", failing: { image: expect.stringContaining("preview-base:latest not found") } });
+    missing = false;
+    res = await a.request("/readyz");
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ status: "ready" });
+  });
+});
+
 describe("previews API", () => {
   it("lists and gets previews; 404 for an unknown project; 400 naming an invalid id", async () => {
     const { app: a, store } = app();

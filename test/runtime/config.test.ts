@@ -665,6 +665,7 @@ describe("Config is inferred from the schema", () => {
         egressDeny: string[];
         mountCheck: "auto" | "required" | "path";
       };
+      previewBuild: { nodeImage: string };
       apiToken: string | null;
       activity: { eventIntervalMs: number; flushIntervalMs: number; idleTimeoutMs: number };
       access: { mode: "public" | "token"; linkTtlMs: number; linkSecret: string | null; middleware: string };
