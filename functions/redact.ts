@@ -33,7 +33,7 @@ const PATTERNS: ReadonlyArray<{ kind: string; re: RegExp; replace?: Replacer }> 
   // Credentials in a URL: scheme://user:password@host (postgres, mysql, mongodb, redis, amqp, https ...).
   {
     kind: "credentials",
-    re: /\b([a-z][a-z0-9+.-]{1,30}:\/\/)([^\s/@:'"<>]+):([^\s@'"<>]*)@/gi,
+    re: /\b([a-z][a-z0-9+.-]{1,30}:\/\/)([^\s/@:'"<>]*):([^\s@'"<>]*)@/gi,
     replace: (_m, scheme) => `${scheme}${mark("credentials")}@`,
   },
   // Authorization headers: keep the scheme, hide the credentials.
@@ -52,7 +52,7 @@ const PATTERNS: ReadonlyArray<{ kind: string; re: RegExp; replace?: Replacer }> 
     replace: (m: string, prefix: string, dq: string | undefined, sq: string | undefined, bare: string | undefined) => {
       const value = dq ?? sq ?? bare ?? "";
       // Nothing to hide (empty, already redacted, or a plain word such as `auth: true`).
-      if (value === "" || value.startsWith("[REDACTED") || /^(true|false|null|none|undefined|required|optional|\d{1,5})$/i.test(value)) return m;
+      if (value === "" || value.startsWith("[REDACTED") || /^(true|false|null|none|undefined|required|optional|bearer|basic|digest|negotiate|\d{1,5})$/i.test(value)) return m;
       const q = dq !== undefined ? '"' : sq !== undefined ? "'" : "";
       return `${prefix}${q}${mark("secret")}${q}`;
     },
