@@ -58,7 +58,11 @@ export const UNAVAILABLE = "diagnosis unavailable";
 
 type Plan =
   | { ask: false; why: string }
-  | { ask: true; failure: FailureOf; request: DiagnosisPrompt };
+  /**
+   * Only what is safe to store with Inngest: the redacted request, and the failing run's claim
+   * (reason and log tail are the event's, checked equal to the row's; `noLog`: the row has none).
+   */
+  | { ask: true; claim: string | null; noLog: boolean; request: DiagnosisPrompt };
 
 /** Why a step failed for good, in words safe to store (redacted, bounded). */
 const why = (err: unknown): string => redact(err instanceof Error ? err.message : String(err)).slice(0, 300) || "unknown error";
@@ -86,11 +90,7 @@ export function createDiagnosePreview(inngest: Inngest, deps: DiagnosisDeps) {
           if (currentDiagnosis(row)?.state === "diagnosed") return { ask: false, why: "already diagnosed" };
           // Secrets: read and used inside this step only; its output is the redacted prompt.
           const secrets = await deps.secrets.environmentValues(projectId);
-          return {
-            ask: true,
-            failure: { claim: row.claim, reason: row.reason, logTail: row.logTail },
-            request: buildDiagnosisPrompt(failed, secrets),
-          };
+          return { ask: true, claim: row.claim, noLog: row.logTail === null, request: buildDiagnosisPrompt(failed, secrets) };
         }),
       );
       if (!plan.ask) {
@@ -110,7 +110,7 @@ export function createDiagnosePreview(inngest: Inngest, deps: DiagnosisDeps) {
         outcome = { state: "unavailable", text: `${UNAVAILABLE}: ${why(err)}` };
       }
 
-      const failure = plan.failure;
+      const failure: FailureOf = { claim: plan.claim, reason: failed.reason, logTail: plan.noLog ? null : failed.logTail };
       const saved = await step.run("record-diagnosis", () => permanent(() => deps.store.recordDiagnosis(projectId, failure, outcome)));
       if (!saved.recorded) {
         logger.info({ projectId }, "diagnosis not recorded: the preview moved on, or another answer was recorded first");

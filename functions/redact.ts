@@ -19,7 +19,8 @@ export const MIN_SECRET_LENGTH = 8;
 const mark = (kind: string) => `[REDACTED:${kind}]`;
 
 /** Names of keys whose value is a secret, in `key=value`, `key: value` and JSON forms. */
-const SECRET_NAME = String.raw`[A-Za-z0-9_.-]*(?:secret|token|passw(?:or)?d|pwd|passphrase|api[_-]?key|access[_-]?key|private[_-]?key|client[_-]?secret|credentials?|auth|key|signature|session|cookie|dsn)[A-Za-z0-9_.-]*`;
+/** The secret word ends the name or one of its `_ . -` segments: `SECRET_KEY_BASE`, `apiKey`, not `authentication_error`. */
+const SECRET_NAME = String.raw`[A-Za-z0-9_.-]*?(?:secret|token|passw(?:or)?d|pwd|passphrase|api[_-]?key|access[_-]?key|private[_-]?key|client[_-]?secret|credentials?|auth|key|signature|session|cookie|dsn)(?:[_.-][A-Za-z0-9_.-]*)?`;
 
 /**
  * The generic patterns, in order (earlier ones see the text first). Each replaces the secret

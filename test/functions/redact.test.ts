@@ -101,6 +101,10 @@ describe("redact: secrets by shape", () => {
     for (const line of ["auth: true", "token: null", "password: required", "secure cookie: false", "key: 3000"]) expect(redact(line)).toBe(line);
   });
 
+  it("a key that only contains a secret word is no secret key (authentication_error: ..., tokenizer: ...)", () => {
+    for (const line of ["401 authentication_error: invalid x-api-key", "tokenizer: gpt2", "keyboard: us", "sessionStorage: unavailable"]) expect(redact(line)).toBe(line);
+  });
+
   it("a private key block", () => {
     const pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA1234\nabcdEFGH5678\n-----END RSA PRIVATE KEY-----";
     const out = redact(`loaded key:\n${pem}\nnext line`);
