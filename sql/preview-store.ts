@@ -281,7 +281,7 @@ function toRecord(row: PreviewRow): PreviewRecord {
     createdAt: row.created_at,
     updatedAt: row.updated_at,
     diagnosis:
-      row.diagnosis_state !== null && row.diagnosis !== null && row.diagnosis_key !== null && row.diagnosed_at !== null
+      row.diagnosis_state != null && row.diagnosis != null && row.diagnosis_key != null && row.diagnosed_at != null
         ? { key: row.diagnosis_key, state: row.diagnosis_state, text: row.diagnosis, at: row.diagnosed_at }
         : null,
   };
