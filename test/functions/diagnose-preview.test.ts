@@ -7,7 +7,7 @@ import { InngestTestEngine } from "@inngest/test";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createDiagnosePreview, UNAVAILABLE } from "../../functions/diagnose-preview.js";
-import { currentDiagnosis } from "../../functions/ports.js";
+import { currentDiagnosis, PermanentError } from "../../functions/ports.js";
 import { createInngest } from "../../runtime/inngest-client.js";
 import { FakeDiagnoser, FakeSecrets } from "../fakes/fake-diagnoser.js";
 import { MemoryPreviewStore } from "../fakes/memory-store.js";
@@ -157,6 +157,18 @@ describe("diagnose-preview", () => {
     expect(after!.diagnosis!.text).toContain("removing the preview now");
     expect(server.events.slice(sentBefore).map((e) => e.name)).toEqual(["preview.diagnosed"]);
     expect(t.store.applied).toEqual([]);
+  });
+
+  it("without the container's environment (Docker out) nothing is sent and nothing recorded: the run fails", async () => {
+    const t = setup();
+    const id = newId();
+    const event = t.failed(id);
+    t.secrets.failWith = new PermanentError("docker: inspect container preview-x failed: 500 engine down");
+    const { error } = await t.run(event);
+    expect(error).toMatchObject({ message: expect.stringContaining("engine down") });
+    expect(t.diagnoser.requests).toHaveLength(0);
+    expect((await t.store.get(id))!.diagnosis ?? null).toBeNull();
+    expect(t.diagnosed(id)).toHaveLength(0);
   });
 
   it("refuses an invalid event before any step", async () => {
