@@ -91,13 +91,13 @@ const diagnosedEvents = (id: string) => env.emitted("preview.diagnosed", id);
 const getPreview = async (id: string) => (await fetch(`${hosts.off.url}/previews/${id}`)).json() as Promise<Record<string, unknown>>;
 
 describe("sync", () => {
-  it("registers diagnose-preview on preview.failed with one concurrency slot per project and the step's retries", async () => {
+  it("registers diagnose-preview on preview.failed, one run per project (singleton, skip), with the step's retries", async () => {
     expect((await fetch(`${hosts.off.url}/api/inngest`, { method: "PUT" })).status).toBe(200);
     const sync = env.inngestServer.registrations.at(-1) as { functions: Array<Record<string, unknown>> };
     const fn = sync.functions.find((f) => f.id === FN_ID);
     expect(fn).toMatchObject({
       triggers: [{ event: "preview.failed" }],
-      concurrency: { scope: "env", key: '"diagnose-preview:" + event.data.projectId', limit: 1 },
+      singleton: { key: "event.data.projectId", mode: "skip" },
       steps: { step: { retries: { attempts: ATTEMPTS - 1 } } },
     });
   });
@@ -110,8 +110,8 @@ describe.each([{ checkpointing: false }, { checkpointing: true }])("over /api/in
     const before = api.requests.length;
     const run = await diagnose(event, checkpointing);
     expect(run.outcome).toBe("completed");
-    expect(run.result).toEqual({ projectId: event.projectId, diagnosed: true, state: "diagnosed" });
-    expect(run.steps.map((s) => s.name)).toEqual(["prepare-prompt", "ask-claude", "record-diagnosis", "emit-diagnosed"]);
+    expect(run.result).toEqual({ projectId: event.projectId, diagnosed: true, state: "diagnosed", rounds: 1 });
+    expect(run.steps.map((s) => s.name)).toEqual(["prepare-prompt-1", "ask-claude-1", "record-diagnosis-1", "emit-diagnosed-1", "prepare-prompt-2"]);
 
     // Exactly one call, with no secret anywhere in it (the container's PAYLOAD_SECRET, the
     // connection string's password), and with the log's useful line.
@@ -145,9 +145,9 @@ describe.each([{ checkpointing: false }, { checkpointing: true }])("over /api/in
     const before = api.requests.length;
     const run = await diagnose(event, checkpointing);
     expect(run.outcome).toBe("completed");
-    expect(run.result).toEqual({ projectId: event.projectId, diagnosed: false, state: "unavailable" });
+    expect(run.result).toEqual({ projectId: event.projectId, diagnosed: false, state: "unavailable", rounds: 1 });
     expect(api.requests.length - before).toBe(ATTEMPTS);
-    const ask = run.steps.filter((s) => s.name === "ask-claude");
+    const ask = run.steps.filter((s) => s.name === "ask-claude-1");
     // Each failed attempt reported retryable, the last one final; the handler then caught it.
     expect(ask.map((s) => s.op)).toEqual([...Array<string>(ATTEMPTS - 1).fill("StepError"), "StepFailed"]);
     const diagnosis = (await getPreview(event.projectId)).diagnosis as string;
@@ -177,6 +177,29 @@ describe.each([{ checkpointing: false }, { checkpointing: true }])("over /api/in
     expect(api.requests.length - before).toBe(1);
     expect((await getPreview(event.projectId)).diagnosis).toBe(`${UNAVAILABLE}: anthropic: ask claude-test for a diagnosis failed: 401 authentication_error: invalid x-api-key`);
     expect(diagnosedEvents(event.projectId)).toEqual([]);
+  });
+
+  it("a new failure recorded between the call and its record: the answer is refused, the next round diagnoses the new one", { timeout: 30_000 }, async () => {
+    const event = await recordedFailure("twice", "first log\n");
+    api.script = [{ text: "About the first." }, { text: "About the second." }];
+    const before = api.requests.length;
+    const run = await env.inngestServer.run({
+      serveUrl: `${hosts[checkpointing ? "on" : "off"].url}/api/inngest`,
+      fnId: FN_ID,
+      event: { name: "preview.failed", data: event },
+      checkpointing,
+      onStep: async (step) => {
+        if (step.name !== "ask-claude-1") return;
+        await env.store.apply(event.projectId, "launch", { reason: "preview.requested", claim: "run-second", logTail: null });
+        await env.store.apply(event.projectId, "fail", { reason: "exit 2", claim: "run-second", logTail: "second log\n" });
+      },
+    });
+    expect(run.result).toEqual({ projectId: event.projectId, diagnosed: true, state: "diagnosed", rounds: 2 });
+    expect(api.requests.length - before).toBe(2);
+    expect(api.requests.at(-1)!.body.messages[0]!.content).toContain("second log");
+    expect((await getPreview(event.projectId)).diagnosis).toBe("About the second.");
+    expect(diagnosedEvents(event.projectId)).toEqual([{ projectId: event.projectId, diagnosis: "About the second." }]);
+    expect((await env.store.events(event.projectId)).map((e) => e.type)).toEqual(["starting", "failed", "starting", "failed", "diagnosed"]);
   });
 
   it("529 twice then an answer: the third attempt's answer is recorded", { timeout: 30_000 }, async () => {

@@ -47,7 +47,7 @@ describe("diagnose-preview", () => {
     const event = t.failed(id);
     const { result, error } = await t.run(event);
     expect(error).toBeUndefined();
-    expect(result).toEqual({ projectId: id, diagnosed: true, state: "diagnosed" });
+    expect(result).toEqual({ projectId: id, diagnosed: true, state: "diagnosed", rounds: 1 });
     expect(t.diagnoser.requests).toHaveLength(1);
     const sent = JSON.stringify(t.diagnoser.requests[0]);
     expect(sent).not.toContain(ENV_SECRET);
@@ -96,13 +96,38 @@ describe("diagnose-preview", () => {
     expect(t.diagnosed(id)).toHaveLength(0);
   });
 
-  it("an event of an older failure (the row records another reason) is not diagnosed", async () => {
+  it("the row is the truth: an event of an older failure diagnoses the failure the preview records now", async () => {
     const t = setup();
     const id = newId();
-    t.failed(id, "READY_TIMEOUT");
+    t.failed(id, "READY_TIMEOUT", "compiling...\n");
     const { result } = await t.run({ projectId: id, reason: "exit 1", logTail: "x" });
-    expect(result).toMatchObject({ diagnosed: false, why: expect.stringMatching(/failed again since/) });
-    expect(t.diagnoser.requests).toHaveLength(0);
+    expect(result).toMatchObject({ diagnosed: true });
+    expect(t.diagnoser.requests).toHaveLength(1);
+    expect(t.diagnoser.requests[0]!.prompt).toContain("READY_TIMEOUT");
+    expect(t.diagnoser.requests[0]!.prompt).not.toContain("exit 1");
+  });
+
+  it("a new failure recorded while the run asks is diagnosed by the same run's next round", async () => {
+    const t = setup();
+    const id = newId();
+    const event = t.failed(id, "exit 1", "first log", "run-1");
+    // While the model answers the first failure, the preview is relaunched and fails again.
+    const answers = ["About the first failure.", "About the second failure."];
+    t.diagnoser.diagnose = async (request) => {
+      t.diagnoser.requests.push(request);
+      if (t.diagnoser.requests.length === 1) {
+        await t.store.apply(id, "launch", { reason: "pipeline.step7", claim: "run-2", logTail: null });
+        await t.store.apply(id, "fail", { reason: "exit 2", claim: "run-2", logTail: "second log" });
+      }
+      return answers.shift()!;
+    };
+    const { result } = await t.run(event);
+    expect(result).toEqual({ projectId: id, diagnosed: true, state: "diagnosed", rounds: 2 });
+    expect(t.diagnoser.requests.map((r) => /<log>\n(.*)\n<\/log>/.exec(r.prompt)![1])).toEqual(["first log", "second log"]);
+    // The first answer found its failure gone and was not recorded; the second was.
+    expect(currentDiagnosis((await t.store.get(id))!)!.text).toBe("About the second failure.");
+    expect(t.store.diagnosisAudit.map((e) => e.reason)).toEqual(["About the second failure."]);
+    expect(t.diagnosed(id)).toEqual([{ projectId: id, diagnosis: "About the second failure." }]);
   });
 
   it("a permanent refusal of the model (401) fails its step as NonRetriableError: no retry (recording it: the .int test over /api/inngest)", async () => {
