@@ -59,11 +59,14 @@ const PATTERNS: ReadonlyArray<{ kind: string; re: RegExp; replace?: Replacer }> 
     },
   },
   // Long runs that look random: hexadecimal (32+), base64 / base64url (40+ with letters and digits).
-  { kind: "hex", re: /\b[0-9a-fA-F]{32,}\b/g },
+  // (hex: not only between word boundaries: `id_9f86d08...` or `x9f86d08...` hide it too)
+  { kind: "hex", re: /(?<![0-9a-fA-F])[0-9a-fA-F]{32,}(?![0-9a-fA-F])/g },
   {
     kind: "base64",
     re: /[A-Za-z0-9+/_-]{40,}={0,2}/g,
-    replace: (m: string) => (/[0-9]/.test(m) && /[A-Za-z]/.test(m) && !m.includes("[REDACTED") && !/^[a-z/_-]+$/i.test(m) ? mark("base64") : m),
+    // Random bytes in base64 mix upper case, lower case and digits within 40 characters; paths
+    // (`/app/.next/server/chunks/...`) and identifiers rarely do, and are what a diagnosis needs.
+    replace: (m: string) => (/[0-9]/.test(m) && /[a-z]/.test(m) && /[A-Z]/.test(m) && !m.startsWith("/") ? mark("base64") : m),
   },
 ];
 

@@ -131,6 +131,9 @@ describe("redact: what it leaves alone", () => {
       "TypeError: Cannot read properties of undefined (reading 'map')",
       "    at Page (/app/src/app/(frontend)/page.tsx:12:23)",
       "Compiled /app/node_modules/.cache/webpack/client-development/index.pack in 2.3s",
+      "    at /app/.next/server/chunks/ssr/node_modules_next_dist_esm_build_templates_app-page_4f3a2b1c.js:12:7",
+      "    at Object.<anonymous> (/app/src/components/sections/hero2/variants/layout3/index.tsx:4:1)",
+      "warn  - NEXT_PUBLIC_PAYLOAD_SERVER_URL_FOR_PRODUCTION_BUILD2 is not set",
     ].join("\n");
     expect(redact(log)).toBe(log);
   });
@@ -146,6 +149,10 @@ describe("redact: what it leaves alone", () => {
     const once = redact(log, ["secret env value here"]);
     expect(redact(once, ["secret env value here"])).toBe(once);
     expect(once).not.toMatch(/pw123456|abcdefghijklmnop|0123456789abcdef|sk-ant|secret env value/);
+  });
+
+  it("a hex secret glued to other text", () => {
+    expect(redact("sessionid_9f86d081884c7d659a2feaa0c55ad015a3bf4f1b!")).toBe("sessionid_[REDACTED:hex]!");
   });
 
   it("many secrets on one line, mixed kinds", () => {
