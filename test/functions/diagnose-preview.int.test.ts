@@ -13,6 +13,7 @@ import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ClaudeDiagnoser, claudeClientOptions } from "../../diagnosis/claude.js";
 import { LOG_BUDGET_CHARS } from "../../functions/diagnosis-prompt.js";
+import { failureKey } from "../../functions/ports.js";
 import { UNAVAILABLE } from "../../functions/diagnose-preview.js";
 import { createDiagnosisFunctions } from "../../functions/index.js";
 import { createApp } from "../../runtime/app.js";
@@ -210,6 +211,50 @@ describe.each([{ checkpointing: false }, { checkpointing: true }])("over /api/in
     expect(run.result).toMatchObject({ diagnosed: true });
     expect(api.requests.length - before).toBe(3);
     expect((await getPreview(event.projectId)).diagnosis).toBe("Third time lucky.");
+  });
+});
+
+describe("the model is called once per failure, whatever is retried or replayed", () => {
+  it("a record step that fails once is retried without a second call (the AI step is memoized)", { timeout: 30_000 }, async () => {
+    const event = await recordedFailure("flakydb", "Error: boom\n");
+    let failures = 1;
+    const store = Object.assign(Object.create(env.store) as typeof env.store, {
+      recordDiagnosis: (...args: Parameters<typeof env.store.recordDiagnosis>) => {
+        if (failures-- > 0) return Promise.reject(new Error("database: record diagnosis failed: connection reset"));
+        return env.store.recordDiagnosis(...args);
+      },
+    });
+    const inngest = createInngest(inngestSettings({ dev: env.inngestServer.url }), pino({ level: "silent" }));
+    const settings = { apiKey: "sk-ant-test-abcdefghijklmnopqrstuvwxyz", baseUrl: api.url, model: "claude-test", maxTokens: 300, timeoutMs: TIMEOUT_MS };
+    const functions = createDiagnosisFunctions(inngest, { diagnoser: new ClaudeDiagnoser(new Anthropic(claudeClientOptions(settings)), settings), store, secrets: env.docker.runtime });
+    const host = await listen(createApp({ inngest, functions, store: env.store, runtime: env.docker.runtime, apiToken: null }));
+    try {
+      api.script = [{ text: "Once." }];
+      const before = api.requests.length;
+      const run = await env.inngestServer.run({ serveUrl: `${host.url}/api/inngest`, fnId: FN_ID, event: { name: "preview.failed", data: event } });
+      expect(run.result).toMatchObject({ diagnosed: true });
+      expect(run.steps.filter((s) => s.name === "record-diagnosis-1").map((s) => s.op)).toEqual(["StepError", "StepRun"]);
+      expect(api.requests.length - before).toBe(1);
+      expect((await getPreview(event.projectId)).diagnosis).toBe("Once.");
+    } finally {
+      await host.close();
+    }
+  });
+
+  it("a run replayed after a crash between the call and its record does not call again", { timeout: 30_000 }, async () => {
+    const event = await recordedFailure("crash", "Error: boom\n");
+    const row = (await env.store.get(event.projectId))!;
+    const before = api.requests.length;
+    const run = await env.inngestServer.run({
+      serveUrl: `${hosts.off.url}/api/inngest`,
+      fnId: FN_ID,
+      event: { name: "preview.failed", data: event },
+      // What the server had memoized when the process died: the prompt and the model's answer.
+      memoized: { "prepare-prompt-1": { ask: true, key: failureKey(row), request: { system: "s", prompt: "p" } }, "ask-claude-1": "Answered before the crash." },
+    });
+    expect(run.result).toMatchObject({ diagnosed: true });
+    expect(api.requests.length).toBe(before);
+    expect((await getPreview(event.projectId)).diagnosis).toBe("Answered before the crash.");
   });
 });
 
