@@ -3,7 +3,7 @@
  * dependency-cruiser API; a broken rule fails the suite) and by `npm run depcruise`.
  * Dependencies point one way: runtime/ -> adapters (docker/, sql/, storage/) -> functions/ ports.
  */
-const ADAPTERS = "^(docker|sql|storage)/";
+const ADAPTERS = "^(docker|sql|storage|diagnosis)/";
 /** What an adapter may use of functions/: the ports it implements and their vocabulary. */
 const PORTS = "^functions/(ports|errors|lifecycle|project-id)\\.ts$";
 
@@ -22,7 +22,7 @@ module.exports = {
       severity: "error",
       comment: "functions/ knows the outside world only through functions/ports.ts: no adapter, no runtime.",
       from: { path: "^functions/" },
-      to: { path: "^(docker|sql|storage|runtime|bench|test)/" },
+      to: { path: "^(docker|sql|storage|diagnosis|runtime|bench|test)/" },
     },
     {
       name: "functions-use-no-infrastructure-library",
@@ -48,9 +48,9 @@ module.exports = {
     {
       name: "adapters-do-not-import-each-other",
       severity: "error",
-      comment: "docker/, sql/ and storage/ meet only in runtime/ (the composition root).",
-      from: { path: "^(docker|sql|storage)/" },
-      to: { path: "^(docker|sql|storage)/", pathNot: "^$1/" },
+      comment: "docker/, sql/, storage/ and diagnosis/ meet only in runtime/ (the composition root).",
+      from: { path: "^(docker|sql|storage|diagnosis)/" },
+      to: { path: "^(docker|sql|storage|diagnosis)/", pathNot: "^$1/" },
     },
     {
       name: "adapters-throw-their-own-errors",
@@ -64,12 +64,12 @@ module.exports = {
       severity: "error",
       comment: "inngest.config.ts holds the app id and event schemas; the client is built in runtime/.",
       from: { path: "^inngest\\.config\\.ts$" },
-      to: { path: "^(runtime|docker|sql|storage)/" },
+      to: { path: "^(runtime|docker|sql|storage|diagnosis)/" },
     },
     {
       name: "production-code-never-imports-tests",
       severity: "error",
-      from: { path: "^(functions|docker|sql|storage|runtime)/|^inngest\\.config\\.ts$" },
+      from: { path: "^(functions|docker|sql|storage|diagnosis|runtime)/|^inngest\\.config\\.ts$" },
       to: { path: "^(test|bench)/" },
     },
   ],

@@ -5,6 +5,7 @@
  */
 import { eventType } from "inngest";
 import * as v from "valibot";
+import { DIAGNOSIS_MAX_CHARS } from "./functions/diagnosis-prompt.js";
 import { ProjectIdSchema } from "./functions/project-id.js";
 
 export const APP_ID = "previews";
@@ -27,8 +28,11 @@ export const previewReady = eventType("preview.ready", {
 });
 export const previewStopped = eventType("preview.stopped", { schema: ProjectEventData });
 export const previewRemoved = eventType("preview.removed", { schema: ProjectEventData });
-export const previewFailed = eventType("preview.failed", {
-  schema: v.object({ projectId: ProjectIdSchema, reason: v.string(), logTail: v.string() }),
+export const PreviewFailedData = v.object({ projectId: ProjectIdSchema, reason: v.string(), logTail: v.string() });
+export const previewFailed = eventType("preview.failed", { schema: PreviewFailedData });
+/** diagnose-preview's answer for a failed preview: plain text for a person, never an instruction. */
+export const previewDiagnosed = eventType("preview.diagnosed", {
+  schema: v.object({ projectId: ProjectIdSchema, diagnosis: v.pipe(v.string(), v.maxLength(DIAGNOSIS_MAX_CHARS)) }),
 });
 
 // The sweep (sweep-previews). Consumed: run a sweep now; `dryRun: true` plans and reports,

@@ -9,7 +9,7 @@
  */
 import type Docker from "dockerode";
 import type { Logger } from "pino";
-import type { EnsuredContainer, FolderIdentity, PreviewRuntime, ProbeResult, RemoveOutcome, StartResult, StopOutcome } from "../functions/ports.js";
+import type { ContainerSecrets, EnsuredContainer, FolderIdentity, PreviewRuntime, ProbeResult, RemoveOutcome, StartResult, StopOutcome } from "../functions/ports.js";
 import { assertProjectId, type ProjectId } from "../functions/project-id.js";
 import { publicUrl } from "./container-spec.js";
 import { PreviewContainers } from "./containers.js";
@@ -20,7 +20,7 @@ import { hostPortOf, probeSlice, probeTarget } from "./readiness.js";
 import type { PreviewSettings } from "./settings.js";
 import { traced } from "./trace.js";
 
-export class DockerPreviewRuntime implements PreviewRuntime {
+export class DockerPreviewRuntime implements PreviewRuntime, ContainerSecrets {
   private readonly network: PreviewNetwork;
   private readonly containers: PreviewContainers;
 
@@ -89,6 +89,21 @@ export class DockerPreviewRuntime implements PreviewRuntime {
       throw err;
     });
     return info ? this.containers.logTail(id, info) : "";
+  }
+
+  /**
+   * The values of the container's environment (`Config.Env`: what this service set, e.g. its
+   * `PAYLOAD_SECRET`, and the image's), for diagnose-preview to redact from its logs; [] when
+   * there is no container or it is not ours. Secrets: never logged here. An unreachable engine
+   * throws (retryable).
+   */
+  async environmentValues(projectId: ProjectId): Promise<string[]> {
+    const id = assertProjectId(projectId);
+    const info = await this.containers.find(id, "read the environment of").catch((err: unknown) => {
+      if (err instanceof ForeignContainerError) return null;
+      throw err;
+    });
+    return (info?.Config.Env ?? []).map((entry) => entry.slice(entry.indexOf("=") + 1)).filter((value) => value !== "");
   }
 
   async stop(projectId: ProjectId): Promise<StopOutcome> {

@@ -4,6 +4,7 @@
  * `runtime/` wires the implementations in. Every method takes an already-validated project id.
  * Errors: see `errors.ts` (`PermanentError` for what retrying will not change).
  */
+import { createHash } from "node:crypto";
 import type { LifecycleAction, PreviewStatus } from "./lifecycle.js";
 import type { ProjectId } from "./project-id.js";
 
@@ -90,6 +91,8 @@ export interface PreviewRecord {
   lastActivityAt: Date | null;
   createdAt: Date;
   updatedAt: Date;
+  /** The last diagnosis stored (diagnose-preview); see `currentDiagnosis`. Absent: none. */
+  diagnosis?: StoredDiagnosis | null;
 }
 
 /**
@@ -292,4 +295,77 @@ export interface SweepDecision {
  */
 export interface SweepLog {
   record(decisions: readonly SweepDecision[]): Promise<void>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Failure diagnosis (issue 9: diagnose-preview). The model's answer is text for a person: it is
+// stored and emitted, never parsed or acted upon.
+
+/** What the model is asked: instructions (system) and the redacted failure (user content). */
+export interface DiagnosisPrompt {
+  system: string;
+  prompt: string;
+}
+
+/**
+ * Asks a language model why a preview failed. Throws `PermanentError` for what retrying will not
+ * change (bad credentials, an unknown model, a refused request); anything else it throws
+ * (overloaded, rate limited, timed out, unreachable) is retryable.
+ */
+export interface Diagnoser {
+  /** For logs and the audit entry: which model answers. */
+  readonly model: string;
+  diagnose(request: DiagnosisPrompt): Promise<string>;
+}
+
+/**
+ * The environment values of the project's container (e.g. its generated `PAYLOAD_SECRET`), read
+ * to be redacted from its logs before they leave the step that read them; [] when there is no
+ * container of ours. Values are secrets: never logged, never returned from a step.
+ */
+export interface ContainerSecrets {
+  environmentValues(projectId: ProjectId): Promise<string[]>;
+}
+
+/** `diagnosed`: the model's answer; `unavailable`: no answer could be had (the text says why). */
+export type DiagnosisState = "diagnosed" | "unavailable";
+
+/** A diagnosis as stored on the preview, with the failure it explains (`failureKey`). */
+export interface StoredDiagnosis {
+  key: string;
+  state: DiagnosisState;
+  text: string;
+  at: Date;
+}
+
+/**
+ * The failure a diagnosis explains: the preview's failed row as recorded (the failing run's
+ * claim, the reason and the log tail). Two deliveries of one `preview.failed` name the same
+ * failure; a later failure of the project (a new run) is another, even with the same text.
+ */
+export function failureKey(row: Pick<PreviewRecord, "projectId" | "claim" | "reason" | "logTail">): string {
+  return createHash("sha256")
+    .update(JSON.stringify([row.projectId, row.claim, row.reason, row.logTail]))
+    .digest("hex");
+}
+
+/** The diagnosis of the preview's current failure; null when it is not failed or has none yet. */
+export function currentDiagnosis(row: PreviewRecord): StoredDiagnosis | null {
+  const d = row.diagnosis;
+  return row.status === "failed" && d && d.key === failureKey(row) ? d : null;
+}
+
+/** The failure a diagnosis is for, as the failed row records it. */
+export type FailureOf = Pick<PreviewRecord, "claim" | "reason" | "logTail">;
+
+export interface DiagnosisStore {
+  /**
+   * Stores the outcome on the preview (key `failureKey`) and appends it to the audit log
+   * (`diagnosed` or `diagnosis-unavailable`), as ONE compare-and-set: only while the row is still
+   * `failed` with exactly that failure (claim, reason, log tail), and never over a stored
+   * `diagnosed` of the same failure (an `unavailable` may be replaced by a later answer).
+   * `written`: this call wrote it. `recorded`: the row now holds exactly this outcome for this
+   * failure (written now, or by an earlier try of the same step), so a replay converges.
+   */
+  recordDiagnosis(projectId: ProjectId, failure: FailureOf, outcome: { state: DiagnosisState; text: string }): Promise<{ recorded: boolean; written: boolean }>;
 }

@@ -7,7 +7,7 @@ import { Hono, type MiddlewareHandler } from "hono";
 import type { Inngest, InngestFunction } from "inngest";
 import { serve } from "inngest/hono";
 import type { Logger } from "pino";
-import type { PreviewRecord, PreviewRuntime, PreviewStore } from "../functions/ports.js";
+import { currentDiagnosis, type PreviewRecord, type PreviewRuntime, type PreviewStore } from "../functions/ports.js";
 import { projectIdParam } from "./params.js";
 import { FORWARD_AUTH_PATH, type PreviewRoutes } from "./preview-routes.js";
 import { summarize, type SweepPlan } from "../functions/sweep-plan.js";
@@ -53,6 +53,8 @@ export function previewJson(r: PreviewRecord) {
     stoppedAt: r.stoppedAt?.toISOString() ?? null,
     createdAt: r.createdAt.toISOString(),
     updatedAt: r.updatedAt.toISOString(),
+    /** diagnose-preview's text for the current failure (or "diagnosis unavailable: ..."); null otherwise. */
+    diagnosis: currentDiagnosis(r)?.text ?? null,
   };
 }
 

@@ -14,6 +14,7 @@ import * as v from "valibot";
 import type { DockerConnection } from "../docker/settings.js";
 import { PROJECTS_TABLE_PATTERN } from "../sql/projects.js";
 import type { DatabaseSettings } from "../sql/settings.js";
+import { DEFAULT_ANTHROPIC_MODEL, type ClaudeSettings } from "../diagnosis/settings.js";
 
 const LABEL_VALUE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
 const DOMAIN = /^(?=.{1,200}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
@@ -330,6 +331,19 @@ const EnvFields = v.object({
   // --- First contact (issue 10): `npm run dev` builds PREVIEW_IMAGE from docker/preview-base/ when
   // missing, FROM this Node image (an Alpine-based Node 20; a mirror's copy where Docker Hub is out of reach).
   PREVIEW_NODE_IMAGE: v.optional(v.pipe(v.string(), v.regex(/^[a-z0-9][a-z0-9._\/:@-]*$/i, "PREVIEW_NODE_IMAGE must be an image reference")), "node:20-alpine"),
+
+  // Failure diagnosis (issue 9; README "Failure diagnosis"). No ANTHROPIC_API_KEY: diagnose-preview
+  // is not registered. ANTHROPIC_BASE_URL as the SDK reads it, passed explicitly.
+  ANTHROPIC_API_KEY: optionalString,
+  ANTHROPIC_BASE_URL: v.optional(
+    v.pipe(v.string(), v.trim(), v.url("ANTHROPIC_BASE_URL must be a URL such as https://api.anthropic.com"), v.regex(/^https?:\/\//i, "ANTHROPIC_BASE_URL must be an http(s) URL")),
+  ),
+  ANTHROPIC_MODEL: v.optional(
+    v.pipe(v.string(), v.trim(), v.regex(/^[a-zA-Z0-9][a-zA-Z0-9._:@/-]{0,127}$/, "ANTHROPIC_MODEL must be a model id such as claude-sonnet-5-5")),
+    DEFAULT_ANTHROPIC_MODEL,
+  ),
+  ANTHROPIC_MAX_TOKENS: intIn("ANTHROPIC_MAX_TOKENS", 16, 8192, "600"),
+  ANTHROPIC_TIMEOUT: duration("ANTHROPIC_TIMEOUT", "60s", 1_000, 600_000, "60s or 2m"),
 });
 
 type Env = v.InferOutput<typeof EnvFields>;
@@ -392,6 +406,18 @@ function inngestDev(raw: string | undefined): boolean | string {
 /** PREVIEW_ACCESS, or its default: token when API_TOKEN is set, else public. */
 function accessMode(e: { PREVIEW_ACCESS?: "public" | "token" | undefined; API_TOKEN?: string | undefined }): "public" | "token" {
   return e.PREVIEW_ACCESS ?? (e.API_TOKEN ? "token" : "public");
+}
+
+/** Claude for diagnose-preview, or null without ANTHROPIC_API_KEY (the function is then off). */
+function diagnosisSettings(env: Env): ClaudeSettings | null {
+  if (!env.ANTHROPIC_API_KEY) return null;
+  return {
+    apiKey: env.ANTHROPIC_API_KEY,
+    baseUrl: env.ANTHROPIC_BASE_URL ?? null,
+    model: env.ANTHROPIC_MODEL,
+    maxTokens: env.ANTHROPIC_MAX_TOKENS,
+    timeoutMs: env.ANTHROPIC_TIMEOUT,
+  };
 }
 
 // --- The schema --------------------------------------------------------------------------------
@@ -511,6 +537,8 @@ export function configSchema(cwd: string) {
           linkSecret: env.PREVIEW_LINK_SECRET ?? null,
           middleware: env.PREVIEW_AUTH_MIDDLEWARE,
         },
+        /** diagnose-preview's Claude client; null (no ANTHROPIC_API_KEY): the function is not registered. */
+        diagnosis: diagnosisSettings(env),
         /** MAX_RUNNING_PREVIEWS; null: unlimited. */
         maxRunningPreviews: env.MAX_RUNNING_PREVIEWS,
         sweep: {

@@ -14,7 +14,9 @@ import { DockerPreviewInventory } from "../docker/inventory.js";
 import { previewUser } from "../docker/isolation.js";
 import { assertImagePresent } from "../docker/preview-image.js";
 import type { PreviewSettings } from "../docker/settings.js";
-import { createFunctions, createSweepFunctions, type SweepDeps } from "../functions/index.js";
+import Anthropic from "@anthropic-ai/sdk";
+import { ClaudeDiagnoser, claudeClientOptions } from "../diagnosis/claude.js";
+import { createDiagnosisFunctions, createFunctions, createSweepFunctions, type SweepDeps } from "../functions/index.js";
 import { planSweep } from "../functions/sweep-plan.js";
 import { connect, openDatabaseInBackground } from "../sql/connect.js";
 import type { Database } from "../sql/database.js";
@@ -98,6 +100,21 @@ async function sweepDeps(
   };
 }
 
+/**
+ * diagnose-preview (issue 9): registered only with ANTHROPIC_API_KEY; without it the app serves
+ * no such function and `preview.failed` triggers nothing more.
+ */
+function diagnosisFunctions(config: Config, inngest: Inngest, store: SqlPreviewStore, runtime: DockerPreviewRuntime, log: Logger) {
+  const settings = config.diagnosis;
+  if (!settings) {
+    log.info("diagnose-preview off: ANTHROPIC_API_KEY is not set");
+    return [];
+  }
+  const diagnoser = new ClaudeDiagnoser(new Anthropic(claudeClientOptions(settings)), settings);
+  log.info({ model: settings.model, baseUrl: settings.baseUrl ?? "SDK default" }, "diagnose-preview on");
+  return createDiagnosisFunctions(inngest, { diagnoser, store, secrets: runtime });
+}
+
 /** Whether this process can manage the host firewall itself: root, with an iptables binary. */
 export function iptablesUsable(): boolean {
   if (process.getuid?.() !== 0) return false;
@@ -164,7 +181,7 @@ async function serveWith(config: Config, log: Logger, db: Database): Promise<Run
     ...(config.maxRunningPreviews !== null ? { capacity: { store: activity, max: config.maxRunningPreviews } } : {}),
   };
   const { sweep, projectsDb } = await sweepDeps(config, log, db, docker, settings);
-  const functions = [...createFunctions(inngest, deps), ...createSweepFunctions(inngest, deps, sweep)];
+  const functions = [...createFunctions(inngest, deps), ...createSweepFunctions(inngest, deps, sweep), ...diagnosisFunctions(config, inngest, store, runtime, log)];
   const tracker = new ActivityTracker(activity, (events) => inngest.send(events), config.activity, log).start();
   const previews = new PreviewRoutes({
     domain: config.preview.domain,

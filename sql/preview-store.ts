@@ -2,13 +2,14 @@
 import { createsRow, fromStatuses, LIFECYCLE, matchesClaim, takesClaim, type LifecycleAction } from "../functions/lifecycle.js";
 import { PermanentError } from "../functions/ports.js";
 import type { ApplyResult, PreviewRecord, PreviewStatus, PreviewStore, TransitionFields } from "../functions/ports.js";
+import { failureKey, type DiagnosisState, type DiagnosisStore, type FailureOf } from "../functions/ports.js";
 import type { ProjectId } from "../functions/project-id.js";
 import type { Database } from "./database.js";
 import { queryAs } from "./errors.js";
 
 export interface PreviewEvent {
-  /** The status the preview moved to. */
-  type: PreviewStatus;
+  /** The status the preview moved to, or a diagnosis outcome (diagnose-preview). */
+  type: PreviewStatus | "diagnosed" | "diagnosis-unavailable";
   reason: string | null;
   at: Date;
 }
@@ -25,11 +26,19 @@ type PreviewRow = {
   last_activity_at: Date | null;
   created_at: Date;
   updated_at: Date;
+  // diagnose-preview (migration 005)
+  diagnosis: string | null;
+  diagnosis_key: string | null;
+  diagnosis_state: DiagnosisState | null;
+  diagnosed_at: Date | null;
 };
 
 type ApplyRow = PreviewRow & { applied: boolean; changed: boolean };
 
-const COLUMNS = "project_id, status, url, container_id, reason, log_tail, stopped_at, claim, last_activity_at, created_at, updated_at";
+const COLUMNS =
+  "project_id, status, url, container_id, reason, log_tail, stopped_at, claim, last_activity_at, created_at, updated_at" +
+  // diagnose-preview (migration 005)
+  ", diagnosis, diagnosis_key, diagnosis_state, diagnosed_at";
 const columnsOf = (table: string) =>
   COLUMNS.split(", ")
     .map((c) => `${table}.${c}`)
@@ -136,7 +145,35 @@ where not exists (select 1 from saved)`;
  */
 const MAX_APPLY_RUNS = 3;
 
-export class SqlPreviewStore implements PreviewStore {
+/**
+ * Stores a diagnosis (diagnose-preview) as ONE compare-and-set statement: written only while the
+ * row is `failed` with exactly the failure it explains ($2 claim, $3 reason, $4 log tail; the key
+ * $6 is `failureKey` of them), and never over the same failure's `diagnosed` nor over an
+ * identical outcome (a replay). The audit entry goes in with it. The last SELECT answers what the
+ * row holds when nothing was written (same snapshot: the row as it was).
+ *   $5 text, $7 state, $8 audit type
+ */
+const DIAGNOSIS_SQL = `
+with updated as (
+  update previews set diagnosis = $5::text, diagnosis_key = $6::text, diagnosis_state = $7::text, diagnosed_at = now()
+  where project_id = $1::text and status = 'failed'
+    and claim is not distinct from $2::text
+    and reason is not distinct from $3::text
+    and log_tail is not distinct from $4::text
+    and not (diagnosis_key is not distinct from $6::text
+             and (diagnosis_state = 'diagnosed' or (diagnosis_state = $7::text and diagnosis = $5::text)))
+  returning project_id, diagnosis, diagnosis_key, diagnosis_state
+),
+logged as (
+  insert into preview_events (project_id, type, reason)
+  select project_id, $8::text, diagnosis from updated
+)
+select true as written, diagnosis, diagnosis_key, diagnosis_state from updated
+union all
+select false as written, diagnosis, diagnosis_key, diagnosis_state from previews
+where project_id = $1::text and not exists (select 1 from updated)`;
+
+export class SqlPreviewStore implements PreviewStore, DiagnosisStore {
   constructor(private readonly db: Database) {}
 
   async get(projectId: ProjectId): Promise<PreviewRecord | null> {
@@ -194,6 +231,18 @@ export class SqlPreviewStore implements PreviewStore {
     }
   }
 
+  async recordDiagnosis(projectId: ProjectId, failure: FailureOf, outcome: { state: DiagnosisState; text: string }): Promise<{ recorded: boolean; written: boolean }> {
+    const key = failureKey({ projectId, ...failure });
+    const type = outcome.state === "diagnosed" ? "diagnosed" : "diagnosis-unavailable";
+    const [row] = await this.run<{ written: boolean; diagnosis: string | null; diagnosis_key: string | null; diagnosis_state: string | null }>(
+      `record diagnosis of project ${JSON.stringify(projectId)}`,
+      DIAGNOSIS_SQL,
+      [projectId, failure.claim, failure.reason, failure.logTail, outcome.text, key, outcome.state, type],
+    );
+    const recorded = row !== undefined && row.diagnosis_key === key && row.diagnosis_state === outcome.state && row.diagnosis === outcome.text;
+    return { recorded, written: row?.written === true };
+  }
+
   /** The project's audit log, in the order the transitions happened. */
   async events(projectId: ProjectId): Promise<PreviewEvent[]> {
     // Ordered by id, not `at`: ids are drawn while the apply statement holds the project's row
@@ -201,7 +250,7 @@ export class SqlPreviewStore implements PreviewStore {
     // transitions took effect. `at` is now(), the start of the statement (equal to the row's
     // updated_at), which under contention can be earlier than that of a transition that
     // committed before it.
-    return this.run<{ type: PreviewStatus; reason: string | null; at: Date }>(
+    return this.run<{ type: PreviewEvent["type"]; reason: string | null; at: Date }>(
       `read events for project ${JSON.stringify(projectId)}`,
       "select type, reason, at from preview_events where project_id = $1 order by id",
       [projectId],
@@ -231,5 +280,9 @@ function toRecord(row: PreviewRow): PreviewRecord {
     lastActivityAt: row.last_activity_at,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
+    diagnosis:
+      row.diagnosis_state != null && row.diagnosis != null && row.diagnosis_key != null && row.diagnosed_at != null
+        ? { key: row.diagnosis_key, state: row.diagnosis_state, text: row.diagnosis, at: row.diagnosed_at }
+        : null,
   };
 }

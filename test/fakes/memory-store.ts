@@ -5,8 +5,9 @@
  */
 import { LIFECYCLE, allows, matchesClaim, takesClaim, type LifecycleAction, type PreviewStatus } from "../../functions/lifecycle.js";
 import type { ApplyResult, PreviewRecord, PreviewStore, ProjectId, TransitionFields } from "../../functions/ports.js";
+import { failureKey, type DiagnosisState, type DiagnosisStore, type FailureOf } from "../../functions/ports.js";
 
-export class MemoryPreviewStore implements PreviewStore {
+export class MemoryPreviewStore implements PreviewStore, DiagnosisStore {
   readonly rows = new Map<string, PreviewRecord>();
   readonly audit: Array<{ projectId: string; type: PreviewStatus; reason: string | null }> = [];
   /** Set to make every call throw (a database outage). */
@@ -65,6 +66,26 @@ export class MemoryPreviewStore implements PreviewStore {
 
   async ping(): Promise<void> {
     this.check();
+  }
+
+  /** Diagnosis outcomes appended to the audit log (`diagnosed`, `diagnosis-unavailable`). */
+  readonly diagnosisAudit: Array<{ projectId: string; type: "diagnosed" | "diagnosis-unavailable"; reason: string }> = [];
+
+  /** The same compare-and-set as the SQL store's `DIAGNOSIS_SQL`. */
+  async recordDiagnosis(projectId: ProjectId, failure: FailureOf, outcome: { state: DiagnosisState; text: string }): Promise<{ recorded: boolean; written: boolean }> {
+    this.check();
+    const row = this.rows.get(projectId);
+    const key = failureKey({ projectId, ...failure });
+    const d = row?.diagnosis ?? null;
+    const sameFailure = row?.status === "failed" && row.claim === failure.claim && row.reason === failure.reason && row.logTail === failure.logTail;
+    const kept = d !== null && d.key === key && (d.state === "diagnosed" || (d.state === outcome.state && d.text === outcome.text));
+    if (row && sameFailure && !kept) {
+      row.diagnosis = { key, state: outcome.state, text: outcome.text, at: new Date() };
+      this.diagnosisAudit.push({ projectId, type: outcome.state === "diagnosed" ? "diagnosed" : "diagnosis-unavailable", reason: outcome.text });
+      return { recorded: true, written: true };
+    }
+    const now = row?.diagnosis ?? null;
+    return { recorded: now !== null && now.key === key && now.state === outcome.state && now.text === outcome.text, written: false };
   }
 
   /** The audit trail of one project: the statuses it moved to, in order. */

@@ -218,6 +218,7 @@ describe("previews API (open app)", () => {
       stoppedAt: null,
       createdAt: running!.createdAt.toISOString(),
       updatedAt: running!.updatedAt.toISOString(),
+      diagnosis: null,
     });
     const s = byId.get("app-stop-1");
     expect(s).toMatchObject({ projectId: "app-stop-1", status: "stopped", url: null, containerId: "deadbeef", reason: "idle" });

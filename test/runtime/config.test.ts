@@ -8,6 +8,7 @@ import path from "node:path";
 import { parseEnv } from "node:util";
 import * as v from "valibot";
 import { describe, expect, expectTypeOf, it } from "vitest";
+import type { ClaudeSettings } from "../../diagnosis/settings.js";
 import type { DockerConnection } from "../../docker/settings.js";
 import { type Config, type ConfigSchema, ConfigError, configSchema, loadConfig, parseBytes, parseDuration, withDevDefaults } from "../../runtime/config.js";
 import type { DatabaseSettings } from "../../sql/settings.js";
@@ -670,6 +671,7 @@ describe("Config is inferred from the schema", () => {
       activity: { eventIntervalMs: number; flushIntervalMs: number; idleTimeoutMs: number };
       access: { mode: "public" | "token"; linkTtlMs: number; linkSecret: string | null; middleware: string };
       maxRunningPreviews: number | null;
+      diagnosis: ClaudeSettings | null;
       sweep: {
         cron: string;
         retentionMs: number;

@@ -175,7 +175,7 @@ describe.each(drivers)("SqlPreviewStore on %s", (driver) => {
       const actions = [...LIFECYCLE_ACTIONS, ...LIFECYCLE_ACTIONS, ...LIFECYCLE_ACTIONS];
       const results = await Promise.all(actions.map((action, i) => store.apply(id, action, { reason: `r${i}` })));
 
-      const events = (await store.events(id)).map((e) => e.type);
+      const events = (await store.events(id)).map((e) => e.type as PreviewStatus);
       expect(events.slice(0, 2)).toEqual(["starting", "running"]);
       for (let i = 1; i < events.length; i++) expect(isTransition(events[i - 1]!, events[i]!), `${events[i - 1]} -> ${events[i]}`).toBe(true);
       // One event per result that changed the status, and the same statuses.

@@ -55,6 +55,7 @@ const record = (status: string) => ({
   claim: null,
   createdAt: at,
   updatedAt: at,
+  diagnosis: null,
 });
 
 describe("SqlPreviewStore.apply (scripted database)", () => {
