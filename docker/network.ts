@@ -6,6 +6,9 @@
  * (`UnsafeNetworkError`, permanent), never used. With `hostFirewall: "iptables"` the host rules
  * of the bridge (`host-firewall.ts`) are installed too, and re-checked at most every
  * `FIREWALL_RECHECK_MS` (a firewall reload or a reboot drops them).
+ * With `trustedPeers` (router and service as containers on the network) the network must be
+ * declared by the deployment with a subnet and an ip range excluding the peers: it is checked,
+ * and never created here.
  */
 import type Docker from "dockerode";
 import type { Logger } from "pino";
