@@ -10,6 +10,7 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
+import { builtinModules } from "node:module";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -79,6 +80,30 @@ describe("npm run build, then node on the output", () => {
     expect(Object.keys(pkg.dependencies)).not.toContain("typescript");
     expect(pkg.devDependencies).toHaveProperty("tsx");
     expect(pkg.scripts.start).toMatch(/^node .*dist\/runtime\/main\.js$/);
+  });
+
+  it("the compiled code imports only production dependencies and Node built-ins (what `npm ci --omit=dev` installs)", () => {
+    const pkg = JSON.parse(readFileSync(path.join(root, "package.json"), "utf8")) as { dependencies: Record<string, string> };
+    const files: string[] = [];
+    const walk = (dir: string) => {
+      for (const e of readdirSync(dir, { withFileTypes: true })) {
+        const p = path.join(dir, e.name);
+        if (e.isDirectory()) walk(p);
+        else if (e.name.endsWith(".js")) files.push(p);
+      }
+    };
+    walk(outDir);
+    const packages = new Set<string>();
+    for (const file of files) {
+      const text = readFileSync(file, "utf8");
+      for (const m of text.matchAll(/(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)["']([^"'./][^"']*)["']/g)) {
+        const spec = m[1]!;
+        if (spec.startsWith("node:") || builtinModules.includes(spec)) continue;
+        packages.add(spec.startsWith("@") ? spec.split("/").slice(0, 2).join("/") : spec.split("/")[0]!);
+      }
+    }
+    expect(packages.size).toBeGreaterThan(5);
+    expect([...packages].filter((p) => !(p in pkg.dependencies))).toEqual([]);
   });
 
   it("starts with plain node on a fresh Postgres database: migrations applied, /healthz 200, /readyz names Docker, SIGTERM stops it", async () => {
