@@ -147,7 +147,7 @@ async function serveWith(config: Config, log: Logger, db: Database): Promise<Run
   if (settings.hostFirewall === "off") {
     log.warn(
       { network: settings.network },
-      "no host firewall rule on the preview bridge from this process: previews can reach host services unless `npx tsx scripts/preview-firewall.ts install` ran (README: Security)",
+      "no host firewall rule on the preview bridge from this process: previews can reach host services unless the rules are installed by root (`node dist/scripts/preview-firewall.js install` or `watch`, as docker-compose.yml's firewall service does; README: Security)",
     );
   }
   if ((await readFile("/proc/sys/fs/protected_hardlinks", "utf8").catch(() => "1")).trim() === "0") {

@@ -158,4 +158,14 @@ describe("npm run build, then node on the output", () => {
     expect(res.stdout).toContain("iptables -w -I INPUT 1 -i sbp-buildtest");
     expect(res.stdout).toContain("-d 10.0.0.0/8");
   });
+
+  it("the compiled firewall script reads the real firewall (status of a bridge nobody has: every rule MISSING, exit 1, nothing changed)", () => {
+    const before = spawnSync("iptables", ["-w", "5", "-S"], { encoding: "utf8" }).stdout;
+    const bridge = `sbp-b${randomBytes(4).toString("hex")}`;
+    const res = spawnSync(process.execPath, [path.join(outDir, "scripts/preview-firewall.js"), "status", "--bridge", bridge, "--peers", "172.29.0.2"], { encoding: "utf8" });
+    expect(res.status, res.stderr).toBe(1);
+    expect(res.stdout.split("\n").filter((l) => l.startsWith("MISSING"))).toHaveLength(3);
+    expect(spawnSync("iptables", ["-w", "5", "-S"], { encoding: "utf8" }).stdout.includes(bridge)).toBe(false);
+    expect(before.length).toBeGreaterThan(0);
+  });
 });
