@@ -159,6 +159,35 @@ describe("npm run build, then node on the output", () => {
     expect(res.stdout).toContain("-d 10.0.0.0/8");
   });
 
+  it("the compiled firewall `watch` (compose's firewall service) installs the rules, puts back one removed behind its back, and leaves them on SIGTERM", async () => {
+    const bridge = `sbp-w${randomBytes(4).toString("hex")}`;
+    const args = [path.join(outDir, "scripts/preview-firewall.js"), "--bridge", bridge, "--peers", "10.77.0.2", "--deny", "169.254.0.0/16"];
+    const status = () => spawnSync(process.execPath, [args[0]!, "status", ...args.slice(1)], { encoding: "utf8" });
+    const ours = () => spawnSync("iptables", ["-w", "5", "-S"], { encoding: "utf8" }).stdout.split("\n").filter((l) => l.includes(`sitebuilder-previews:${bridge}`));
+    const watch = spawn(process.execPath, [args[0]!, "watch", ...args.slice(1), "--every", "1"], { stdio: ["ignore", "pipe", "pipe"] });
+    const out = jsonLines(watch);
+    const exited = new Promise<number | null>((resolve) => watch.once("exit", (code) => resolve(code)));
+    try {
+      await waitFor("the first round", () => (out.text().includes("rule(s) in place") ? true : undefined), 15_000, out.text);
+      expect(status().status).toBe(0);
+      expect(ours()).toHaveLength(3);
+      // A firewall reload drops the peer's rule: the next round puts it back.
+      const accept = ours().find((l) => l.endsWith("-j ACCEPT"))!;
+      expect(spawnSync("iptables", ["-w", "5", ...accept.replace(/^-A /, "-D ").split(" ").map((t) => t.replace(/^"(.*)"$/, "$1"))]).status).toBe(0);
+      expect(status().status).toBe(1);
+      await waitFor("the rule back", () => (status().status === 0 ? true : undefined), 10_000, out.text);
+      expect(out.text()).toContain("1 rule(s) added");
+      watch.kill("SIGTERM");
+      expect(await exited).toBe(0);
+      expect(ours()).toHaveLength(3);
+    } finally {
+      watch.kill("SIGKILL");
+      await exited;
+      spawnSync(process.execPath, [args[0]!, "remove", "--bridge", bridge]);
+    }
+    expect(ours()).toEqual([]);
+  });
+
   it("the compiled firewall script reads the real firewall (status of a bridge nobody has: every rule MISSING, exit 1, nothing changed)", () => {
     const before = spawnSync("iptables", ["-w", "5", "-S"], { encoding: "utf8" }).stdout;
     const bridge = `sbp-b${randomBytes(4).toString("hex")}`;
