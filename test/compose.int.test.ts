@@ -216,6 +216,14 @@ describe("docker-compose config (Debian's docker-compose 1.29)", () => {
     expect(Object.keys(env)).toEqual(expect.arrayContaining(["MINIO_ENDPOINT", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY", "MINIO_USE_SSL", "MINIO_BUCKET"]));
     expect(env.DATABASE_URL).toBe(`postgresql://previews:${REQUIRED.POSTGRES_PASSWORD}@postgres:5432/previews`);
     for (const dep of ["postgres", "minio", "firewall"]) expect(s.depends_on?.[dep]?.condition, dep).toBe("service_healthy");
+    // The wake router catches exactly the preview domain the service serves.
+    const domain = env.PREVIEW_DOMAIN!;
+    // (docker-compose config writes a literal $ as $$.)
+    const wake = (s.labels?.["traefik.http.routers.preview-wake.rule"] ?? "").replace(/\$\$/g, "$");
+    expect(wake).toBe(`HostRegexp(\`^[a-z0-9-]+\\.${domain.replace(/\./g, "\\.")}$\`)`);
+    // The firewall keeper runs the service's image, built the same way (never pulled).
+    expect(dev.services.firewall!.image).toBe(s.image);
+    expect(dev.services.firewall!.build).toEqual(s.build);
     // Forward-auth goes to the service over the previews network.
     expect(s.labels?.["traefik.http.middlewares.preview-auth.forwardauth.address"]).toBe("http://previews:3000/forward-auth");
     expect(s.labels?.["traefik.docker.network"]).toBe(env.PREVIEW_NETWORK);
