@@ -146,7 +146,9 @@ async function serveWith(config: Config, log: Logger, db: Database): Promise<Run
   const settings = previewSettings(config);
   if (settings.hostFirewall === "off") {
     log.warn(
-      { network: settings.network },
+      // With trusted peers, the rules installed elsewhere must carry them (`--peers`), or the
+      // router and the readiness probe reach no preview.
+      { network: settings.network, trustedPeers: settings.trustedPeers ?? [] },
       "no host firewall rule on the preview bridge from this process: previews can reach host services unless the rules are installed by root (`node dist/scripts/preview-firewall.js install` or `watch`, as docker-compose.yml's firewall service does; README: Security)",
     );
   }

@@ -77,12 +77,18 @@ switch (command) {
     // The rules live in the kernel: a firewall reload or a host reboot drops them. Checked again
     // every `--every` seconds; a failed round is reported and retried (the health check runs
     // `status`). SIGTERM ends the watch and leaves the rules in place (previews may still run).
+    // One round at a time: two overlapping installs could both find a rule missing and add it twice.
+    let busy = false;
     const round = async () => {
+      if (busy) return;
+      busy = true;
       try {
         const added = await firewall.install();
         if (added) console.log(`${new Date().toISOString()} bridge ${bridge}: ${added} rule(s) added`);
       } catch (err) {
         console.error(`${new Date().toISOString()} bridge ${bridge}: ${(err as Error).message}`);
+      } finally {
+        busy = false;
       }
     };
     await round();
