@@ -6,7 +6,7 @@
  *     fixed bridge name, a subnet, and an ip range (the previews' pool) that excludes the peer's
  *     fixed address;
  *   - the peer (a container at that fixed address) reaches every preview on port 3000: the
- *     router's requests and the service's readiness probe;
+ *     router's requests and the service's readiness probe; and no other port of a preview;
  *   - an untrusted container on the same network (given an address from the pool, like any
  *     preview) reaches no preview, and previews reach neither each other nor the peer (which
  *     listens on 3000 too);
@@ -19,6 +19,8 @@
  */
 import { execFile } from "node:child_process";
 import { randomBytes, randomInt } from "node:crypto";
+import { writeFile } from "node:fs/promises";
+import path from "node:path";
 import { promisify } from "node:util";
 import type Docker from "dockerode";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -109,7 +111,9 @@ describe("trusted peers on the preview network (router and service as containers
     env.runtime = new DockerPreviewRuntime(env.docker, env.options);
     for (const prefix of ["a", "b"]) {
       const projectId = env.projectId(prefix);
-      await env.writeSite(projectId);
+      const dir = await env.writeSite(projectId);
+      // Also serves 3001, which no rule opens (the file keeps its owner: rewritten in place).
+      await writeFile(path.join(dir, "start.sh"), "/bin/busybox httpd -p 3001 -h /app\nexec /bin/busybox httpd -f -p 3000 -h /app\n");
       const { containerId } = await env.runtime.ensureContainer(projectId);
       await env.start(projectId);
       // From the host (this process), as before: the host side still reaches previews.
@@ -145,6 +149,15 @@ describe("trusted peers on the preview network (router and service as containers
       expect(probe.answered, probe.output).toBe(true);
       expect(probe.body).toContain(`preview ${p.projectId}`);
     }
+  });
+
+  it("the peer reaches nothing but port 3000 of a preview", async () => {
+    const p = previews[0]!;
+    const other = await probeFromContainer(env.docker, peer.id, p.ip, 3001);
+    expect(other.answered, other.output).toBe(false);
+    // The preview does serve 3001: the host reaches it.
+    const res = await fetch(`http://${p.ip}:3001/`, { signal: AbortSignal.timeout(5_000) });
+    expect(res.status).toBe(200);
   });
 
   it("an untrusted container on the same network reaches no preview, and previews reach neither each other nor the peer", async () => {
