@@ -13,6 +13,17 @@
  *                                                    and pass.
  *   DOCKER-USER  -i <bridge> -d <cidr> NEW -> REJECT one per `egressDeny` entry (forwarded
  *                                                    traffic, e.g. cloud metadata 169.254.0.0/16).
+ *   DOCKER-USER  -i <bridge> -o <bridge> -s <peer> -p tcp --dport 3000 NEW -> ACCEPT
+ *                                                    one per trusted peer (the router and this
+ *                                                    service as containers on the preview
+ *                                                    network): DOCKER-USER comes before the
+ *                                                    engine's inter-container DROP, so only
+ *                                                    these connections get through; replies
+ *                                                    pass the engine's own ESTABLISHED rule,
+ *                                                    and nothing on the bridge may open a
+ *                                                    connection to a peer (no rule for that).
+ * The ACCEPT rules are kept above our REJECT rules (a denied range may contain the preview
+ * subnet, e.g. 172.16.0.0/12): install re-inserts them on top whenever it adds a REJECT.
  *
  * Every rule carries the comment `sitebuilder-previews:<bridge>` and is matched exactly: install
  * adds a rule only when `iptables -C` does not find it (idempotent), remove deletes only rules
@@ -21,6 +32,7 @@
  */
 import { execFile } from "node:child_process";
 import { PermanentError } from "../functions/ports.js";
+import { PREVIEW_PORT } from "./container-spec.js";
 
 export const FIREWALL_COMMENT_PREFIX = "sitebuilder-previews:";
 export type FirewallChain = "INPUT" | "DOCKER-USER";
@@ -58,15 +70,23 @@ export const runIptables: IptablesRunner = (args) =>
 
 export const firewallComment = (bridge: string): string => `${FIREWALL_COMMENT_PREFIX}${bridge}`;
 
-/** The rules of one preview bridge. */
-export function previewFirewallRules(bridge: string, egressDeny: readonly string[]): FirewallRule[] {
+/** The rules of one preview bridge: the REJECT rules, then one ACCEPT per trusted peer (validated addresses). */
+export function previewFirewallRules(bridge: string, egressDeny: readonly string[], trustedPeers: readonly string[] = []): FirewallRule[] {
   const comment = ["-m", "comment", "--comment", firewallComment(bridge)];
   const reject = ["-j", "REJECT", "--reject-with", "icmp-port-unreachable"];
   return [
     { chain: "INPUT", spec: ["-i", bridge, "-m", "conntrack", "--ctstate", "NEW,INVALID", ...comment, ...reject] },
     ...egressDeny.map((cidr): FirewallRule => ({ chain: "DOCKER-USER", spec: ["-i", bridge, "-d", cidr, "-m", "conntrack", "--ctstate", "NEW", ...comment, ...reject] })),
+    ...trustedPeers.map(
+      (peer): FirewallRule => ({
+        chain: "DOCKER-USER",
+        spec: ["-s", `${peer}/32`, "-i", bridge, "-o", bridge, "-p", "tcp", "-m", "tcp", "--dport", String(PREVIEW_PORT), "-m", "conntrack", "--ctstate", "NEW", ...comment, "-j", "ACCEPT"],
+      }),
+    ),
   ];
 }
+
+const isAccept = (rule: FirewallRule): boolean => rule.spec.at(-1) === "ACCEPT";
 
 /** The shell commands that install the rules (for operators who manage the firewall themselves). */
 export const installCommands = (rules: readonly FirewallRule[]): string[] =>
@@ -79,8 +99,8 @@ export class HostFirewall {
     private readonly run: IptablesRunner = runIptables,
   ) {}
 
-  static forBridge(bridge: string, egressDeny: readonly string[], run: IptablesRunner = runIptables): HostFirewall {
-    return new HostFirewall(bridge, previewFirewallRules(bridge, egressDeny), run);
+  static forBridge(bridge: string, egressDeny: readonly string[], run: IptablesRunner = runIptables, trustedPeers: readonly string[] = []): HostFirewall {
+    return new HostFirewall(bridge, previewFirewallRules(bridge, egressDeny, trustedPeers), run);
   }
 
   /** Whether each rule is present (same order as `rules`). */
@@ -90,13 +110,26 @@ export class HostFirewall {
     return present;
   }
 
-  /** Adds the missing rules at the top of their chain; returns how many it added. */
+  /**
+   * Adds the missing rules at the top of their chain; returns how many it added. The ACCEPT
+   * rules (trusted peers) go in last, so they sit above every REJECT of ours; when a REJECT had
+   * to be added, the ACCEPT rules already present are moved back on top (delete, insert).
+   */
   async install(): Promise<number> {
     let added = 0;
-    for (const rule of this.rules) {
+    let rejectAdded = false;
+    for (const rule of this.rules.filter((r) => !isAccept(r))) {
       if (await this.has(rule)) continue;
       await this.must(["-I", rule.chain, "1", ...rule.spec], `add a rule to ${rule.chain}`);
       added++;
+      rejectAdded = true;
+    }
+    for (const rule of this.rules.filter(isAccept)) {
+      const present = await this.has(rule);
+      if (present && !rejectAdded) continue;
+      if (present) await this.must(["-D", rule.chain, ...rule.spec], `move a rule of ${rule.chain}`);
+      else added++;
+      await this.must(["-I", rule.chain, "1", ...rule.spec], `add a rule to ${rule.chain}`);
     }
     return added;
   }

@@ -76,7 +76,35 @@ export function egressDeny(settings: Pick<PreviewSettings, "egressDeny">): strin
   return list;
 }
 
-type NetworkSettings = Pick<PreviewSettings, "network" | "bridgeName" | "egress" | "instanceId" | "extraLabels">;
+const IPV4_RE = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
+
+/** The trusted peers (IPv4 addresses on the preview network), validated; empty when none. */
+export function trustedPeers(settings: Pick<PreviewSettings, "trustedPeers">): string[] {
+  const list = [...(settings.trustedPeers ?? [])];
+  for (const peer of list) {
+    if (!IPV4_RE.test(peer)) throw new IsolationSettingError(`trusted peer ${JSON.stringify(peer)} is not an IPv4 address (a.b.c.d)`);
+  }
+  return list;
+}
+
+/** a.b.c.d -> 32-bit number; NaN when not an IPv4 address. */
+function ipv4(address: string): number {
+  if (!IPV4_RE.test(address)) return NaN;
+  return address.split(".").reduce((n, octet) => n * 256 + Number(octet), 0);
+}
+
+/** Whether `address` is inside `cidr` (a.b.c.d/n); false for anything malformed. */
+export function inCidr(address: string, cidr: string): boolean {
+  const [base, bits] = cidr.split("/");
+  const n = Number(bits);
+  const a = ipv4(address);
+  const b = ipv4(base ?? "");
+  if (!Number.isInteger(n) || n < 0 || n > 32 || Number.isNaN(a) || Number.isNaN(b)) return false;
+  const size = 2 ** (32 - n);
+  return Math.floor(a / size) === Math.floor(b / size);
+}
+
+type NetworkSettings = Pick<PreviewSettings, "network" | "bridgeName" | "egress" | "instanceId" | "extraLabels" | "trustedPeers">;
 
 /** The create options of the preview network, minus labels (the caller adds them). */
 export function networkOptions(settings: NetworkSettings): Pick<NetworkCreateOptions, "Driver" | "Internal" | "EnableIPv6" | "Options"> {
@@ -92,7 +120,7 @@ export function networkOptions(settings: NetworkSettings): Pick<NetworkCreateOpt
  * What is wrong, for isolation, with an existing network of that name; empty when it is right.
  * Labels are not checked (a network created by compose with the right options is fine).
  */
-export function networkProblems(info: Pick<NetworkInspectInfo, "Driver" | "Internal" | "EnableIPv6" | "Options">, settings: NetworkSettings): string[] {
+export function networkProblems(info: Pick<NetworkInspectInfo, "Driver" | "Internal" | "EnableIPv6" | "Options"> & { IPAM?: PeerIpam }, settings: NetworkSettings): string[] {
   const want = networkOptions(settings);
   const options = info.Options ?? {};
   const problems: string[] = [];
@@ -106,6 +134,35 @@ export function networkProblems(info: Pick<NetworkInspectInfo, "Driver" | "Inter
     problems.push(want.Internal ? "it is not internal but egress is off" : "it is internal but egress is on (npm install could not reach the registry)");
   }
   if (info.EnableIPv6) problems.push("IPv6 is enabled on it (the isolation rules are IPv4)");
+  problems.push(...peerProblems(info, settings));
+  return problems;
+}
+
+/** What the peer check reads of a network's IPAM (as the engine's inspect answers it). */
+interface PeerIpam {
+  Config?: Array<{ Subnet?: string; IPRange?: string; Gateway?: string }> | null;
+}
+
+/**
+ * Trusted peers are let through the firewall by address, so no preview may ever be given one:
+ * the network needs a subnet holding every peer and an ip range (the pool the engine hands
+ * containers without a fixed address, i.e. every preview) that holds none, nor the gateway.
+ */
+function peerProblems(info: { IPAM?: PeerIpam }, settings: NetworkSettings): string[] {
+  const peers = trustedPeers(settings);
+  if (!peers.length) return [];
+  const config = (info.IPAM?.Config ?? []).find((c) => c.Subnet && ipv4(c.Subnet.split("/")[0] ?? "") >= 0);
+  if (!config?.Subnet || !config.IPRange) {
+    return [
+      `it has no IPv4 subnet with an ip range (IPAM Subnet and IPRange): with trusted peers (${peers.join(", ")}) the engine could hand a preview a peer's address, which the firewall lets through`,
+    ];
+  }
+  const problems: string[] = [];
+  for (const peer of peers) {
+    if (!inCidr(peer, config.Subnet)) problems.push(`trusted peer ${peer} is outside its subnet ${config.Subnet}`);
+    else if (inCidr(peer, config.IPRange)) problems.push(`trusted peer ${peer} is inside its ip range ${config.IPRange}, from which previews get their addresses`);
+    else if (peer === config.Gateway) problems.push(`trusted peer ${peer} is its gateway (the host)`);
+  }
   return problems;
 }
 

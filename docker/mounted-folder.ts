@@ -5,8 +5,9 @@
  * its `device:inode` is that of the directory the engine mounted, whatever path led there.
  *
  * This needs a view of the engine's processes: the service in the host's pid namespace (run on
- * the host, or in a container with `pid: host`) with the right to look into another user's
- * process (root). Without it the answer says why it cannot tell, and nothing is guessed: the pid
+ * the host, or in a container with `pid: host`) with the right to look into the preview's
+ * process: root (CAP_SYS_PTRACE), or the same uid:gid as the preview, which holds no capability
+ * (measured: test/docker/mounted-folder-uid.int.test.ts). Without it the answer says why it cannot tell, and nothing is guessed: the pid
  * is only trusted once `/proc/<pid>/cgroup` names the container.
  */
 import { lstat, readFile } from "node:fs/promises";
@@ -28,7 +29,7 @@ export async function mountedFolder(pid: number, containerId: string, dir: strin
   const stat = await lstat(`${proc}/${pid}/root${dir}`, { bigint: true }).catch((err: NodeJS.ErrnoException) => err);
   if (stat instanceof Error) {
     const code = stat.code ?? stat.message;
-    if (code === "EACCES" || code === "EPERM") return { unknown: `not permitted to look into the container's process (${code}): that needs root with CAP_SYS_PTRACE` };
+    if (code === "EACCES" || code === "EPERM") return { unknown: `not permitted to look into the container's process (${code}): that needs root with CAP_SYS_PTRACE, or to run as the previews' own uid:gid` };
     return { unknown: `${dir} in the container cannot be read (${code})` };
   }
   return { identity: `${stat.dev}:${stat.ino}` };

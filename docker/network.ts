@@ -6,12 +6,15 @@
  * (`UnsafeNetworkError`, permanent), never used. With `hostFirewall: "iptables"` the host rules
  * of the bridge (`host-firewall.ts`) are installed too, and re-checked at most every
  * `FIREWALL_RECHECK_MS` (a firewall reload or a reboot drops them).
+ * With `trustedPeers` (router and service as containers on the network) the network must be
+ * declared by the deployment with a subnet and an ip range excluding the peers: it is checked,
+ * and never created here.
  */
 import type Docker from "dockerode";
 import type { Logger } from "pino";
 import { detailOf, dockerError, statusOf } from "./errors.js";
 import { HostFirewall, type IptablesRunner } from "./host-firewall.js";
-import { UnsafeNetworkError, bridgeName, egressDeny, networkOptions, networkProblems, unsafeNetworkMessage } from "./isolation.js";
+import { UnsafeNetworkError, bridgeName, egressDeny, networkOptions, networkProblems, trustedPeers, unsafeNetworkMessage } from "./isolation.js";
 import { LABELS } from "./labels.js";
 import type { PreviewSettings } from "./settings.js";
 import { traced } from "./trace.js";
@@ -19,7 +22,7 @@ import { traced } from "./trace.js";
 /** How long a successful firewall check is trusted (one ensure per create or start). */
 export const FIREWALL_RECHECK_MS = 30_000;
 
-type NetworkSettings = Pick<PreviewSettings, "network" | "instanceId" | "extraLabels" | "egress" | "bridgeName" | "hostFirewall" | "egressDeny">;
+type NetworkSettings = Pick<PreviewSettings, "network" | "instanceId" | "extraLabels" | "egress" | "bridgeName" | "hostFirewall" | "egressDeny" | "trustedPeers">;
 
 /** How long a create that lost the bridge name waits for the winner's network to appear. */
 const BRIDGE_CONVERGE_MS = 3_000;
@@ -36,7 +39,7 @@ export class PreviewNetwork {
     private readonly log?: Logger,
     iptables?: IptablesRunner,
   ) {
-    this.firewall = settings.hostFirewall === "iptables" ? HostFirewall.forBridge(bridgeName(settings), egressDeny(settings), iptables) : null;
+    this.firewall = settings.hostFirewall === "iptables" ? HostFirewall.forBridge(bridgeName(settings), egressDeny(settings), iptables, trustedPeers(settings)) : null;
   }
 
   /** The Linux bridge of the network (host firewall rules name it). */
@@ -79,6 +82,14 @@ export class PreviewNetwork {
   private async ensureIsolated(): Promise<void> {
     const name = this.name;
     let info = await this.inspect();
+    if (!info && trustedPeers(this.settings).length) {
+      // With trusted peers the network is declared by the deployment (docker-compose.yml: a
+      // subnet, an ip range that excludes the peers, the peers' fixed addresses); one created
+      // here would have none of that, and the peers would not be on it.
+      throw new UnsafeNetworkError(
+        `docker: use network ${name} failed: it does not exist, and with trusted peers (PREVIEW_TRUSTED_PEERS) it is not created here: declare it with a subnet and an ip range that excludes the peers (docker-compose.yml does; \`docker-compose up -d\` recreates it)`,
+      );
+    }
     if (!info) {
       const bridgeTaken = await this.create();
       info = await this.inspect();

@@ -76,6 +76,17 @@ export interface PreviewSettings {
    */
   egressDeny?: string[];
   /**
+   * IPv4 addresses on the preview network that may open TCP connections to port 3000 of what
+   * is on it (the router and this service, when they run as containers on that network: with
+   * inter-container communication off they could not otherwise). Applied with the host firewall
+   * rules (one ACCEPT per address in DOCKER-USER, scoped to the bridge); nothing else is opened,
+   * and nothing on the network may open a connection to them. Safe only while no preview can be
+   * given such an address: the network must have an IPAM subnet and an ip range for dynamic
+   * addresses that excludes every peer (checked; a network without them is refused, and is never
+   * created by this service). Default none.
+   */
+  trustedPeers?: string[];
+  /**
    * What a start does when it cannot compare the folder the container mounted with the one
    * checked (`mounted-folder.ts`: the service needs the engine's pid namespace and CAP_SYS_PTRACE,
    * as root on the host has): "required" (default) kills the container and fails for good;

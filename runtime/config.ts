@@ -260,6 +260,17 @@ const EnvFields = v.object({
       "PREVIEW_EGRESS_DENY must be comma-separated IPv4 CIDRs such as 169.254.0.0/16,10.0.0.0/8",
     ),
   ),
+  // Trusted peers (issue 10, README "Deployment"): the router and this service as containers on
+  // the preview network (fixed addresses outside its ip range); the host firewall lets them, and
+  // only them, open connections to port 3000 there. Unset: none (router and probe on the host side).
+  PREVIEW_TRUSTED_PEERS: v.pipe(
+    v.optional(v.string(), ""),
+    v.transform((s) => s.split(",").map((x) => x.trim()).filter(Boolean)),
+    v.check(
+      (list) => list.every((a) => /^(\d{1,3})(\.\d{1,3}){3}$/.test(a) && a.split(".").every((o) => Number(o) <= 255)),
+      "PREVIEW_TRUSTED_PEERS must be comma-separated IPv4 addresses such as 172.29.0.2,172.29.0.3",
+    ),
+  ),
   // A first start of a real preview installs its dependencies: minutes, not seconds.
   READY_TIMEOUT: duration("READY_TIMEOUT", "300s", 100, 3_600_000, "90s or 2m"),
   API_TOKEN: v.optional(v.pipe(v.string(), v.minLength(16, "API_TOKEN must be at least 16 characters"))),
@@ -521,6 +532,8 @@ export function configSchema(cwd: string) {
           hostFirewall: env.PREVIEW_HOST_FIREWALL,
           egressDeny: env.PREVIEW_EGRESS_DENY,
           mountCheck: env.PREVIEW_MOUNT_CHECK,
+          /** Addresses on the preview network allowed to reach port 3000 there (issue 10). */
+          trustedPeers: env.PREVIEW_TRUSTED_PEERS,
         },
         /** `npm run dev` only: the base the preview image is built FROM when it is missing (issue 10). */
         previewBuild: { nodeImage: env.PREVIEW_NODE_IMAGE },

@@ -53,13 +53,28 @@ export interface RunningService {
 
 export const SHUTDOWN_GRACE_MS = 8_000;
 
+/**
+ * Whether this process may look into a preview's processes (`/proc/<pid>/root`, the mount
+ * check): as root, or as the very uid:gid previews run as (the kernel lets a process read its
+ * own user's processes when it holds every capability they hold, and previews hold none;
+ * measured: the same uid reads it, another non-root uid gets EACCES). The non-root image runs
+ * the service as PREVIEW_USER for that reason (README "Deployment").
+ */
+export function canLookIntoPreviews(previewUserSetting: string, uid = process.getuid?.(), gid = process.getgid?.()): boolean {
+  return uid === 0 || previewUserSetting === `${uid}:${gid}`;
+}
+
 /** The Docker adapter's settings, from the parsed environment. */
-export function previewSettings(config: Config, canFirewall: () => boolean = iptablesUsable, isRoot: () => boolean = () => process.getuid?.() === 0): PreviewSettings {
+export function previewSettings(
+  config: Config,
+  canFirewall: () => boolean = iptablesUsable,
+  mayLookIntoPreviews: () => boolean = () => canLookIntoPreviews(config.preview.user),
+): PreviewSettings {
   const { readyTimeoutMs: _readyTimeoutMs, hostFirewall, mountCheck, ...preview } = config.preview;
   return {
     ...preview,
     hostFirewall: hostFirewall === "auto" ? (canFirewall() ? "iptables" : "off") : hostFirewall,
-    mountCheck: mountCheck === "auto" ? (isRoot() ? "required" : "path") : mountCheck,
+    mountCheck: mountCheck === "auto" ? (mayLookIntoPreviews() ? "required" : "path") : mountCheck,
     storageHostPath: config.storage.hostPath,
     authMiddleware: config.access.middleware,
   };
@@ -149,8 +164,10 @@ async function serveWith(config: Config, log: Logger, db: Database): Promise<Run
   const settings = previewSettings(config);
   if (settings.hostFirewall === "off") {
     log.warn(
-      { network: settings.network },
-      "no host firewall rule on the preview bridge from this process: previews can reach host services unless `npx tsx scripts/preview-firewall.ts install` ran (README: Security)",
+      // With trusted peers, the rules installed elsewhere must carry them (`--peers`), or the
+      // router and the readiness probe reach no preview.
+      { network: settings.network, trustedPeers: settings.trustedPeers ?? [] },
+      "no host firewall rule on the preview bridge from this process: previews can reach host services unless the rules are installed by root (`node dist/scripts/preview-firewall.js install` or `watch`, as docker-compose.yml's firewall service does; README: Security)",
     );
   }
   if ((await readFile("/proc/sys/fs/protected_hardlinks", "utf8").catch(() => "1")).trim() === "0") {

@@ -8,17 +8,24 @@
  *   npx tsx scripts/preview-firewall.ts status  [...]   exit 0 when every rule is present, 1 otherwise
  *   npx tsx scripts/preview-firewall.ts remove  [...]   deletes only the rules carrying this bridge's comment
  *   npx tsx scripts/preview-firewall.ts print   [...]   prints the iptables commands (for your own firewall config)
+ *   npx tsx scripts/preview-firewall.ts watch   [...] [--every 30]   install, then check again every N seconds
+ *                                                       and put back what a firewall reload removed (runs until SIGTERM)
+ *
+ * From the production image (compiled, no tsx): `node dist/scripts/preview-firewall.js ...`;
+ * docker-compose.yml runs `watch` as its `firewall` service (root, host network, NET_ADMIN only).
+ * `--peers 172.29.0.2,172.29.0.3`: trusted peers on the preview network (PREVIEW_TRUSTED_PEERS,
+ * README "Deployment"), let through to port 3000 there.
  *
  * The bridge name defaults to the one the service derives from the network name
  * (PREVIEW_NETWORK, default sitebuilder-previews), so both agree without configuration.
  * Idempotent: install adds only missing rules; remove touches only rules it would have added.
  */
 import { HostFirewall, installCommands, previewFirewallRules } from "../docker/host-firewall.js";
-import { DEFAULT_EGRESS_DENY, bridgeName, egressDeny } from "../docker/isolation.js";
+import { DEFAULT_EGRESS_DENY, bridgeName, egressDeny, trustedPeers } from "../docker/isolation.js";
 
 function usage(message?: string): never {
   if (message) console.error(message);
-  console.error("usage: preview-firewall.ts install|remove|status|print [--network NAME | --bridge NAME] [--deny CIDR[,CIDR...]]");
+  console.error("usage: preview-firewall.ts install|remove|status|print|watch [--network NAME | --bridge NAME] [--deny CIDR[,CIDR...]] [--peers IP[,IP...]] [--every SECONDS]");
   process.exit(2);
 }
 
@@ -30,17 +37,25 @@ for (let i = 0; i < rest.length; i += 2) {
   if (!key?.startsWith("--") || value === undefined) usage(`bad argument ${key ?? ""}`);
   flags.set(key.slice(2), value);
 }
-for (const key of flags.keys()) if (!["network", "bridge", "deny"].includes(key)) usage(`unknown option --${key}`);
+for (const key of flags.keys()) if (!["network", "bridge", "deny", "peers", "every"].includes(key)) usage(`unknown option --${key}`);
 
 const network = flags.get("network") ?? process.env.PREVIEW_NETWORK ?? "sitebuilder-previews";
 const denyFlag = flags.get("deny");
 const bridge = bridgeName({ network, bridgeName: flags.get("bridge") });
 const deny = egressDeny({ egressDeny: denyFlag === undefined ? [...DEFAULT_EGRESS_DENY] : denyFlag.split(",").filter(Boolean) });
-const firewall = HostFirewall.forBridge(bridge, deny);
+let peers: string[] = [];
+try {
+  peers = trustedPeers({ trustedPeers: (flags.get("peers") ?? "").split(",").filter(Boolean) });
+} catch (err) {
+  usage(`--peers: ${(err as Error).message}`);
+}
+const firewall = HostFirewall.forBridge(bridge, deny, undefined, peers);
+const every = Number(flags.get("every") ?? "30");
+if (!Number.isFinite(every) || every < 1 || every > 3600) usage("--every must be a number of seconds from 1 to 3600");
 
 switch (command) {
   case "print":
-    for (const line of installCommands(previewFirewallRules(bridge, deny))) console.log(line);
+    for (const line of installCommands(previewFirewallRules(bridge, deny, peers))) console.log(line);
     break;
   case "install": {
     const added = await firewall.install();
@@ -58,6 +73,30 @@ switch (command) {
     process.exit(present.every(Boolean) ? 0 : 1);
   }
   // falls through (process.exit above)
+  case "watch": {
+    // The rules live in the kernel: a firewall reload or a host reboot drops them. Checked again
+    // every `--every` seconds; a failed round is reported and retried (the health check runs
+    // `status`). SIGTERM ends the watch and leaves the rules in place (previews may still run).
+    // One round at a time: two overlapping installs could both find a rule missing and add it twice.
+    let busy = false;
+    const round = async () => {
+      if (busy) return;
+      busy = true;
+      try {
+        const added = await firewall.install();
+        if (added) console.log(`${new Date().toISOString()} bridge ${bridge}: ${added} rule(s) added`);
+      } catch (err) {
+        console.error(`${new Date().toISOString()} bridge ${bridge}: ${(err as Error).message}`);
+      } finally {
+        busy = false;
+      }
+    };
+    await round();
+    console.log(`bridge ${bridge}: ${firewall.rules.length} rule(s) in place, checked every ${every}s`);
+    const timer = setInterval(() => void round(), every * 1000);
+    for (const signal of ["SIGTERM", "SIGINT"] as const) process.once(signal, () => (clearInterval(timer), process.exit(0)));
+    break;
+  }
   default:
     usage(command ? `unknown command ${command}` : undefined);
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Provisions what the test suite needs on a bare Debian machine, as root, idempotently:
 # a Docker engine (docker.io, dockerd started in the background), busybox-static (the test
-# images are built FROM scratch around it), and a PostgreSQL server with the test role.
+# images are built FROM scratch around it), docker-compose (validates the compose files), and a
+# PostgreSQL server with the test role.
 # Running it again finds everything in place and changes nothing.
 set -euo pipefail
 
@@ -11,6 +12,9 @@ need_pkgs=()
 command -v dockerd >/dev/null 2>&1 || need_pkgs+=(docker.io)
 dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs+=(busybox-static)
 command -v pg_ctlcluster >/dev/null 2>&1 || need_pkgs+=(postgresql)
+# docker-compose 1.29 (Debian): test/compose.int.test.ts validates docker-compose*.yml with
+# `docker-compose config` (it pulls in python3-yaml, which the test reads the output with).
+command -v docker-compose >/dev/null 2>&1 || need_pkgs+=(docker-compose)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   log "installing ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -115,6 +115,43 @@ describe("HostFirewall", () => {
   });
 });
 
+describe("trusted peers", () => {
+  it("adds one ACCEPT per peer: from that address, within the bridge, TCP 3000, new connections only", () => {
+    const rules = previewFirewallRules("sbp-a", ["169.254.0.0/16"], ["172.29.0.2", "172.29.0.3"]);
+    expect(rules).toHaveLength(4);
+    expect(rules.slice(2)).toEqual(
+      ["172.29.0.2", "172.29.0.3"].map((peer) => ({
+        chain: "DOCKER-USER",
+        spec: ["-s", `${peer}/32`, "-i", "sbp-a", "-o", "sbp-a", "-p", "tcp", "-m", "tcp", "--dport", "3000", "-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", firewallComment("sbp-a"), "-j", "ACCEPT"],
+      })),
+    );
+    // Nothing is opened towards a peer: no rule names a peer as destination.
+    expect(rules.some((r) => r.spec.includes("-d") && r.spec[r.spec.indexOf("-d") + 1]!.startsWith("172.29.0."))).toBe(false);
+  });
+
+  it("keeps the ACCEPT rules above its REJECT rules (a denied range may hold the preview subnet), also when a REJECT is added later", async () => {
+    const ipt = fakeIptables();
+    const peers = ["172.29.0.2"];
+    expect(await HostFirewall.forBridge("sbp-a", ["10.0.0.0/8"], ipt.run, peers).install()).toBe(3);
+    const ours = () => ipt.chains.get("DOCKER-USER")!.filter((r) => r.includes(firewallComment("sbp-a")));
+    expect(ours().map((r) => r.split(" -j ")[1])).toEqual(["ACCEPT", "REJECT --reject-with icmp-port-unreachable"]);
+    // A wider deny list later (e.g. 172.16.0.0/12, which holds the preview subnet): its REJECT
+    // is inserted on top, and the ACCEPT is moved back above it.
+    const wider = HostFirewall.forBridge("sbp-a", ["10.0.0.0/8", "172.16.0.0/12"], ipt.run, peers);
+    expect(await wider.install()).toBe(1);
+    expect(ours()[0]).toContain("-j ACCEPT");
+    expect(ours()).toHaveLength(3);
+    expect(await wider.status()).toEqual([true, true, true, true]);
+    // Converged: nothing moves on the next install.
+    const before = [...ipt.chains.get("DOCKER-USER")!];
+    expect(await wider.install()).toBe(0);
+    expect(ipt.chains.get("DOCKER-USER")).toEqual(before);
+    expect(ipt.chains.get("DOCKER-USER")!.at(-1)).toBe("-j RETURN");
+    // remove finds the ACCEPT rules by their comment like the others.
+    expect(await wider.remove()).toBe(4);
+  });
+});
+
 describe("ownRuleSpec", () => {
   const c = firewallComment("sbp-a");
   it("turns one of our -S lines back into a deletable spec", () => {

@@ -9,9 +9,11 @@ import {
   IsolationSettingError,
   bridgeName,
   egressDeny,
+  inCidr,
   networkOptions,
   networkProblems,
   previewUser,
+  trustedPeers,
   unsafeNetworkMessage,
 } from "../../docker/isolation.js";
 import { PermanentError } from "../../functions/ports.js";
@@ -109,6 +111,42 @@ describe("networkProblems", () => {
     expect(networkProblems({ ...good, Internal: true }, NET)).toEqual([expect.stringMatching(/internal but egress is on/)]);
     expect(networkProblems(good, { ...NET, egress: false })).toEqual([expect.stringMatching(/not internal but egress is off/)]);
     expect(networkProblems({ ...good, Options: undefined }, NET)).toHaveLength(2);
+  });
+
+  it("with trusted peers, wants a subnet holding them and an ip range (the previews' pool) holding none of them", () => {
+    const peers = { ...NET, trustedPeers: ["172.29.0.2", "172.29.0.3"] };
+    const ipam = (config: Array<{ Subnet?: string; IPRange?: string; Gateway?: string }> | null) => ({ ...good, IPAM: { Config: config } });
+    const right = ipam([{ Subnet: "172.29.0.0/21", IPRange: "172.29.4.0/22", Gateway: "172.29.0.1" }]);
+    expect(networkProblems(right, peers)).toEqual([]);
+    // Without peers the IPAM is not looked at.
+    expect(networkProblems(good, NET)).toEqual([]);
+    expect(networkProblems(good, peers)).toEqual([expect.stringMatching(/no IPv4 subnet with an ip range/)]);
+    expect(networkProblems(ipam([{ Subnet: "172.29.0.0/21" }]), peers)).toEqual([expect.stringMatching(/could hand a preview a peer's address/)]);
+    expect(networkProblems(ipam([{ Subnet: "172.29.0.0/21", IPRange: "172.29.0.0/22" }]), peers)).toEqual([
+      expect.stringMatching(/172\.29\.0\.2 is inside its ip range 172\.29\.0\.0\/22/),
+      expect.stringMatching(/172\.29\.0\.3 is inside its ip range/),
+    ]);
+    expect(networkProblems(ipam([{ Subnet: "10.9.0.0/24", IPRange: "10.9.0.128/25" }]), peers)).toEqual([
+      expect.stringMatching(/172\.29\.0\.2 is outside its subnet 10\.9\.0\.0\/24/),
+      expect.stringMatching(/172\.29\.0\.3 is outside/),
+    ]);
+    expect(networkProblems(ipam([{ Subnet: "172.29.0.0/21", IPRange: "172.29.4.0/22", Gateway: "172.29.0.2" }]), peers)).toEqual([expect.stringMatching(/172\.29\.0\.2 is its gateway/)]);
+  });
+
+  it("refuses a trusted peer that is not an IPv4 address, permanently", () => {
+    expect(trustedPeers({})).toEqual([]);
+    expect(() => trustedPeers({ trustedPeers: ["172.29.0.0/24"] })).toThrow(IsolationSettingError);
+    expect(() => networkProblems(good, { ...NET, trustedPeers: ["traefik"] })).toThrow(/not an IPv4 address/);
+  });
+
+  it("inCidr", () => {
+    expect(inCidr("172.29.0.2", "172.29.0.0/21")).toBe(true);
+    expect(inCidr("172.29.8.0", "172.29.0.0/21")).toBe(false);
+    expect(inCidr("10.0.0.1", "0.0.0.0/0")).toBe(true);
+    expect(inCidr("10.0.0.1", "10.0.0.1/32")).toBe(true);
+    expect(inCidr("10.0.0.2", "10.0.0.1/32")).toBe(false);
+    expect(inCidr("x", "10.0.0.0/8")).toBe(false);
+    expect(inCidr("10.0.0.1", "10.0.0.0/33")).toBe(false);
   });
 
   it("words a refusal that says what to do", () => {

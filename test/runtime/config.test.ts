@@ -73,6 +73,7 @@ describe("loadConfig defaults", () => {
       hostFirewall: "auto",
       egressDeny: ["169.254.0.0/16"],
       mountCheck: "auto",
+      trustedPeers: [],
     });
   });
 
@@ -156,6 +157,7 @@ describe("loadConfig explicit values", () => {
       hostFirewall: "auto",
       egressDeny: ["169.254.0.0/16"],
       mountCheck: "auto",
+      trustedPeers: [],
     });
     expect(c.apiToken).toBe("0123456789abcdef");
     expect(c.inngest.dev).toBe("http://127.0.0.1:8288");
@@ -517,6 +519,7 @@ describe("preview isolation settings", () => {
       hostFirewall: "auto",
       egressDeny: ["169.254.0.0/16"],
       mountCheck: "auto",
+      trustedPeers: [],
     });
   });
 
@@ -551,6 +554,18 @@ describe("preview isolation settings", () => {
   ])("refuses %s=%s", (key, value, message) => {
     const err = configError({ ...DEV, [key]: value });
     expect(err.problems).toEqual([expect.stringMatching(new RegExp(`^${key}: .*${message.source}`))]);
+  });
+});
+
+describe("trusted peers (PREVIEW_TRUSTED_PEERS)", () => {
+  it("defaults to none and reads a comma-separated list of IPv4 addresses", () => {
+    expect(loadConfig(DEV, CWD).preview.trustedPeers).toEqual([]);
+    expect(loadConfig({ ...DEV, PREVIEW_TRUSTED_PEERS: " 172.29.0.2 ,172.29.0.3," }, CWD).preview.trustedPeers).toEqual(["172.29.0.2", "172.29.0.3"]);
+  });
+
+  it.each(["172.29.0.0/24", "traefik", "256.1.1.1", "fd00::2"])("refuses %s, naming the variable", (value) => {
+    const err = configError({ ...DEV, PREVIEW_TRUSTED_PEERS: value });
+    expect(err.problems).toEqual([expect.stringMatching(/^PREVIEW_TRUSTED_PEERS: PREVIEW_TRUSTED_PEERS must be comma-separated IPv4 addresses/)]);
   });
 });
 
@@ -665,6 +680,7 @@ describe("Config is inferred from the schema", () => {
         hostFirewall: "auto" | "iptables" | "off";
         egressDeny: string[];
         mountCheck: "auto" | "required" | "path";
+        trustedPeers: string[];
       };
       previewBuild: { nodeImage: string };
       apiToken: string | null;

@@ -1,0 +1,207 @@
+/**
+ * Trusted peers (PREVIEW_TRUSTED_PEERS; README "Deployment"): the router and this service as
+ * containers ON the preview network, as docker-compose.yml runs them, without weakening the
+ * isolation of previews. On the real engine and the real host firewall:
+ *   - the network is made the way compose declares it: inter-container communication off, the
+ *     fixed bridge name, a subnet, and an ip range (the previews' pool) that excludes the peer's
+ *     fixed address;
+ *   - the peer (a container at that fixed address) reaches every preview on port 3000: the
+ *     router's requests and the service's readiness probe; and no other port of a preview;
+ *   - an untrusted container on the same network (given an address from the pool, like any
+ *     preview) reaches no preview, and previews reach neither each other nor the peer (which
+ *     listens on 3000 too);
+ *   - without the ACCEPT rule the peer reaches nothing (what opens the way is that rule alone);
+ *   - a network whose pool could hand a preview the peer's address is refused, and with peers
+ *     the runtime never creates the network itself.
+ * Probes: `busybox nc` from inside the containers (test/helpers/docker.ts). Everything created
+ * carries the run's test label and is removed by id or label; firewall rules by their bridge's
+ * comment.
+ */
+import { execFile } from "node:child_process";
+import { randomBytes, randomInt } from "node:crypto";
+import { writeFile } from "node:fs/promises";
+import path from "node:path";
+import { promisify } from "node:util";
+import type Docker from "dockerode";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DockerPreviewRuntime } from "../../docker/docker-runtime.js";
+import { HostFirewall, firewallComment } from "../../docker/host-firewall.js";
+import { BRIDGE_OPTIONS, UnsafeNetworkError, bridgeName } from "../../docker/isolation.js";
+import type { ProbeResult } from "../../functions/ports.js";
+import { TEST_LABEL, createDockerTestEnv, probeFromContainer, removeFirewallRules, type DockerTestEnv } from "../helpers/docker.js";
+
+const run = promisify(execFile);
+
+function requireRoot(): void {
+  if (process.getuid?.() !== 0) throw new Error("test/isolation needs root (it changes the host firewall); run the integration tier as root");
+}
+
+/**
+ * The preview network as docker-compose.yml declares it, on a /24 of 10.77.0.0/16 that no other
+ * network of the engine uses (the engine refuses an overlapping pool: try another).
+ */
+async function createComposeLikeNetwork(docker: Docker, name: string, bridge: string, runId: string): Promise<{ subnet: string; peer: string; pool: string }> {
+  let lastError: unknown;
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const prefix = `10.77.${randomInt(0, 256)}`;
+    const subnet = `${prefix}.0/24`;
+    const pool = `${prefix}.128/25`;
+    try {
+      await docker.createNetwork({
+        Name: name,
+        CheckDuplicate: true,
+        Driver: "bridge",
+        EnableIPv6: false,
+        Options: { [BRIDGE_OPTIONS.ICC]: "false", [BRIDGE_OPTIONS.NAME]: bridge },
+        IPAM: { Driver: "default", Config: [{ Subnet: subnet, IPRange: pool, Gateway: `${prefix}.1` }] },
+        Labels: { [TEST_LABEL]: runId },
+      });
+      return { subnet, peer: `${prefix}.2`, pool };
+    } catch (err) {
+      lastError = err;
+      if (!/overlap/i.test(String((err as Error).message))) throw err;
+    }
+  }
+  throw new Error(`no free /24 in 10.77.0.0/16 for the test network: ${String(lastError)}`);
+}
+
+async function probeUntilSettled(runtime: DockerPreviewRuntime, id: string): Promise<ProbeResult> {
+  for (let i = 0; i < 60; i++) {
+    const r = await runtime.probeReady(id, 250);
+    if (r.state !== "waiting") return r;
+  }
+  return { state: "waiting" };
+}
+
+interface Box {
+  id: string;
+  ip: string;
+}
+
+/** A non-preview container on the network serving HTTP on 3000 (fixed address when `ip` is given). */
+async function startBox(env: DockerTestEnv, role: string, ip?: string): Promise<Box> {
+  const projectId = env.projectId(role);
+  const dir = await env.writeSite(projectId);
+  const c = await env.docker.createContainer({
+    name: `sbpt-${role}-${projectId}`,
+    Image: env.image,
+    Labels: { [TEST_LABEL]: env.runId },
+    HostConfig: { NetworkMode: env.options.network, Init: true, Mounts: [{ Type: "bind", Source: dir, Target: "/app", ReadOnly: true }] },
+    NetworkingConfig: { EndpointsConfig: { [env.options.network]: ip ? { IPAMConfig: { IPv4Address: ip } } : {} } },
+  });
+  await c.start();
+  const info = await c.inspect();
+  return { id: c.id, ip: info.NetworkSettings.Networks[env.options.network]!.IPAddress };
+}
+
+describe("trusted peers on the preview network (router and service as containers)", () => {
+  let env: DockerTestEnv;
+  let net: { subnet: string; peer: string; pool: string };
+  let peer: Box;
+  let stranger: Box;
+  const previews: Array<{ projectId: string; containerId: string; ip: string }> = [];
+
+  beforeAll(async () => {
+    requireRoot();
+    const network = `sbp-test-peers-${randomBytes(3).toString("hex")}`;
+    env = await createDockerTestEnv({ network, hostFirewall: "iptables" });
+    net = await createComposeLikeNetwork(env.docker, network, bridgeName(env.options), env.runId);
+    // The runtime with the peer configured: it uses the declared network and installs the rules.
+    env.options.trustedPeers = [net.peer];
+    env.runtime = new DockerPreviewRuntime(env.docker, env.options);
+    for (const prefix of ["a", "b"]) {
+      const projectId = env.projectId(prefix);
+      const dir = await env.writeSite(projectId);
+      // Also serves 3001, which no rule opens (the file keeps its owner: rewritten in place).
+      await writeFile(path.join(dir, "start.sh"), "/bin/busybox httpd -p 3001 -h /app\nexec /bin/busybox httpd -f -p 3000 -h /app\n");
+      const { containerId } = await env.runtime.ensureContainer(projectId);
+      await env.start(projectId);
+      // From the host (this process), as before: the host side still reaches previews.
+      expect(await probeUntilSettled(env.runtime, projectId)).toMatchObject({ state: "ready" });
+      const info = await env.docker.getContainer(containerId).inspect();
+      previews.push({ projectId, containerId, ip: info.NetworkSettings.Networks[network]!.IPAddress });
+    }
+    peer = await startBox(env, "peer", net.peer);
+    stranger = await startBox(env, "stranger");
+  });
+  afterAll(async () => {
+    await env?.cleanup(); // containers on the network, the network, and this bridge's rules
+  });
+
+  it("the declared network is used as it is, and the rules include one ACCEPT for the peer, scoped to the bridge and TCP 3000", async () => {
+    const info = await env.docker.getNetwork(env.options.network).inspect();
+    expect(info.IPAM?.Config?.[0]).toMatchObject({ Subnet: net.subnet, IPRange: net.pool });
+    expect(peer.ip).toBe(net.peer);
+    // Previews and the stranger got addresses from the pool, never the peer's.
+    for (const ip of [...previews.map((p) => p.ip), stranger.ip]) expect(Number(ip.split(".")[3])).toBeGreaterThanOrEqual(128);
+    const { stdout } = await run("iptables", ["-w", "5", "-S", "DOCKER-USER"]);
+    const ours = stdout.split("\n").filter((l) => l.includes(firewallComment(bridgeName(env.options))));
+    const bridge = bridgeName(env.options);
+    expect(ours[0]).toBe(
+      `-A DOCKER-USER -s ${net.peer}/32 -i ${bridge} -o ${bridge} -p tcp -m tcp --dport 3000 -m conntrack --ctstate NEW -m comment --comment "${firewallComment(bridge)}" -j ACCEPT`,
+    );
+    expect(ours.filter((l) => l.endsWith("-j ACCEPT"))).toHaveLength(1);
+  });
+
+  it("the peer reaches every preview on 3000 (router requests, the service's readiness probe)", async () => {
+    for (const p of previews) {
+      const probe = await probeFromContainer(env.docker, peer.id, p.ip, 3000);
+      expect(probe.answered, probe.output).toBe(true);
+      expect(probe.body).toContain(`preview ${p.projectId}`);
+    }
+  });
+
+  it("the peer reaches nothing but port 3000 of a preview", async () => {
+    const p = previews[0]!;
+    const other = await probeFromContainer(env.docker, peer.id, p.ip, 3001);
+    expect(other.answered, other.output).toBe(false);
+    // The preview does serve 3001: the host reaches it.
+    const res = await fetch(`http://${p.ip}:3001/`, { signal: AbortSignal.timeout(5_000) });
+    expect(res.status).toBe(200);
+  });
+
+  it("an untrusted container on the same network reaches no preview, and previews reach neither each other nor the peer", async () => {
+    const [a, b] = previews as [(typeof previews)[0], (typeof previews)[0]];
+    const probes = await Promise.all([
+      probeFromContainer(env.docker, stranger.id, a.ip, 3000),
+      probeFromContainer(env.docker, a.containerId, b.ip, 3000),
+      probeFromContainer(env.docker, b.containerId, a.ip, 3000),
+      probeFromContainer(env.docker, a.containerId, peer.ip, 3000),
+      probeFromContainer(env.docker, b.containerId, peer.ip, 3000),
+    ]);
+    for (const p of probes) {
+      expect(p.answered, p.output).toBe(false);
+      expect(p.code).not.toBe(0);
+    }
+    // The peer does serve 3000 (the host reaches it): what stops the previews is the firewall.
+    const res = await fetch(`http://${peer.ip}:3000/`, { signal: AbortSignal.timeout(5_000) });
+    expect(res.status).toBe(200);
+    // And the stranger is no peer only by its address: it serves 3000 too, and the peer reaches it.
+    expect((await probeFromContainer(env.docker, peer.id, stranger.ip, 3000)).answered).toBe(true);
+  });
+
+  it("refuses a network whose pool could hand a preview the peer's address, and never creates the network itself with peers", async () => {
+    const prefix = net.subnet.split(".").slice(0, 3).join(".");
+    const inPool = new DockerPreviewRuntime(env.docker, { ...env.options, hostFirewall: "off", trustedPeers: [`${prefix}.200`] });
+    const err = await inPool.ensureNetwork().then(() => null, (e: unknown) => e);
+    expect(err).toBeInstanceOf(UnsafeNetworkError);
+    expect((err as Error).message).toContain(`trusted peer ${prefix}.200 is inside its ip range ${net.pool}`);
+
+    const missing = `sbp-test-nopeer-${randomBytes(3).toString("hex")}`;
+    const absent = new DockerPreviewRuntime(env.docker, { ...env.options, network: missing, hostFirewall: "off", trustedPeers: [net.peer] });
+    const err2 = await absent.ensureNetwork().then(() => null, (e: unknown) => e);
+    expect(err2).toBeInstanceOf(UnsafeNetworkError);
+    expect((err2 as Error).message).toMatch(/does not exist, and with trusted peers/);
+    await expect(env.docker.getNetwork(missing).inspect()).rejects.toMatchObject({ statusCode: 404 });
+  });
+
+  it("without its ACCEPT rule the peer reaches no preview: inter-container communication is really off", async () => {
+    const bridge = bridgeName(env.options);
+    expect(await removeFirewallRules(bridge)).toBeGreaterThanOrEqual(3);
+    const probe = await probeFromContainer(env.docker, peer.id, previews[0]!.ip, 3000);
+    expect(probe.answered).toBe(false);
+    // Put back (idempotent install), and the peer gets through again.
+    await HostFirewall.forBridge(bridge, env.options.egressDeny ?? ["169.254.0.0/16"], undefined, [net.peer]).install();
+    expect((await probeFromContainer(env.docker, peer.id, previews[0]!.ip, 3000)).answered).toBe(true);
+  });
+});
