@@ -8,6 +8,7 @@ import { mkdir, readFile } from "node:fs/promises";
 import { serve, type ServerType } from "@hono/node-server";
 import type { Inngest } from "inngest";
 import { pino, type Logger } from "pino";
+import { Registry } from "prom-client";
 import { createDockerClient } from "../docker/client.js";
 import { DockerPreviewRuntime } from "../docker/docker-runtime.js";
 import { DockerPreviewInventory } from "../docker/inventory.js";
@@ -29,6 +30,7 @@ import { LocalSiteFiles } from "../storage/site-files.js";
 import { createApp } from "./app.js";
 import type { Config } from "./config.js";
 import { createInngest } from "./inngest-client.js";
+import { PromMetrics } from "./metrics.js";
 
 export interface RunningService {
   config: Config;
@@ -152,6 +154,8 @@ async function serveWith(config: Config, log: Logger, db: Database): Promise<Run
   const inngest = createInngest(config.inngest, log);
   const shutdown = new AbortController();
   const activity = new SqlActivityStore(db);
+  // One registry per service instance (never prom-client's global one): GET /metrics.
+  const metrics = new PromMetrics({ registry: new Registry(), counts: store, queryTimeoutMs: config.metrics.queryTimeoutMs, log });
   const deps = {
     runtime,
     store,
@@ -160,6 +164,7 @@ async function serveWith(config: Config, log: Logger, db: Database): Promise<Run
     shutdown: shutdown.signal,
     activity,
     idleTimeoutMs: config.activity.idleTimeoutMs,
+    metrics,
     ...(config.maxRunningPreviews !== null ? { capacity: { store: activity, max: config.maxRunningPreviews } } : {}),
   };
   const { sweep, projectsDb } = await sweepDeps(config, log, db, docker, settings);
@@ -185,6 +190,7 @@ async function serveWith(config: Config, log: Logger, db: Database): Promise<Run
     log,
     previews,
     sweep: { plan: () => planSweep(store, sweep) },
+    metrics,
   });
 
   const server = await new Promise<ServerType>((resolve, reject) => {

@@ -1,7 +1,7 @@
 /** `PreviewStore` over the `previews` table and its `preview_events` audit log. */
 import { createsRow, fromStatuses, LIFECYCLE, matchesClaim, takesClaim, type LifecycleAction } from "../functions/lifecycle.js";
 import { PermanentError } from "../functions/ports.js";
-import type { ApplyResult, PreviewRecord, PreviewStatus, PreviewStore, TransitionFields } from "../functions/ports.js";
+import type { ApplyResult, PreviewCounts, PreviewRecord, PreviewStatus, PreviewStore, TransitionFields } from "../functions/ports.js";
 import type { ProjectId } from "../functions/project-id.js";
 import type { Database } from "./database.js";
 import { queryAs } from "./errors.js";
@@ -136,7 +136,7 @@ where not exists (select 1 from saved)`;
  */
 const MAX_APPLY_RUNS = 3;
 
-export class SqlPreviewStore implements PreviewStore {
+export class SqlPreviewStore implements PreviewStore, PreviewCounts {
   constructor(private readonly db: Database) {}
 
   async get(projectId: ProjectId): Promise<PreviewRecord | null> {
@@ -210,6 +210,12 @@ export class SqlPreviewStore implements PreviewStore {
 
   async ping(): Promise<void> {
     await this.run("ping", "select 1", []);
+  }
+
+  /** Previews per status, in one grouped count (GET /metrics reads it at every scrape). */
+  async countByStatus(): Promise<Partial<Record<PreviewStatus, number>>> {
+    const rows = await this.run<{ status: PreviewStatus; n: string }>("count previews by status", "select status, count(*) as n from previews group by status", [], true);
+    return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
   }
 
   /** Every query goes through here: one wrapping, one classification (see errors.ts). */
