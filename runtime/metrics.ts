@@ -56,6 +56,8 @@ export class PromMetrics implements Metrics {
   readonly #sweepGuards: Counter<"pass">;
   readonly #sweepLast: Gauge;
   readonly #sweepItems: Counter<"action" | "outcome">;
+  /** The status gauges and where they are read from (set at each `exposition()`). */
+  readonly #status: { counts: PreviewCounts; timeoutMs: number; log: Logger | undefined; up: Gauge; byStatus: Gauge<"status"> } | null = null;
   /** The status read in flight, shared by concurrent scrapes. */
   #reading: Promise<Partial<Record<string, number>>> | null = null;
 
@@ -90,7 +92,20 @@ export class PromMetrics implements Metrics {
     }
     for (const dry_run of ["true", "false"]) this.#sweepRuns.inc({ dry_run }, 0);
 
-    if (opts.counts) this.#statusGauges(opts.counts, opts.queryTimeoutMs, opts.log);
+    if (opts.counts) {
+      this.#status = {
+        counts: opts.counts,
+        timeoutMs: opts.queryTimeoutMs,
+        log: opts.log,
+        up: new Gauge({ name: "previews_status_up", help: "1 when previews_by_status could be read from the database at this scrape, else 0", registers }),
+        byStatus: new Gauge({
+          name: "previews_by_status",
+          help: "Previews tracked by this service, per status (read from the database at scrape time)",
+          labelNames: ["status"],
+          registers,
+        }),
+      };
+    }
     if (opts.processMetrics !== false) collectDefaultMetrics({ register: opts.registry });
   }
 
@@ -120,44 +135,40 @@ export class PromMetrics implements Metrics {
     this.#sweepItems.inc({ action, outcome });
   }
 
-  /** The Prometheus text exposition of everything in the registry. */
+  /**
+   * The Prometheus text exposition of everything in the registry, previews per status read
+   * first (the one read from the database a scrape makes).
+   */
   async exposition(): Promise<{ contentType: string; body: string }> {
+    await this.#refreshStatus();
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };
   }
 
-  #statusGauges(counts: PreviewCounts, timeoutMs: number, log: Logger | undefined): void {
-    const up = new Gauge({ name: "previews_status_up", help: "1 when previews_by_status could be read from the database at this scrape, else 0", registers: [this.registry] });
-    const read = () => {
-      // Single flight: while a read hangs, later scrapes wait on it (bounded below), not anew.
-      this.#reading ??= counts.countByStatus().finally(() => {
-        this.#reading = null;
-      });
-      return this.#reading;
-    };
-    new Gauge({
-      name: "previews_by_status",
-      help: "Previews tracked by this service, per status (read from the database at scrape time)",
-      labelNames: ["status"],
-      registers: [this.registry],
-      async collect() {
-        this.reset();
-        let timer: NodeJS.Timeout | undefined;
-        try {
-          const byStatus = await Promise.race([
-            read(),
-            new Promise<never>((_, reject) => {
-              timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs}ms (METRICS_QUERY_TIMEOUT)`)), timeoutMs);
-            }),
-          ]);
-          for (const status of PREVIEW_STATUSES) this.set({ status }, byStatus[status] ?? 0);
-          up.set(1);
-        } catch (err) {
-          up.set(0);
-          log?.warn({ err }, "metrics: previews per status could not be read; previews_by_status left out of this scrape");
-        } finally {
-          clearTimeout(timer);
-        }
-      },
+  /** Reads previews per status (bounded) and sets both status gauges; without `counts`, nothing. */
+  async #refreshStatus(): Promise<void> {
+    const status = this.#status;
+    if (!status) return;
+    // Single flight: while a read hangs, later scrapes wait on it (bounded below), not anew.
+    this.#reading ??= status.counts.countByStatus().finally(() => {
+      this.#reading = null;
     });
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const byStatus = await Promise.race([
+        this.#reading,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`no answer within ${status.timeoutMs}ms (METRICS_QUERY_TIMEOUT)`)), status.timeoutMs);
+        }),
+      ]);
+      status.byStatus.reset();
+      for (const s of PREVIEW_STATUSES) status.byStatus.set({ status: s }, byStatus[s] ?? 0);
+      status.up.set(1);
+    } catch (err) {
+      status.byStatus.reset();
+      status.up.set(0);
+      status.log?.warn({ err }, "metrics: previews per status could not be read; previews_by_status left out of this scrape");
+    } finally {
+      clearTimeout(timer);
+    }
   }
 }
