@@ -37,6 +37,8 @@ const RUNS = Number(process.env.BENCH_MEMORY_RUNS ?? 3);
 const PREVIEWS = Number(process.env.BENCH_MEMORY_PREVIEWS ?? 1000);
 /** Idle time after the service answers, before RSS is read (start-up garbage collected, timers run). */
 const SETTLE_MS = Number(process.env.BENCH_MEMORY_SETTLE_MS ?? 4000);
+/** BENCH_MEMORY_DRIVERS: "pglite,pg" (default) or one of them (a ratio needs both). */
+const DRIVERS = (process.env.BENCH_MEMORY_DRIVERS ?? "pglite,pg").split(",").map((d) => d.trim()) as Driver[];
 const NETWORK = `sbp-bench-mem-${randomBytes(4).toString("hex")}`;
 
 type Driver = "pglite" | "pg";
@@ -170,7 +172,8 @@ async function measure(driver: Driver): Promise<Record<Phase, Sample>> {
 }
 
 async function main() {
-  const drivers: Driver[] = ["pglite", "pg"];
+  const drivers = DRIVERS.filter((d): d is Driver => d === "pglite" || d === "pg");
+  if (drivers.length === 0) throw new Error(`BENCH_MEMORY_DRIVERS must name pglite and/or pg (got ${JSON.stringify(process.env.BENCH_MEMORY_DRIVERS)})`);
   const samples: Record<Driver, Array<Record<Phase, Sample>>> = { pglite: [], pg: [] };
   try {
     for (let i = 0; i < RUNS; i++) {
@@ -187,7 +190,7 @@ async function main() {
     for (const n of networks.filter((x) => x.Name === NETWORK)) await docker.getNetwork(n.Id).remove().catch(() => undefined);
   }
   const phases: Phase[] = ["first start", "idle", `${PREVIEWS} previews`];
-  const med = (driver: Driver, phase: Phase, key: keyof Sample) => median(samples[driver].map((s) => s[phase]![key]));
+  const med = (driver: Driver, phase: Phase, key: keyof Sample) => (samples[driver].length ? median(samples[driver].map((s) => s[phase]![key])) : NaN);
   console.log(`\nservice RSS, median of ${RUNS} runs (MB; RssAnon in parentheses)`);
   console.log(`${"".padEnd(16)}${"PGlite".padStart(16)}${"pg".padStart(16)}${"PGlite / pg".padStart(14)}`);
   for (const phase of phases) {
