@@ -7,19 +7,19 @@ import type { Database } from "../database.js";
 
 // ---------------------------------------------------------------------------------------------
 // Memory (issue 10; README "Memory"; measured by `bench/memory.ts`). Untuned, the service on a
-// file-backed PGlite held ~890 MB after its first start and ~390 MB after a restart, against
-// ~160 MB on pg. Two things held it, found by measuring RSS (`/proc/self/status`) around
-// `PGlite.create`:
+// file-backed PGlite held ~860 MB after its first start and ~390 MB after a restart, against
+// ~160 MB on pg (now ~280 and ~255 MB). Two things held it, found by measuring RSS
+// (`/proc/self/status`) around `PGlite.create`:
 //   - shared_buffers: Postgres' default 128 MB buffer pool is allocated inside the WASM linear
 //     memory, which grows from its 128 MB floor to ~190 MB to hold it (and the pages are
-//     touched). 16 MB holds this service's whole database many times over (1,000 previews with
-//     their audit events are ~1 MB) and keeps the WASM memory at its floor: -150 MB after a
-//     restart. (`initialMemory` cannot go below the module's own 128 MB minimum: PGlite refuses
-//     it; wal_buffers, work_mem, temp_buffers made no measurable difference.)
+//     touched). 16 MB holds this service's hot data many times over (1,000 previews and their
+//     audit events: under 1 MB of tables and indexes) and keeps the WASM memory at its floor:
+//     ~135 MB less after a restart. (`initialMemory` cannot go below the module's own 128 MB
+//     minimum: PGlite refuses it; wal_buffers, work_mem, temp_buffers changed nothing measurable.)
 //   - initdb: on a new data directory PGlite runs initdb in-process in a SECOND PGlite instance
 //     plus the initdb WASM. Closed, their memory is not given back: the code V8 compiled for
 //     every Postgres function initdb ran stays, and the WASM memories wait for a major GC that an
-//     idle process never runs (~500 MB left behind). So a new directory is initialised in a
+//     idle process never runs (~450 MB left behind). So a new directory is initialised in a
 //     short-lived child process (plain Node, no loader) and this process only ever opens an
 //     existing one. If that child cannot run, the open below runs initdb in-process as before.
 
