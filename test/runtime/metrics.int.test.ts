@@ -3,7 +3,8 @@
  * engine, the stub preview image), its functions driven over real HTTP through `/api/inngest` as
  * the Inngest server does, and the scrape read back over real HTTP. A real preview is launched,
  * stopped and removed; a launch without a site fails; the last call request of a completed launch
- * is sent again (Inngest retrying a request whose answer it lost). The counters, the histogram
+ * is sent again (Inngest retrying a request whose answer it lost); a launch runs with checkpointing
+ * (steps run in one request, as the Inngest server drives it). The counters, the histogram
  * and the status gauge move exactly as the runs did; the logs stay pino JSON with the ids.
  */
 import { randomBytes } from "node:crypto";
@@ -145,6 +146,19 @@ describe("GET /metrics over real HTTP, with a real preview", () => {
     expect(metricValue(t, "previews_launches_total", { outcome: "failed" })).toBe(1);
     expect(metricValue(t, "previews_launches_total", { outcome: "ready" })).toBe(1);
     expect(metricValue(t, "previews_by_status", { status: "failed" })).toBe(1);
+
+    // With checkpointing (how the Inngest server runs it: steps run in one request and are
+    // checkpointed): counted once as well.
+    const cp = `metrics-cp-${randomBytes(3).toString("hex")}`;
+    ids.push(cp);
+    await site(cp);
+    const checkpointed = await standIn.run({ serveUrl: `${base}/api/inngest`, fnId: "previews-launch-preview", event: { name: "pipeline.step7", data: { projectId: cp } }, checkpointing: true });
+    expect(checkpointed.outcome).toBe("completed");
+    expect(checkpointed.checkpoints).toBeGreaterThan(0);
+    t = await scrape();
+    expect(metricValue(t, "previews_launches_total", { outcome: "ready" })).toBe(2);
+    expect(metricValue(t, "previews_launch_duration_seconds_count")).toBe(2);
+    expect(metricValue(t, "previews_by_status", { status: "running" })).toBe(1);
 
     // Logs: pino JSON, with the project and container ids.
     const entries = logLines.map((l) => JSON.parse(l) as Record<string, unknown>);
