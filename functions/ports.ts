@@ -325,7 +325,7 @@ export interface SweepRunCounts {
 }
 
 export interface Metrics {
-  /** `seconds`: from the claim to the dev server answering; null when not measured (not `ready`). */
+  /** `seconds`: from the claim (container ensured) to the dev server answering; null when not measured (not `ready`). */
   launchFinished(outcome: LaunchOutcome, seconds: number | null): void;
   stopFinished(outcome: ActionOutcome): void;
   removeFinished(outcome: ActionOutcome): void;

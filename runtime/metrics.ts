@@ -7,7 +7,7 @@
  *   previews_by_status{status}                      gauge, read from the database at scrape time
  *   previews_status_up                              gauge, 1 when that read answered in time
  *   previews_launches_total{outcome}                counter (ready, already_running, superseded, failed)
- *   previews_launch_duration_seconds                histogram, claim -> the dev server answers
+ *   previews_launch_duration_seconds                histogram, container ensured -> dev server answers
  *   previews_stops_total{outcome}                   counter (done, noop, superseded, failed)
  *   previews_removals_total{outcome}                counter (done, noop, superseded, failed)
  *   previews_sweep_runs_total{dry_run}              counter
@@ -67,7 +67,7 @@ export class PromMetrics implements Metrics {
     this.#launches = new Counter({ name: "previews_launches_total", help: "launch-preview runs, by how they ended", labelNames: ["outcome"], registers });
     this.#launchSeconds = new Histogram({
       name: "previews_launch_duration_seconds",
-      help: "Time from a launch claiming the preview to its dev server answering HTTP (launches that ended ready)",
+      help: "Time from a launch claiming the preview (its container found or created) to its dev server answering HTTP, launches that ended ready",
       buckets: LAUNCH_BUCKETS,
       registers,
     });
