@@ -4,7 +4,7 @@
 import { NonRetriableError, type EventType } from "inngest";
 import * as v from "valibot";
 import { ProjectEventData } from "../inngest.config.js";
-import { isPermanent, type ActivityStore, type CapacityStore, type PreviewRuntime, type PreviewStore, type SiteFiles } from "./ports.js";
+import { isPermanent, type ActivityStore, type CapacityStore, type Metrics, type PreviewRuntime, type PreviewStore, type SiteFiles } from "./ports.js";
 import type { ProjectId } from "./project-id.js";
 
 /** What every lifecycle function is given; `runtime/` builds it from the config. */
@@ -24,6 +24,8 @@ export interface PreviewDeps {
   idleTimeoutMs?: number;
   /** MAX_RUNNING_PREVIEWS and the store that enforces it; absent: unlimited. */
   capacity?: { store: CapacityStore; max: number };
+  /** Outcomes of runs, counted once per run (functions/metrics.ts); absent: nothing counted. */
+  metrics?: Metrics;
 }
 
 /**

@@ -6,12 +6,15 @@
 import type { GetStepTools, Inngest, Logger } from "inngest";
 import { previewFailed } from "../inngest.config.js";
 import { permanent, projectOf, type PreviewDeps } from "./deps.js";
-import { isPermanent, type ProjectId } from "./ports.js";
+import { countOnce } from "./metrics.js";
+import { isPermanent, type Metrics, type ProjectId } from "./ports.js";
 
 export interface FailureContext {
   event: { data: { event?: { name: string; data?: unknown }; error?: { message?: string }; run_id?: string } };
   step: GetStepTools<Inngest>;
   logger: Logger;
+  /** The failure handler's own run. */
+  runId?: string;
 }
 
 /**
@@ -25,6 +28,13 @@ const FAILURES = {
   remove: { action: "removeFailed", reason: (message: string) => `remove failed: ${message || "unknown error"}`, log: "preview remove failed" },
 } as const;
 
+/** Where each kind of failed run is counted. */
+const FAILED: Record<keyof typeof FAILURES, (m: Metrics) => void> = {
+  launch: (m) => m.launchFinished("failed", null),
+  stop: (m) => m.stopFinished("failed"),
+  remove: (m) => m.removeFinished("failed"),
+};
+
 /**
  * The failure handler of every lifecycle function (`<fn>-failure`): records the failure with its
  * reason and the log tail, stops the container (a failed preview must not run on unattended), and
@@ -32,7 +42,19 @@ const FAILURES = {
  * or remove records nothing and leaves that run's container alone; later launches and removes then
  * make progress instead of finding the project stuck in `starting`, `stopping` or `removing`.
  */
-export async function recordFailure(deps: PreviewDeps, ctx: FailureContext, kind: keyof typeof FAILURES) {
+export async function recordFailure(deps: PreviewDeps, ctx: FailureContext, kind: keyof typeof FAILURES, opts: { count?: boolean } = {}) {
+  const result = await recordFailureSteps(deps, ctx, kind);
+  // The run failed, whatever was recorded: counted once per failed run, where the failure
+  // handler (a run of its own, replayed per step like any other) ends; see functions/metrics.ts.
+  // `count: false`: a caller that counts the failure as its own (sweep-item).
+  if (opts.count !== false) {
+    const failedRun = ctx.event.data.run_id ?? ctx.runId ?? "unknown";
+    countOnce(deps.metrics, `${kind}-failed:${failedRun}`, (m) => FAILED[kind](m));
+  }
+  return result;
+}
+
+async function recordFailureSteps(deps: PreviewDeps, ctx: FailureContext, kind: keyof typeof FAILURES) {
   const { event, step, logger } = ctx;
   const projectId = projectOf(event.data.event);
   if (projectId === null) return { recorded: false as const, why: "invalid event" };

@@ -52,6 +52,7 @@ import {
   type PreviewDeps,
 } from "./deps.js";
 import { recordFailure, stopBestEffort, type FailureContext } from "./failure.js";
+import { countOnce } from "./metrics.js";
 import { PermanentError, type ProjectId } from "./ports.js";
 
 /** Pause between two readiness slices. */
@@ -196,23 +197,29 @@ export function createLaunchPreview(inngest: Inngest, deps: PreviewDeps) {
           // on `running` but with this event's reason).
           const current = claim.claimed ? null : await deps.store.get(projectId);
           if (current?.status === "running" && current.url === url && current.containerId === containerId) {
-            return { applied: true, status: current.status };
+            return { applied: true, status: current.status, at: Date.now() };
           }
           const result = await deps.store.apply(projectId, "ready", { reason: `${event.name}: answering HTTP`, url, containerId, logTail: null, claim: runId });
           // Overtaken by a stop or remove: whatever came later wins, and it did not ask for a
           // running container. Overtaken by a newer launch: that launch owns the container.
           const owner = result.row?.status;
           if (!result.applied && owner !== "starting" && owner !== "running") await stopBestEffort(deps, projectId);
-          return { applied: result.applied, status: result.row?.status ?? null };
+          // When it answered, memoized with the step: a replay measures the same duration.
+          return { applied: result.applied, status: result.row?.status ?? null, at: Date.now() };
         }),
       );
       if (!recorded.applied) return superseded(projectId, recorded.status);
       await step.sendEvent("emit-ready", previewReady.create({ projectId, url, containerId }));
       logger.info({ projectId, containerId, url }, "preview ready");
+      // Counted where the run ends (functions/metrics.ts): once, not once per step.
+      countOnce(deps.metrics, `launch:${runId}`, (m) =>
+        claim.claimed ? m.launchFinished("ready", (recorded.at - claim.at) / 1000) : m.launchFinished("already_running", null),
+      );
       return { projectId, url, containerId };
 
       function superseded(id: ProjectId, status: string | null) {
         logger.info({ projectId: id, status }, "launch overtaken by a stop or remove");
+        countOnce(deps.metrics, `launch:${runId}`, (m) => m.launchFinished("superseded", null));
         return { projectId: id, superseded: true as const, status };
       }
     },

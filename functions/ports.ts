@@ -369,3 +369,54 @@ export interface DiagnosisStore {
    */
   recordDiagnosis(projectId: ProjectId, failure: FailureOf, outcome: { state: DiagnosisState; text: string }): Promise<{ recorded: boolean; written: boolean }>;
 }
+
+// Metrics (issue 10: GET /metrics). The workflow says what ended and how; `runtime/metrics.ts`
+// turns it into Prometheus series. Every call is made once per run (see `functions/metrics.ts`:
+// when the run returns, deduplicated by run id), never per step or per replay.
+
+/** How a launch run ended. */
+export type LaunchOutcome =
+  /** It claimed the preview and the dev server answered: recorded `running`. */
+  | "ready"
+  /** The preview was already running and answering: nothing recorded, `preview.ready` again. */
+  | "already_running"
+  /** A stop, remove or newer launch took the preview meanwhile: nothing recorded. */
+  | "superseded"
+  /** The run failed for good (its failure handler ran). */
+  | "failed";
+
+/** How a stop or remove run ended. */
+export type ActionOutcome =
+  /** Recorded (`stopped` / `removed`) and announced. */
+  | "done"
+  /** Nothing to record: no preview, already stopped or removed (container and files still handled). */
+  | "noop"
+  /** A launch, stop or remove took the preview meanwhile: nothing recorded. */
+  | "superseded"
+  /** The run failed for good (its failure handler ran). */
+  | "failed";
+
+/** What one sweep run decided, per pass and action (a dry run is counted as a run only). */
+export interface SweepRunCounts {
+  dryRun: boolean;
+  /** e.g. { pass: "expired", action: "remove", count: 3 }; zero counts may be left out. */
+  decisions: readonly { pass: string; action: string; count: number }[];
+  /** Passes skipped as a whole by a guard. */
+  guards: readonly string[];
+}
+
+export interface Metrics {
+  /** `seconds`: from the claim (container ensured) to the dev server answering; null when not measured (not `ready`). */
+  launchFinished(outcome: LaunchOutcome, seconds: number | null): void;
+  stopFinished(outcome: ActionOutcome): void;
+  removeFinished(outcome: ActionOutcome): void;
+  sweepFinished(counts: SweepRunCounts): void;
+  /** One `sweep-item` run: its action (expire, orphan, correct, adopt) and outcome (removed, corrected, adopted, skip, failed). */
+  sweepItemFinished(action: string, outcome: string): void;
+}
+
+/** Previews per status, read when metrics are scraped. */
+export interface PreviewCounts {
+  /** Statuses without a row may be left out. Throws when the database cannot answer. */
+  countByStatus(): Promise<Partial<Record<PreviewStatus, number>>>;
+}

@@ -14,6 +14,8 @@ import type { Inngest } from "inngest";
 import { previewRemoved, projectDeleted } from "../inngest.config.js";
 import { ONE_RUN_PER_PROJECT, PER_PROJECT, RETRIES, parseProjectEvent, permanent, type PreviewDeps } from "./deps.js";
 import { recordFailure, type FailureContext } from "./failure.js";
+import { countOnce } from "./metrics.js";
+import type { ActionOutcome } from "./ports.js";
 
 export function createRemovePreview(inngest: Inngest, deps: PreviewDeps) {
   return inngest.createFunction(
@@ -28,6 +30,11 @@ export function createRemovePreview(inngest: Inngest, deps: PreviewDeps) {
     },
     async ({ event, step, logger, runId }) => {
       const { projectId } = parseProjectEvent(event);
+      // Every return ends the run: counted there (functions/metrics.ts), once, not once per step.
+      const ended = <R extends object>(counted: ActionOutcome, result: R): R => {
+        countOnce(deps.metrics, `remove:${runId}`, (m) => m.removeFinished(counted));
+        return result;
+      };
       const reason = `${event.name}: project deleted`;
 
       const claimed = await step.run("record-removing", () =>
@@ -39,7 +46,7 @@ export function createRemovePreview(inngest: Inngest, deps: PreviewDeps) {
       if (!claimed) {
         // No preview recorded, or already removed (a duplicate project.deleted): nothing to announce.
         logger.info({ projectId, outcome }, "no preview to record as removed; container and files removed");
-        return { projectId, outcome, recorded: false };
+        return ended("noop", { projectId, outcome, recorded: false });
       }
       const removed = await step.run("record-removed", () =>
         permanent(async () => {
@@ -49,11 +56,11 @@ export function createRemovePreview(inngest: Inngest, deps: PreviewDeps) {
       );
       if (!removed) {
         logger.info({ projectId, outcome }, "remove overtaken; nothing recorded");
-        return { projectId, outcome, recorded: false };
+        return ended("superseded", { projectId, outcome, recorded: false });
       }
       await step.sendEvent("emit-removed", previewRemoved.create({ projectId }));
       logger.info({ projectId, outcome }, "preview removed");
-      return { projectId, outcome, recorded: true };
+      return ended("done", { projectId, outcome, recorded: true });
     },
   );
 }

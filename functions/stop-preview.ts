@@ -18,6 +18,8 @@ import type { Inngest } from "inngest";
 import { pipelineStep7, previewClosed, previewIdle, previewRequested, previewStopped, projectDeleted } from "../inngest.config.js";
 import { ONE_RUN_PER_PROJECT, PER_PROJECT, RETRIES, parseProjectEvent, permanent, sameProject, type PreviewDeps } from "./deps.js";
 import { recordFailure, type FailureContext } from "./failure.js";
+import { countOnce } from "./metrics.js";
+import type { ActionOutcome } from "./ports.js";
 
 export function createStopPreview(inngest: Inngest, deps: PreviewDeps) {
   return inngest.createFunction(
@@ -34,6 +36,11 @@ export function createStopPreview(inngest: Inngest, deps: PreviewDeps) {
     },
     async ({ event, step, logger, runId }) => {
       const { projectId } = parseProjectEvent(event);
+      // Every return ends the run: counted there (functions/metrics.ts), once, not once per step.
+      const ended = <R extends object>(counted: ActionOutcome, result: R): R => {
+        countOnce(deps.metrics, `stop:${runId}`, (m) => m.stopFinished(counted));
+        return result;
+      };
       const why = `${event.name}: ${event.name === previewIdle.name ? "idle" : "closed by user"}`;
 
       const stopping = await step.run("record-stopping", () =>
@@ -51,22 +58,22 @@ export function createStopPreview(inngest: Inngest, deps: PreviewDeps) {
       );
       if (outcome === "overtaken") {
         logger.info({ projectId }, "stop overtaken by a launch or another stop; nothing done");
-        return { projectId, outcome, recorded: false };
+        return ended("superseded", { projectId, outcome, recorded: false });
       }
       if (!stopping) {
         logger.info({ projectId, outcome }, "no preview to record as stopped");
-        return { projectId, outcome, recorded: false };
+        return ended("noop", { projectId, outcome, recorded: false });
       }
       const stopped = await step.run("record-stopped", () =>
         permanent(async () => (await deps.store.apply(projectId, "stopped", { reason: `${why} (container ${outcome})`, claim: runId })).applied),
       );
       if (!stopped) {
         logger.info({ projectId, outcome }, "stop overtaken by a launch or remove; nothing recorded");
-        return { projectId, outcome, recorded: false };
+        return ended("superseded", { projectId, outcome, recorded: false });
       }
       await step.sendEvent("emit-stopped", previewStopped.create({ projectId }));
       logger.info({ projectId, outcome }, "preview stopped");
-      return { projectId, outcome, recorded: true };
+      return ended("done", { projectId, outcome, recorded: true });
     },
   );
 }

@@ -32,6 +32,7 @@ import * as v from "valibot";
 import { previewRemoved, previewStopped, previewsSweepItem, SweepItemData } from "../inngest.config.js";
 import { ONE_RUN_PER_PROJECT, PER_PROJECT, RETRIES, parseEventData, permanent, type PreviewDeps } from "./deps.js";
 import { recordFailure, type FailureContext } from "./failure.js";
+import { countOnce } from "./metrics.js";
 import type { ProjectId } from "./ports.js";
 import { PASS_OF, formatAge, type SweepAction, type SweepDeps } from "./sweep-plan.js";
 
@@ -73,8 +74,10 @@ export async function recordSweepItemFailure(deps: PreviewDeps, sweep: SweepDeps
     permanent(() => recordOutcome(sweep, item, { done: true, action: "failed", reason: `sweep ${item.action} failed: ${message}` })),
   );
   ctx.logger.warn({ projectId: item.projectId, action: item.action, sweepRunId: item.sweepRunId, reason: message }, "sweep item failed");
-  if (item.action === "orphan") return recordFailure(deps, ctx, "remove");
-  return { recorded: true as const, projectId: item.projectId };
+  // Counted as the item's outcome, not as a remove-preview failure (functions/metrics.ts).
+  const result = item.action === "orphan" ? await recordFailure(deps, ctx, "remove", { count: false }) : { recorded: true as const, projectId: item.projectId };
+  countOnce(deps.metrics, `sweep-item-failed:${ctx.event.data.run_id ?? ctx.runId ?? "unknown"}`, (m) => m.sweepItemFinished(item.action, "failed"));
+  return result;
 }
 
 /**
@@ -202,6 +205,11 @@ export function createSweepItem(inngest: Inngest, deps: PreviewDeps, sweep: Swee
       const item = parseSweepItem(event);
       const { projectId, action } = item;
       const log = { projectId, action, sweepRunId: item.sweepRunId };
+      // Every return ends the run: counted there (functions/metrics.ts), once, not once per step.
+      const ended = <R extends object>(outcome: string, result: R): R => {
+        countOnce(deps.metrics, `sweep-item:${runId}`, (m) => m.sweepItemFinished(action, outcome));
+        return result;
+      };
 
       if (action !== "orphan") {
         const outcome = await step.run(action, () =>
@@ -213,7 +221,7 @@ export function createSweepItem(inngest: Inngest, deps: PreviewDeps, sweep: Swee
         );
         if (outcome.done && action === "correct" && outcome.changed) await step.sendEvent("emit-stopped", previewStopped.create({ projectId }));
         logger.info({ ...log, outcome }, outcome.done ? `sweep: ${outcome.action}` : "sweep: skipped");
-        return { projectId, action, ...outcome };
+        return ended(outcome.done ? outcome.action : "skip", { projectId, action, ...outcome });
       }
 
       // orphan: as remove-preview, after checking again that the project is gone.
@@ -232,7 +240,7 @@ export function createSweepItem(inngest: Inngest, deps: PreviewDeps, sweep: Swee
       );
       if (!verified.go) {
         logger.info({ ...log, reason: verified.reason }, "sweep: orphan kept");
-        return { projectId, action, done: false, reason: verified.reason };
+        return ended("skip", { projectId, action, done: false, reason: verified.reason });
       }
       const container = await step.run("remove-container", () =>
         permanent(async () => {
@@ -247,7 +255,7 @@ export function createSweepItem(inngest: Inngest, deps: PreviewDeps, sweep: Swee
       if (container === "overtaken") {
         const result = skip("taken over by a launch meanwhile; left alone");
         await step.run("record-overtaken", () => audit(item, result));
-        return { projectId, action, ...result };
+        return ended("skip", { projectId, action, ...result });
       }
       const filesToo = sweep.projects !== null;
       if (filesToo) await step.run("delete-site-files", () => permanent(() => deps.site.remove(projectId)));
@@ -263,7 +271,7 @@ export function createSweepItem(inngest: Inngest, deps: PreviewDeps, sweep: Swee
       await step.run("record-outcome", () => permanent(() => audit(item, { done: true, action: "removed", reason })));
       if (recorded) await step.sendEvent("emit-removed", previewRemoved.create({ projectId }));
       logger.info({ ...log, container, recorded }, "sweep: orphan removed");
-      return { projectId, action, done: true, container, recorded };
+      return ended("removed", { projectId, action, done: true, container, recorded });
     },
   );
 

@@ -35,7 +35,9 @@
 import { cron, type Inngest } from "inngest";
 import { previewIdle, previewsSweepItem, previewsSweepRequested, SweepRequestData } from "../inngest.config.js";
 import { RETRIES, parseEventData, permanent, type PreviewDeps } from "./deps.js";
-import { planDecisions, planSweep, summarize, type SweepDeps, type SweepPlan } from "./sweep-plan.js";
+import { countOnce } from "./metrics.js";
+import type { SweepRunCounts } from "./ports.js";
+import { planDecisions, planSweep, summarize, type SweepDeps, type SweepPlan, type SweepSummary } from "./sweep-plan.js";
 
 /** Events per dispatch step (one send request). */
 export const DISPATCH_CHUNK = 500;
@@ -46,6 +48,25 @@ export const SKIPS_SHOWN = 100;
 export function parseSweepRequest(event: { name: string; data?: unknown }): { dryRun: boolean } {
   if (event.name !== previewsSweepRequested.name) return { dryRun: false };
   return { dryRun: parseEventData(SweepRequestData, event.name, event.data ?? {}).dryRun === true };
+}
+
+/** A run's summary as metrics count it: decisions per pass and action, and the guards that tripped. */
+export function sweepCounts(summary: SweepSummary): SweepRunCounts {
+  const { expired, orphans, reconcile, idle } = summary;
+  return {
+    dryRun: summary.dryRun,
+    decisions: [
+      { pass: "expired", action: "remove", count: expired.remove },
+      { pass: "expired", action: "skip", count: expired.skip },
+      { pass: "orphans", action: "remove", count: orphans.remove },
+      { pass: "orphans", action: "skip", count: orphans.skip },
+      { pass: "reconcile", action: "correct", count: reconcile.correct },
+      { pass: "reconcile", action: "adopt", count: reconcile.adopt },
+      { pass: "reconcile", action: "skip", count: reconcile.skip },
+      { pass: "idle", action: "stop", count: idle.stop },
+    ],
+    guards: [...(orphans.guard !== null ? ["orphans"] : []), ...(reconcile.guard !== null ? ["reconcile"] : [])],
+  };
 }
 
 /** The id of the item event a run sends for a project: the same on every replay of the run. */
@@ -73,6 +94,7 @@ export function createSweepPreviews(inngest: Inngest, deps: PreviewDeps, sweep: 
       const { summary } = plan;
       if (dryRun) {
         logger.info({ summary }, "sweep dry run: nothing changed");
+        countOnce(deps.metrics, `sweep:${runId}`, (m) => m.sweepFinished(sweepCounts(summary)));
         return { ...summary, items: plan.items, skipped: plan.skipped, guards: plan.guards };
       }
       for (const guard of plan.guards) logger.error({ pass: guard.pass, reason: guard.reason, sweepRunId: runId }, "sweep guard tripped: pass skipped");
@@ -91,6 +113,8 @@ export function createSweepPreviews(inngest: Inngest, deps: PreviewDeps, sweep: 
         );
       }
       logger.info({ summary, sweepRunId: runId }, "sweep planned and dispatched");
+      // Where the run ends (functions/metrics.ts): once, not once per dispatch step.
+      countOnce(deps.metrics, `sweep:${runId}`, (m) => m.sweepFinished(sweepCounts(summary)));
       return summary;
     },
   );

@@ -37,6 +37,11 @@ export interface AppDeps {
    * a message naming it (`/readyz` answers 503 with it under `image`). Absent: not checked.
    */
   previewImage?: () => Promise<void>;
+  /**
+   * `GET /metrics` (runtime/metrics.ts): the Prometheus exposition. Open without `apiToken`
+   * (keep the port private), `Authorization: Bearer <token>` with it. Absent: no route.
+   */
+  metrics?: { exposition(): Promise<{ contentType: string; body: string }> };
 }
 
 export const INNGEST_PATH = "/api/inngest";
@@ -147,6 +152,20 @@ export function createApp(deps: AppDeps): Hono {
     if (Object.keys(failing).length === 0) return c.json({ status: "ready" });
     return c.json({ status: "unavailable", failing }, 503);
   });
+
+  // GET /metrics (issue 10): behind the API token when there is one, like /previews; Prometheus
+  // sends it with `authorization: { credentials: <token> }` in its scrape config.
+  if (deps.metrics) {
+    const metrics = deps.metrics;
+    const scrape = new Hono();
+    if (deps.apiToken) scrape.use("*", requireBearer(deps.apiToken));
+    scrape.get("/", async (c) => {
+      const { contentType, body } = await metrics.exposition();
+      c.header("Cache-Control", "no-store");
+      return c.body(body, 200, { "Content-Type": contentType });
+    });
+    app.route("/metrics", scrape);
+  }
 
   const api = new Hono();
   if (deps.apiToken) api.use("*", requireBearer(deps.apiToken));

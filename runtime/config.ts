@@ -330,6 +330,8 @@ const EnvFields = v.object({
     v.pipe(v.string(), v.trim(), v.regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*(@[a-z0-9]+)?$/, "PREVIEW_AUTH_MIDDLEWARE must be a Traefik middleware name such as preview-auth@docker")),
     "preview-auth@docker",
   ),
+  // GET /metrics (issue 10; README "Metrics"): how long a scrape waits for previews per status.
+  METRICS_QUERY_TIMEOUT: duration("METRICS_QUERY_TIMEOUT", "2s", 100, 60_000, "2s or 500ms"),
   // Unset, "unlimited" or 0: no cap.
   MAX_RUNNING_PREVIEWS: v.pipe(
     v.optional(v.string(), "unlimited"),
@@ -552,6 +554,8 @@ export function configSchema(cwd: string) {
         },
         /** diagnose-preview's Claude client; null (no ANTHROPIC_API_KEY): the function is not registered. */
         diagnosis: diagnosisSettings(env),
+        /** GET /metrics (runtime/metrics.ts). */
+        metrics: { queryTimeoutMs: env.METRICS_QUERY_TIMEOUT },
         /** MAX_RUNNING_PREVIEWS; null: unlimited. */
         maxRunningPreviews: env.MAX_RUNNING_PREVIEWS,
         sweep: {

@@ -8,6 +8,7 @@ import { mkdir, readFile } from "node:fs/promises";
 import { serve, type ServerType } from "@hono/node-server";
 import type { Inngest } from "inngest";
 import { pino, type Logger } from "pino";
+import { Registry } from "prom-client";
 import { createDockerClient } from "../docker/client.js";
 import { DockerPreviewRuntime } from "../docker/docker-runtime.js";
 import { DockerPreviewInventory } from "../docker/inventory.js";
@@ -32,6 +33,7 @@ import { LocalSiteFiles } from "../storage/site-files.js";
 import { createApp } from "./app.js";
 import type { Config } from "./config.js";
 import { createInngest } from "./inngest-client.js";
+import { PromMetrics } from "./metrics.js";
 
 export interface RunningService {
   config: Config;
@@ -187,6 +189,8 @@ async function serveWith(config: Config, log: Logger, db: Database): Promise<Run
   const inngest = createInngest(config.inngest, log);
   const shutdown = new AbortController();
   const activity = new SqlActivityStore(db);
+  // One registry per service instance (never prom-client's global one): GET /metrics.
+  const metrics = new PromMetrics({ registry: new Registry(), counts: store, queryTimeoutMs: config.metrics.queryTimeoutMs, log });
   const deps = {
     runtime,
     store,
@@ -195,6 +199,7 @@ async function serveWith(config: Config, log: Logger, db: Database): Promise<Run
     shutdown: shutdown.signal,
     activity,
     idleTimeoutMs: config.activity.idleTimeoutMs,
+    metrics,
     ...(config.maxRunningPreviews !== null ? { capacity: { store: activity, max: config.maxRunningPreviews } } : {}),
   };
   const { sweep, projectsDb } = await sweepDeps(config, log, db, docker, settings);
@@ -222,6 +227,7 @@ async function serveWith(config: Config, log: Logger, db: Database): Promise<Run
     sweep: { plan: () => planSweep(store, sweep) },
     // A missing preview image makes every launch fail: not ready (issue 10).
     previewImage: () => assertImagePresent(docker, settings.image, log),
+    metrics,
   });
 
   const server = await new Promise<ServerType>((resolve, reject) => {

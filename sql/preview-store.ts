@@ -1,7 +1,7 @@
 /** `PreviewStore` over the `previews` table and its `preview_events` audit log. */
 import { createsRow, fromStatuses, LIFECYCLE, matchesClaim, takesClaim, type LifecycleAction } from "../functions/lifecycle.js";
 import { PermanentError } from "../functions/ports.js";
-import type { ApplyResult, PreviewRecord, PreviewStatus, PreviewStore, TransitionFields } from "../functions/ports.js";
+import type { ApplyResult, PreviewCounts, PreviewRecord, PreviewStatus, PreviewStore, TransitionFields } from "../functions/ports.js";
 import { failureKey, type DiagnosisState, type DiagnosisStore, type FailureOf } from "../functions/ports.js";
 import type { ProjectId } from "../functions/project-id.js";
 import type { Database } from "./database.js";
@@ -173,7 +173,7 @@ union all
 select false as written, diagnosis, diagnosis_key, diagnosis_state from previews
 where project_id = $1::text and not exists (select 1 from updated)`;
 
-export class SqlPreviewStore implements PreviewStore, DiagnosisStore {
+export class SqlPreviewStore implements PreviewStore, DiagnosisStore, PreviewCounts {
   constructor(private readonly db: Database) {}
 
   async get(projectId: ProjectId): Promise<PreviewRecord | null> {
@@ -259,6 +259,12 @@ export class SqlPreviewStore implements PreviewStore, DiagnosisStore {
 
   async ping(): Promise<void> {
     await this.run("ping", "select 1", []);
+  }
+
+  /** Previews per status, in one grouped count (GET /metrics reads it at every scrape). */
+  async countByStatus(): Promise<Partial<Record<PreviewStatus, number>>> {
+    const rows = await this.run<{ status: PreviewStatus; n: string }>("count previews by status", "select status, count(*) as n from previews group by status", [], true);
+    return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
   }
 
   /** Every query goes through here: one wrapping, one classification (see errors.ts). */

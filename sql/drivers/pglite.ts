@@ -1,8 +1,49 @@
 /** Embedded Postgres (PGlite, WASM): zero set-up when no DATABASE_URL is configured. */
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { spawn } from "node:child_process";
+import { access, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { PGlite, types } from "@electric-sql/pglite";
 import type { Database } from "../database.js";
+
+// ---------------------------------------------------------------------------------------------
+// Memory (issue 10; README "Memory"; measured by `bench/memory.ts`). Untuned, the service on a
+// file-backed PGlite held ~860 MB after its first start and ~390 MB after a restart, against
+// ~160 MB on pg (now ~280 and ~255 MB). Two things held it, found by measuring RSS
+// (`/proc/self/status`) around `PGlite.create`:
+//   - shared_buffers: Postgres' default 128 MB buffer pool is allocated inside the WASM linear
+//     memory, which grows from its 128 MB floor to ~190 MB to hold it (and the pages are
+//     touched). 16 MB holds this service's hot data many times over (1,000 previews and their
+//     audit events: under 1 MB of tables and indexes) and keeps the WASM memory at its floor:
+//     ~135 MB less after a restart. (`initialMemory` cannot go below the module's own 128 MB
+//     minimum: PGlite refuses it; wal_buffers, work_mem, temp_buffers changed nothing measurable.)
+//   - initdb: on a new data directory PGlite runs initdb in-process in a SECOND PGlite instance
+//     plus the initdb WASM. Closed, their memory is not given back: the code V8 compiled for
+//     every Postgres function initdb ran stays, and the WASM memories wait for a major GC that an
+//     idle process never runs (~450 MB left behind). So a new directory is initialised in a
+//     short-lived child process (plain Node, no loader) and this process only ever opens an
+//     existing one. If that child cannot run, the open below runs initdb in-process as before.
+
+/** The Postgres settings of the embedded database, on top of PGlite's own. */
+export const PGLITE_START_PARAMS: readonly string[] = [...PGlite.defaultStartParams, "-c", "shared_buffers=16MB"];
+
+/** Runs initdb on `dataDir` in a child process when it holds no database yet (see "Memory"). */
+export async function initInChildProcess(dataDir: string): Promise<void> {
+  if (await access(path.join(dataDir, "PG_VERSION")).then(() => true, () => false)) return;
+  const code = [
+    "const [url, dataDir, startParams] = JSON.parse(process.argv[1]);",
+    "const { PGlite } = await import(url);",
+    "const db = await PGlite.create({ dataDir, startParams });",
+    "await db.close();",
+  ].join("\n");
+  const args = JSON.stringify([import.meta.resolve("@electric-sql/pglite"), dataDir, PGLITE_START_PARAMS]);
+  await new Promise<void>((resolve) => {
+    const child = spawn(process.execPath, ["--input-type=module", "-e", code, args], { stdio: ["ignore", "ignore", "ignore"] });
+    // Whatever happens, the open in this process follows: it finds the database, or runs
+    // initdb itself (and reports its own error).
+    child.once("error", () => resolve());
+    child.once("exit", () => resolve());
+  });
+}
 
 /**
  * Opens PGlite on `dataDir` (created if missing), or in memory when `dataDir` is undefined.
@@ -25,7 +66,8 @@ export async function openPglite(dataDir?: string): Promise<Database> {
   try {
     // pg and Neon return int8 (count(*), bigserial) as a string; PGlite would return a lossy
     // number. Same answer on every driver. timestamptz already comes back as a Date.
-    db = await PGlite.create({ dataDir, parsers: { [types.INT8]: (value: string) => value } });
+    if (dataDir !== undefined) await initInChildProcess(dataDir);
+    db = await PGlite.create({ dataDir, startParams: [...PGLITE_START_PARAMS], parsers: { [types.INT8]: (value: string) => value } });
   } catch (err) {
     await unlock();
     throw err;

@@ -4,10 +4,10 @@
  * an audit event only when the status moves). The integration tier proves the SQL store agrees.
  */
 import { LIFECYCLE, allows, matchesClaim, takesClaim, type LifecycleAction, type PreviewStatus } from "../../functions/lifecycle.js";
-import type { ApplyResult, PreviewRecord, PreviewStore, ProjectId, TransitionFields } from "../../functions/ports.js";
+import type { ApplyResult, PreviewCounts, PreviewRecord, PreviewStore, ProjectId, TransitionFields } from "../../functions/ports.js";
 import { failureKey, type DiagnosisState, type DiagnosisStore, type FailureOf } from "../../functions/ports.js";
 
-export class MemoryPreviewStore implements PreviewStore, DiagnosisStore {
+export class MemoryPreviewStore implements PreviewStore, DiagnosisStore, PreviewCounts {
   readonly rows = new Map<string, PreviewRecord>();
   readonly audit: Array<{ projectId: string; type: PreviewStatus; reason: string | null }> = [];
   /** Set to make every call throw (a database outage). */
@@ -24,6 +24,13 @@ export class MemoryPreviewStore implements PreviewStore, DiagnosisStore {
   async list(): Promise<PreviewRecord[]> {
     this.check();
     return [...this.rows.values()].sort((a, b) => a.projectId.localeCompare(b.projectId)).map((r) => ({ ...r }));
+  }
+
+  async countByStatus(): Promise<Partial<Record<PreviewStatus, number>>> {
+    this.check();
+    const counts: Partial<Record<PreviewStatus, number>> = {};
+    for (const row of this.rows.values()) counts[row.status] = (counts[row.status] ?? 0) + 1;
+    return counts;
   }
 
   async apply(projectId: ProjectId, action: LifecycleAction, fields: TransitionFields): Promise<ApplyResult> {

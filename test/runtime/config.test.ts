@@ -686,6 +686,7 @@ describe("Config is inferred from the schema", () => {
       apiToken: string | null;
       activity: { eventIntervalMs: number; flushIntervalMs: number; idleTimeoutMs: number };
       access: { mode: "public" | "token"; linkTtlMs: number; linkSecret: string | null; middleware: string };
+      metrics: { queryTimeoutMs: number };
       maxRunningPreviews: number | null;
       diagnosis: ClaudeSettings | null;
       sweep: {

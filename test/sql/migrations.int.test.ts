@@ -6,6 +6,7 @@ import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { connect, openDatabase } from "../../sql/connect.js";
 import type { Database } from "../../sql/database.js";
+import { initInChildProcess, openPglite } from "../../sql/drivers/pglite.js";
 import { PermanentDatabaseError } from "../../sql/errors.js";
 import { loadMigrations, migrate } from "../../sql/migrate.js";
 import { SqlPreviewStore } from "../../sql/preview-store.js";
@@ -140,5 +141,30 @@ describe("pglite data directory lock", { timeout: TIMEOUT }, () => {
     await writeFile(lockFile, String(process.ppid));
     await expect(openDatabase(settings)).rejects.toThrow(`in use by process ${process.ppid}`);
     await rm(lockFile);
+  });
+});
+
+// Issue 10 (memory; sql/drivers/pglite.ts "Memory", bench/memory.ts): the embedded database's
+// buffer pool is 16 MB, and a new data directory is initialised in a child process.
+describe("pglite memory settings", { timeout: TIMEOUT }, () => {
+  it("a new data directory is initialised by a child process; the open then finds the database", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "previews-pglite-init-"));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    await initInChildProcess(dir);
+    // Only the child ran: this process has opened nothing yet.
+    expect((await readdir(dir)).sort()).toEqual(expect.arrayContaining(["PG_VERSION", "base", "global", "postgresql.conf"]));
+    const db = track(await openPglite(dir));
+    expect(await db.query("select current_setting('shared_buffers') as sb")).toEqual([{ sb: "16MB" }]);
+    // Run again on an initialised directory: nothing is done (the database is kept).
+    await db.exec("create table kept (id int)");
+    await db.close();
+    await initInChildProcess(dir);
+    const again = track(await openPglite(dir));
+    expect(await again.query("select count(*) as n from kept")).toEqual([{ n: "0" }]);
+  });
+
+  it("in memory too: shared_buffers 16MB", async () => {
+    const db = track(await openPglite());
+    expect(await db.query("show shared_buffers")).toEqual([{ shared_buffers: "16MB" }]);
   });
 });
