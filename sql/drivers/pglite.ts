@@ -1,6 +1,6 @@
 /** Embedded Postgres (PGlite, WASM): zero set-up when no DATABASE_URL is configured. */
 import { spawn } from "node:child_process";
-import { access, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { access, mkdir, readdir, readFile, rename, rm, rmdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { PGlite, types } from "@electric-sql/pglite";
 import type { Database } from "../database.js";
@@ -26,24 +26,43 @@ import type { Database } from "../database.js";
 /** The Postgres settings of the embedded database, on top of PGlite's own. */
 export const PGLITE_START_PARAMS: readonly string[] = [...PGlite.defaultStartParams, "-c", "shared_buffers=16MB"];
 
-/** Runs initdb on `dataDir` in a child process when it holds no database yet (see "Memory"). */
+/**
+ * Runs initdb for `dataDir` in a child process when it holds no database yet (see "Memory"):
+ * into a sibling `<dir>.init-<pid>`, renamed onto the (empty) `dataDir` only once the child has
+ * finished, so a child killed half-way never leaves a half-initialised database to be opened.
+ * The caller holds the directory's lock (`<dir>.lock`). Never throws: on any failure the open
+ * that follows runs initdb itself and reports its own error.
+ */
 export async function initInChildProcess(dataDir: string): Promise<void> {
-  if (await access(path.join(dataDir, "PG_VERSION")).then(() => true, () => false)) return;
-  const code = [
-    "const [url, dataDir, startParams] = JSON.parse(process.argv[1]);",
-    "const { PGlite } = await import(url);",
-    "const db = await PGlite.create({ dataDir, startParams });",
-    "await db.close();",
-  ].join("\n");
-  const args = JSON.stringify([import.meta.resolve("@electric-sql/pglite"), dataDir, PGLITE_START_PARAMS]);
-  await new Promise<void>((resolve) => {
-    const child = spawn(process.execPath, ["--input-type=module", "-e", code, args], { stdio: ["ignore", "ignore", "ignore"] });
-    // Whatever happens, the open in this process follows: it finds the database, or runs
-    // initdb itself (and reports its own error).
-    child.once("error", () => resolve());
-    child.once("exit", () => resolve());
-  });
+  if (await exists(path.join(dataDir, "PG_VERSION"))) return;
+  const staging = `${dataDir}.init-${process.pid}`;
+  try {
+    await rm(staging, { recursive: true, force: true });
+    const code = [
+      "const [url, dataDir, startParams] = JSON.parse(process.argv[1]);",
+      "const { PGlite } = await import(url);",
+      "const db = await PGlite.create({ dataDir, startParams });",
+      "await db.close();",
+    ].join("\n");
+    const args = JSON.stringify([import.meta.resolve("@electric-sql/pglite"), staging, PGLITE_START_PARAMS]);
+    const ok = await new Promise<boolean>((resolve) => {
+      const child = spawn(process.execPath, ["--input-type=module", "-e", code, args], { stdio: ["ignore", "ignore", "ignore"] });
+      child.once("error", () => resolve(false));
+      child.once("exit", (status) => resolve(status === 0));
+    });
+    if (!ok || !(await exists(path.join(staging, "PG_VERSION")))) return;
+    // Only onto an empty directory (created by the open): anything else there is left to the open.
+    if ((await readdir(dataDir)).length > 0) return;
+    await rmdir(dataDir);
+    await rename(staging, dataDir);
+  } catch {
+    // The open below decides (it finds the database, or runs initdb in-process).
+  } finally {
+    await rm(staging, { recursive: true, force: true }).catch(() => undefined);
+  }
 }
+
+const exists = (file: string) => access(file).then(() => true, () => false);
 
 /**
  * Opens PGlite on `dataDir` (created if missing), or in memory when `dataDir` is undefined.

@@ -1,6 +1,6 @@
 /** The migration runner on every driver: once per file, atomic per file, safe when concurrent. */
 import { spawnSync } from "node:child_process";
-import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -162,6 +162,17 @@ describe("pglite memory settings", { timeout: TIMEOUT }, () => {
     const again = track(await openPglite(dir));
     expect(await again.query("select count(*) as n from kept")).toEqual([{ n: "0" }]);
   });
+
+  it("the child initialises aside and renames onto an empty directory only: a folder with other files is left to the open, no staging left behind", async () => {
+    const parent = await mkdtemp(path.join(os.tmpdir(), "previews-pglite-init-"));
+    cleanups.push(() => rm(parent, { recursive: true, force: true }));
+    const dir = path.join(parent, "data");
+    await mkdir(dir);
+    await writeFile(path.join(dir, "stray"), "not a database");
+    await initInChildProcess(dir);
+    expect(await readdir(dir)).toEqual(["stray"]);
+    expect(await readdir(parent)).toEqual(["data"]);
+  }, TIMEOUT);
 
   it("in memory too: shared_buffers 16MB", async () => {
     const db = track(await openPglite());
