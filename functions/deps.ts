@@ -4,7 +4,7 @@
 import { NonRetriableError, type EventType } from "inngest";
 import * as v from "valibot";
 import { ProjectEventData } from "../inngest.config.js";
-import { isPermanent, type ActivityStore, type CapacityStore, type PreviewRuntime, type PreviewStore, type SiteFiles } from "./ports.js";
+import { isPermanent, type ActivityStore, type CapacityStore, type PreviewRuntime, type PreviewStore, type ProjectObjects, type SiteFiles } from "./ports.js";
 import type { ProjectId } from "./project-id.js";
 
 /** What every lifecycle function is given; `runtime/` builds it from the config. */
@@ -24,6 +24,8 @@ export interface PreviewDeps {
   idleTimeoutMs?: number;
   /** MAX_RUNNING_PREVIEWS and the store that enforces it; absent: unlimited. */
   capacity?: { store: CapacityStore; max: number };
+  /** Object storage (MINIO_*): the project's files in a bucket; absent: the local folder only. */
+  objects?: ProjectObjects;
 }
 
 /**

@@ -11,6 +11,7 @@ import { describe, expect, expectTypeOf, it } from "vitest";
 import type { DockerConnection } from "../../docker/settings.js";
 import { type Config, type ConfigSchema, ConfigError, configSchema, loadConfig, parseBytes, parseDuration, withDevDefaults } from "../../runtime/config.js";
 import type { DatabaseSettings } from "../../sql/settings.js";
+import type { ObjectStoreSettings } from "../../storage/object-store.js";
 
 const CWD = "/srv/previews";
 /** The smallest valid environment: dev mode (no signing key needed). */
@@ -669,6 +670,7 @@ describe("Config is inferred from the schema", () => {
       activity: { eventIntervalMs: number; flushIntervalMs: number; idleTimeoutMs: number };
       access: { mode: "public" | "token"; linkTtlMs: number; linkSecret: string | null; middleware: string };
       maxRunningPreviews: number | null;
+      objectStorage: { store: ObjectStoreSettings; concurrency: number } | null;
       sweep: {
         cron: string;
         retentionMs: number;
