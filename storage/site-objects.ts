@@ -5,7 +5,8 @@
  * Layout of a project folder (only this service writes there; the preview sees `site/` alone):
  *   site/                    what previews mount (checked, prepared and mounted as before)
  *   .site-manifest.json      what `site/` was downloaded from: the ETag of every object, and the
- *                            identity (device:inode) of the folder it was downloaded into
+ *                            identity of the folder it was downloaded into (device, inode and
+ *                            birth time: an inode number alone is reused)
  *   .site-incoming-XXXX/     a download in progress (0700): renamed to `site/` once complete
  *   .site-outgoing-XXXX/     the folder it replaced, being deleted
  * Leftovers of a crash (`.site-incoming-*`, `.site-outgoing-*`, a manifest half-written) are
@@ -30,8 +31,6 @@ import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
 import { mkdir, open, readFile, rename } from "node:fs/promises";
 import path from "node:path";
-import { Transform } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import { PermanentError, type Hydration, type ProjectObjects } from "../functions/ports.js";
 import { assertProjectId, type ProjectId } from "../functions/project-id.js";
 import { AnchoredDir, errno, withDir } from "./anchored-dir.js";
@@ -49,7 +48,7 @@ export const DEFAULT_DOWNLOAD_CONCURRENCY = 16;
 
 interface Manifest {
   version: 1;
-  /** The site folder's `device:inode` when it was downloaded. */
+  /** The site folder it was downloaded into: `device:inode:birth time (ns)` (`stampOf`). */
   folder: string;
   /** path below site/ -> [etag, size], for every object (folder markers included). */
   objects: Record<string, [string, number]>;
@@ -105,7 +104,7 @@ export class ObjectSites implements ProjectObjects {
         }
         throw new Error(`storage: open ${project.show("site")} failed: ${(err as Error).message}`, { cause: err });
       });
-      const current = site ? await withDir(site, (d) => d.identity()) : null;
+      const current = site ? await withDir(site, (d) => stampOf(d)) : null;
       const manifest = await readManifest(project);
       if (current !== null && manifest?.folder === current && sameObjects(manifest.objects, wanted)) {
         return { outcome: "unchanged", objects: listing.length };
@@ -120,7 +119,7 @@ export class ObjectSites implements ProjectObjects {
           bytes = await this.download(dir, entries, byKey);
           // Readable by the preview user before `prepare` hands it over (and without PREVIEW_USER).
           await dir.handle.chmod(0o755);
-          return dir.identity();
+          return stampOf(dir);
         });
       } catch (err) {
         await deleteEntry(project, incoming).catch(() => undefined);
@@ -206,7 +205,8 @@ export class ObjectSites implements ProjectObjects {
       while (failed === null && next < files.length) {
         const entry = files[next++]!;
         try {
-          bytes += await this.downloadOne(base, entry, byKey.get(entry.key)!);
+          const n = await this.downloadOne(base, entry, byKey.get(entry.key)!);
+          bytes += n;
         } catch (err) {
           failed ??= err;
         }
@@ -222,15 +222,15 @@ export class ObjectSites implements ProjectObjects {
     let written = 0;
     try {
       const body = await this.store.read(entry.key);
-      const count = new Transform({
-        transform(chunk: Buffer, _enc, done) {
+      try {
+        for await (const chunk of body as AsyncIterable<Buffer>) {
+          await file.write(chunk);
           written += chunk.length;
-          done(null, chunk);
-        },
-      });
-      await pipeline(body, count, file.createWriteStream({ autoClose: false })).catch((err: unknown) => {
+        }
+      } catch (err) {
+        body.destroy();
         throw objectStoreError(`read ${this.store.location}/${entry.key}`, err);
-      });
+      }
     } finally {
       await file.close().catch(() => undefined);
     }
@@ -240,6 +240,17 @@ export class ObjectSites implements ProjectObjects {
     }
     return written;
   }
+}
+
+/**
+ * Which directory this is, for the manifest: device and inode, plus its birth time, since an
+ * inode number is reused as soon as a folder is deleted (a folder deleted and made again by hand
+ * often gets the same one). Where the file system keeps no birth time it reads 0, and the
+ * comparison falls back to device and inode.
+ */
+async function stampOf(dir: AnchoredDir): Promise<string> {
+  const s = await dir.handle.stat({ bigint: true });
+  return `${s.dev}:${s.ino}:${s.birthtimeNs}`;
 }
 
 function manifestObjects(entries: readonly SiteEntry[], byKey: Map<string, StoredObject>): Manifest["objects"] {
