@@ -6,7 +6,9 @@
  */
 import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
+import type { Hydration, ProjectId, ProjectObjects } from "../../functions/ports.js";
 import type { ObjectPage, ObjectStore } from "../../storage/object-store.js";
+import type { FakeSiteFiles } from "./fake-runtime.js";
 
 export class MemoryObjectStore implements ObjectStore {
   readonly location = "memory://bucket";
@@ -72,5 +74,50 @@ export class MemoryObjectStore implements ObjectStore {
     this.calls.put++;
     if (this.failWith) throw this.failWith;
     this.objects.set(key, Buffer.from(body));
+  }
+}
+
+/**
+ * A `ProjectObjects` fake for the functions' unit tests: a hydration "downloads" by creating the
+ * fake site folder, and every call is logged with how many site-file calls had happened by then
+ * (so a test can tell hydration came before the check).
+ */
+export class FakeProjectObjects implements ProjectObjects {
+  readonly location = "memory://bucket";
+  /** Projects whose site the store holds. */
+  readonly stored = new Set<string>();
+  readonly calls: Array<{ method: "hydrate" | "removeAll" | "archiveLog"; projectId: string; siteCallsBefore: number; args?: unknown[] }> = [];
+  /** Thrown by the next calls of a method. */
+  readonly failures = new Map<string, Error>();
+
+  constructor(private readonly site: FakeSiteFiles) {}
+
+  async hydrate(projectId: ProjectId): Promise<Hydration> {
+    this.calls.push({ method: "hydrate", projectId, siteCallsBefore: this.site.calls.length });
+    const failure = this.failures.get("hydrate");
+    if (failure) throw failure;
+    if (!this.stored.has(projectId)) return { outcome: "no-objects" };
+    if (this.site.sites.has(projectId)) return { outcome: "unchanged", objects: 3 };
+    this.site.sites.add(projectId);
+    return { outcome: "downloaded", objects: 3, bytes: 42, replaced: false };
+  }
+
+  async removeAll(projectId: ProjectId): Promise<{ removed: number }> {
+    this.calls.push({ method: "removeAll", projectId, siteCallsBefore: this.site.calls.length });
+    const failure = this.failures.get("removeAll");
+    if (failure) throw failure;
+    const had = this.stored.delete(projectId);
+    return { removed: had ? 3 : 0 };
+  }
+
+  async archiveLog(projectId: ProjectId, containerId: string, log: string): Promise<{ key: string }> {
+    this.calls.push({ method: "archiveLog", projectId, siteCallsBefore: this.site.calls.length, args: [containerId, log] });
+    const failure = this.failures.get("archiveLog");
+    if (failure) throw failure;
+    return { key: `projects/${projectId}/logs/${containerId}.log` };
+  }
+
+  count(method: string, projectId?: string): number {
+    return this.calls.filter((c) => c.method === method && (projectId === undefined || c.projectId === projectId)).length;
   }
 }
