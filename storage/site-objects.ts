@@ -29,7 +29,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
-import { mkdir, open, readFile, rename } from "node:fs/promises";
+import { mkdir, open, readFile, rename, rmdir } from "node:fs/promises";
 import path from "node:path";
 import { PermanentError, type Hydration, type ProjectObjects } from "../functions/ports.js";
 import { assertProjectId, type ProjectId } from "../functions/project-id.js";
@@ -139,11 +139,41 @@ export class ObjectSites implements ProjectObjects {
     });
   }
 
+  /**
+   * Every object under `projects/{id}/` (listed page by page, deleted 1,000 keys per request),
+   * then this side's local traces: the manifest and any crash leftovers beside the site folder,
+   * and the project folder itself when that leaves it empty (the site folder is `SiteFiles`'s
+   * to delete, before this).
+   */
   async removeAll(projectId: ProjectId): Promise<{ removed: number }> {
     const prefix = `projects/${assertProjectId(projectId)}/`;
     const keys = (await listAll(this.store, prefix)).map((o) => o.key);
     for (let i = 0; i < keys.length; i += 1000) await this.store.remove(keys.slice(i, i + 1000));
+    await this.forgetLocal(projectId);
     return { removed: keys.length };
+  }
+
+  /** Deletes the manifest and leftovers of a project folder (never created here), then the folder if empty. */
+  private async forgetLocal(projectId: ProjectId): Promise<void> {
+    const id = assertProjectId(projectId);
+    const projects = await AnchoredDir.open(this.projectsRoot).catch(() => null);
+    if (!projects) return;
+    await withDir(projects, async (dir) => {
+      const project = await dir.dir(id).catch((err: unknown) => {
+        // Missing: nothing to forget. A link or a file: not ours to touch (LocalSiteFiles refuses it too).
+        if (errno(err) === "ENOENT" || errno(err) === "ELOOP" || errno(err) === "ENOTDIR") return null;
+        throw err;
+      });
+      if (!project) return;
+      await withDir(project, async (p) => {
+        await this.clearLeftovers(p);
+        await deleteEntry(p, MANIFEST);
+      });
+      await rmdir(dir.at(id)).catch((err: unknown) => {
+        const code = errno(err);
+        if (code !== "ENOENT" && code !== "ENOTEMPTY" && code !== "EEXIST" && code !== "ENOTDIR") throw err;
+      });
+    });
   }
 
   async archiveLog(projectId: ProjectId, containerId: string, log: string): Promise<{ key: string }> {

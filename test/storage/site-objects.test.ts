@@ -241,6 +241,28 @@ describe("ObjectSites.removeAll", () => {
   });
 });
 
+describe("ObjectSites.removeAll, local side", () => {
+  it("after the site folder is deleted, deletes the manifest and leftovers, then the empty project folder", async () => {
+    seed(3);
+    await sites.hydrate(id);
+    await mkdir(path.join(project(), ".site-incoming-dead"));
+    await new LocalSiteFiles(root).remove(id);
+    expect(await projectEntries()).toEqual([".site-incoming-dead", ".site-manifest.json"]);
+    await sites.removeAll(id);
+    expect(existsSync(project())).toBe(false);
+    expect(store.objects.size).toBe(0);
+  });
+
+  it("leaves a project folder holding anything else, and never creates one", async () => {
+    seed(3);
+    await sites.hydrate(id);
+    await sites.removeAll(id);
+    expect(await projectEntries()).toEqual(["site"]);
+    expect(await sites.removeAll("p2" as ProjectId)).toEqual({ removed: 0 });
+    expect(existsSync(path.join(root, "projects", "p2"))).toBe(false);
+  });
+});
+
 describe("ObjectSites.archiveLog", () => {
   it("stores the log under projects/{id}/logs/{containerId}.log (the same key on a retry)", async () => {
     const cid = "0123456789abcdef".repeat(4);
