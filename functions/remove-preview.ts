@@ -5,9 +5,9 @@
  * Steps: record-removing (`remove`) -> remove-container -> delete-site-files -> delete-objects
  * (object storage only: every object under `projects/{id}/`, its archived logs included, paging
  * past 1,000 keys) -> record-removed (`removed`) -> emit-removed. Nothing cancels a remove;
- * duplicates are skipped while one is in flight. A project that never had a preview has no row and gets none, and a duplicate
- * `project.deleted` leaves the `removed` row as it is: their container and files (if any) are
- * still removed, and nothing is recorded or emitted. A remove that fails for good (for example a
+ * duplicates are skipped while one is in flight. A project that never had a preview has no row
+ * and gets none, and a duplicate `project.deleted` leaves the `removed` row as it is: their
+ * container and files (if any) are still removed, and nothing is recorded or emitted. A remove that fails for good (for example a
  * container this service does not own holds the name) is recorded by `remove-preview-failure`
  * (`removeFailed`: row -> failed, `preview.failed`), so the project is not left `removing`.
  */
