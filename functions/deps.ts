@@ -4,7 +4,7 @@
 import { NonRetriableError, type EventType } from "inngest";
 import * as v from "valibot";
 import { ProjectEventData } from "../inngest.config.js";
-import { isPermanent, type ActivityStore, type CapacityStore, type Metrics, type PreviewRuntime, type PreviewStore, type SiteFiles } from "./ports.js";
+import { isPermanent, type ActivityStore, type CapacityStore, type Metrics, type PreviewRuntime, type PreviewStore, type ProjectObjects, type SiteFiles } from "./ports.js";
 import type { ProjectId } from "./project-id.js";
 
 /** What every lifecycle function is given; `runtime/` builds it from the config. */
@@ -26,6 +26,8 @@ export interface PreviewDeps {
   capacity?: { store: CapacityStore; max: number };
   /** Outcomes of runs, counted once per run (functions/metrics.ts); absent: nothing counted. */
   metrics?: Metrics;
+  /** Object storage (MINIO_*): the project's files in a bucket; absent: the local folder only. */
+  objects?: ProjectObjects;
 }
 
 /**

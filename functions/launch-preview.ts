@@ -6,6 +6,14 @@
  *                      or create the container. One step, so nothing of this project runs between
  *                      the check and the create. A late launch of a deleted project (row removed,
  *                      files gone) ends as superseded without recording anything.
+ *                      With object storage (MINIO_*), the claimed launch first hydrates the site
+ *                      folder from `projects/{id}/site/` (downloaded only when missing or changed,
+ *                      into a temporary folder renamed into place), then checks what that left.
+ *                      In this step, after the claim: a failure to download (store unreachable:
+ *                      retried; a hostile key: for good) is the run's failure to record, and the
+ *                      check, prepare and create run on exactly what hydration left, whichever
+ *                      attempt of the step it was (a retried step hydrates again: a no-op when
+ *                      nothing changed). A preview recorded running keeps its files.
  *   admit-N            with MAX_RUNNING_PREVIEWS only (see capacity.ts): take a capacity slot,
  *                      or evict the least recently active running preview (`evict`, reason
  *                      `evicted: ...`; `emit-evicted-N` sends its `preview.stopped`) and try
@@ -53,7 +61,7 @@ import {
 } from "./deps.js";
 import { recordFailure, stopBestEffort, type FailureContext } from "./failure.js";
 import { countOnce } from "./metrics.js";
-import { PermanentError, type ProjectId } from "./ports.js";
+import { PermanentError, type Hydration, type ProjectId } from "./ports.js";
 
 /** Pause between two readiness slices. */
 const PAUSE = "1s";
@@ -62,7 +70,10 @@ type Claim =
   | { outcome: "superseded"; status: string | null }
   | { outcome: "site-missing"; reason: string }
   /** `claimed` false: the preview was recorded running and its container runs (a no-op launch). */
-  | { outcome: "claimed"; claimed: boolean; containerId: string; running: boolean; at: number };
+  | { outcome: "claimed"; claimed: boolean; containerId: string; running: boolean; at: number; hydration: HydrationLog | null };
+
+/** What hydration did (object storage only), with how long it took. */
+type HydrationLog = Hydration & { ms: number };
 
 export function createLaunchPreview(inngest: Inngest, deps: PreviewDeps) {
   const sliceMs = Math.min(deps.readySliceMs ?? DEFAULT_READY_SLICE_MS, 30_000);
@@ -97,7 +108,13 @@ export function createLaunchPreview(inngest: Inngest, deps: PreviewDeps) {
             const claimed = await take();
             if (!claimed.applied) return { outcome: "superseded", status: claimed.row?.status ?? null };
           }
-          const site = early ?? (await deps.site.check(projectId));
+          // Object storage: the site folder is made what the store holds before it is checked.
+          let hydration: HydrationLog | null = null;
+          if (deps.objects && !noop) {
+            const began = Date.now();
+            hydration = { ...(await deps.objects.hydrate(projectId)), ms: Date.now() - began };
+          }
+          const site = early && !hydration ? early : await deps.site.check(projectId);
           if (!site.ok) {
             const claimed = noop ? await take() : null;
             if (claimed && !claimed.applied) return { outcome: "superseded", status: claimed.row?.status ?? null };
@@ -111,9 +128,10 @@ export function createLaunchPreview(inngest: Inngest, deps: PreviewDeps) {
             if (!claimed.applied) return { outcome: "superseded", status: claimed.row?.status ?? null };
             await deps.site.prepare(projectId, site.folder);
           }
-          return { outcome: "claimed", claimed: !(noop && ensured.running), containerId: ensured.containerId, running: ensured.running, at: Date.now() };
+          return { outcome: "claimed", claimed: !(noop && ensured.running), containerId: ensured.containerId, running: ensured.running, at: Date.now(), hydration };
         }),
       );
+      if (claim.outcome === "claimed" && claim.hydration) logger.info({ projectId, ...claim.hydration }, "site folder hydrated from object storage");
       if (claim.outcome === "superseded") return superseded(projectId, claim.status);
       if (claim.outcome === "site-missing") throw new NonRetriableError(claim.reason);
 

@@ -420,3 +420,36 @@ export interface PreviewCounts {
   /** Statuses without a row may be left out. Throws when the database cannot answer. */
   countByStatus(): Promise<Partial<Record<PreviewStatus, number>>>;
 }
+
+// Object storage (issue 9): the project's files in an S3-compatible store (MinIO). Optional:
+// without MINIO_* the local site folder is the only copy and none of this is wired in.
+
+/** What `ProjectObjects.hydrate` did to the local site folder. */
+export type Hydration =
+  /** The store holds no site for the project: the local folder (if any) is used as it is. */
+  | { outcome: "no-objects" }
+  /** The local folder is what the store holds (its manifest of ETags matches): nothing downloaded. */
+  | { outcome: "unchanged"; objects: number }
+  /** Downloaded into a new folder and renamed into place; `replaced`: an older folder was there. */
+  | { outcome: "downloaded"; objects: number; bytes: number; replaced: boolean };
+
+export interface ProjectObjects {
+  /** For messages and logs: where the objects are (no credentials). */
+  readonly location: string;
+  /**
+   * Makes the local site folder what the store holds under `projects/{id}/site/`: when the folder
+   * is missing, or its manifest of ETags differs from the listing, the site is downloaded into a
+   * temporary folder beside it and renamed into place, so a half-downloaded site is never at the
+   * site folder's path. Idempotent; an unchanged site downloads nothing. A key that would land
+   * outside the site folder is a `PermanentError` (nothing is written); an unreachable store is
+   * retryable (the site folder is left as it was).
+   */
+  hydrate(projectId: ProjectId): Promise<Hydration>;
+  /** Deletes every object under `projects/{id}/`, however many; none left is success. */
+  removeAll(projectId: ProjectId): Promise<{ removed: number }>;
+  /**
+   * Stores a removed container's last log as `projects/{id}/logs/{containerId}.log` (the same
+   * key on a retry: idempotent). Returns the key.
+   */
+  archiveLog(projectId: ProjectId, containerId: string, log: string): Promise<{ key: string }>;
+}

@@ -2,11 +2,12 @@
  * remove-preview: `project.deleted` -> container removed, site folder deleted, row `removed`,
  * `preview.removed`.
  *
- * Steps: record-removing (`remove`) -> remove-container -> delete-site-files -> record-removed
- * (`removed`) -> emit-removed. Nothing cancels a remove; duplicates are skipped while one is in
- * flight. A project that never had a preview has no row and gets none, and a duplicate
- * `project.deleted` leaves the `removed` row as it is: their container and files (if any) are
- * still removed, and nothing is recorded or emitted. A remove that fails for good (for example a
+ * Steps: record-removing (`remove`) -> remove-container -> delete-site-files -> delete-objects
+ * (object storage only: every object under `projects/{id}/`, its archived logs included, paging
+ * past 1,000 keys) -> record-removed (`removed`) -> emit-removed. Nothing cancels a remove;
+ * duplicates are skipped while one is in flight. A project that never had a preview has no row
+ * and gets none, and a duplicate `project.deleted` leaves the `removed` row as it is: their
+ * container and files (if any) are still removed, and nothing is recorded or emitted. A remove that fails for good (for example a
  * container this service does not own holds the name) is recorded by `remove-preview-failure`
  * (`removeFailed`: row -> failed, `preview.failed`), so the project is not left `removing`.
  */
@@ -43,6 +44,12 @@ export function createRemovePreview(inngest: Inngest, deps: PreviewDeps) {
       // Container and files go whatever the row says (a project without a preview may have files).
       const outcome = await step.run("remove-container", () => permanent(() => deps.runtime.remove(projectId)));
       await step.run("delete-site-files", () => permanent(() => deps.site.remove(projectId)));
+      const objects = deps.objects;
+      if (objects) {
+        // The project is gone: so are its stored files and logs. Idempotent (none left: 0).
+        const deleted = await step.run("delete-objects", () => permanent(() => objects.removeAll(projectId)));
+        logger.info({ projectId, objects: deleted.removed, location: objects.location }, "project objects deleted");
+      }
       if (!claimed) {
         // No preview recorded, or already removed (a duplicate project.deleted): nothing to announce.
         logger.info({ projectId, outcome }, "no preview to record as removed; container and files removed");

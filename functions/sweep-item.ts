@@ -12,7 +12,10 @@
  *   expire   expire: inspect the container (ours, stopped, older than SWEEP_GRACE, the row still
  *            stopped longer than STOPPED_RETENTION, or without a row, FinishedAt that old), remove
  *            it without force (a container started meanwhile stays), record `expire` (row stays
- *            stopped, container id cleared). Site files stay: the project exists.
+ *            stopped, container id cleared). Site files stay: the project exists. With object
+ *            storage, the container's last log is archived first to
+ *            `projects/{id}/logs/{containerId}.log` (best effort: a store that is down does not
+ *            keep an expired container; the audit reason says whether it was archived).
  *   orphan   verify-orphan (the project is still missing from the source, asked again for this
  *            one id; or without a source, still no row; nothing younger than SWEEP_GRACE), taking
  *            the preview (`remove`, as remove-preview) -> remove-container (only while this run
@@ -90,6 +93,22 @@ export function sweepActions(deps: PreviewDeps, sweep: SweepDeps) {
   const audit = (item: Item, outcome: Outcome) => recordOutcome(sweep, item, outcome);
 
   /**
+   * Object storage: the container's last log, kept before the container goes, as
+   * `projects/{id}/logs/{containerId}.log` (a retry writes the same key). Best effort: returns
+   * what to add to the audit reason.
+   */
+  async function archiveLog(projectId: ProjectId, containerId: string): Promise<string> {
+    const objects = deps.objects;
+    if (!objects) return "";
+    try {
+      const { key } = await objects.archiveLog(projectId, containerId, await deps.runtime.logTail(projectId));
+      return `; last log archived to ${key}`;
+    } catch (err) {
+      return `; last log not archived (${(err as Error).message})`;
+    }
+  }
+
+  /**
    * `planned`: the id of the container the plan found (ours, stopped, older than the grace): an
    * id never changes hands, so with a row that still says expired it is removed by that id
    * without inspecting again (no force: if it runs again it stays; a container that replaced it
@@ -102,7 +121,8 @@ export function sweepActions(deps: PreviewDeps, sweep: SweepDeps) {
     if (row && !rowExpired) return skip(`row is ${row.status}${row.stoppedAt ? ` since ${row.stoppedAt.toISOString()}` : ""} now`);
     const retention = `longer than STOPPED_RETENTION ${formatAge(sweep.settings.retentionMs)}`;
     if (row?.stoppedAt && planned) {
-      const reason = `sweep: container removed, stopped since ${row.stoppedAt.toISOString()} (${retention}); site files kept`;
+      const archived = await archiveLog(projectId, planned);
+      const reason = `sweep: container removed, stopped since ${row.stoppedAt.toISOString()} (${retention}); site files kept${archived}`;
       // The planned id is the row's own container id: ours by construction, removed by id.
       const outcome = await sweep.inventory.removeStopped(projectId, planned, { recorded: row.containerId === planned });
       if (outcome === "running") return skip("container runs again; left alone");
@@ -114,7 +134,7 @@ export function sweepActions(deps: PreviewDeps, sweep: SweepDeps) {
     }
     const c = await sweep.inventory.inspect(projectId);
     const since = row?.stoppedAt ? `stopped since ${row.stoppedAt.toISOString()}` : `exited ${c?.finishedAt ? new Date(c.finishedAt).toISOString() : "?"}`;
-    const reason = `sweep: container removed, ${since} (${retention}); site files kept`;
+    let reason = `sweep: container removed, ${since} (${retention}); site files kept`;
     let outcome: string;
     if (!c) {
       // Gone already (by hand, or this step's earlier attempt removed it and failed to record).
@@ -124,6 +144,7 @@ export function sweepActions(deps: PreviewDeps, sweep: SweepDeps) {
       if (c.running) return skip(`container is ${c.state} again`);
       if (at - c.createdAt < sweep.settings.graceMs) return skip(`container created ${new Date(c.createdAt).toISOString()}, younger than SWEEP_GRACE ${formatAge(sweep.settings.graceMs)}`);
       if (!row && (c.finishedAt === null || at - c.finishedAt < sweep.settings.retentionMs)) return skip(`no row; container stopped less than STOPPED_RETENTION ago`);
+      reason += await archiveLog(projectId, c.containerId);
       outcome = await sweep.inventory.removeStopped(projectId, c.containerId);
       if (outcome === "running" || outcome === "replaced") return skip(`container ${outcome === "running" ? "runs again" : "replaced meanwhile"}; left alone`);
     }

@@ -15,6 +15,7 @@ import type { DockerConnection } from "../docker/settings.js";
 import { PROJECTS_TABLE_PATTERN } from "../sql/projects.js";
 import type { DatabaseSettings } from "../sql/settings.js";
 import { DEFAULT_ANTHROPIC_MODEL, type ClaudeSettings } from "../diagnosis/settings.js";
+import type { ObjectStoreSettings } from "../storage/object-store.js";
 
 const LABEL_VALUE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
 const DOMAIN = /^(?=.{1,200}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
@@ -114,6 +115,42 @@ export function parseDockerHost(raw: string): DockerEndpoint | { error: string }
 
 /** Docker's convention: DOCKER_TLS_VERIFY set to anything but "", "0" or "false" turns TLS on. */
 const tlsVerifyOn = (raw: string): boolean => raw.trim() !== "" && !/^(0|false)$/i.test(raw.trim());
+
+// --- Object storage (issue 9): MINIO_ENDPOINT, as the seed's stack gives it -----------------------
+
+/** MINIO_ENDPOINT: `host`, `host:port` or an `http(s)://host[:port]` URL (the scheme then decides TLS). */
+export type MinioEndpoint = { host: string; port: number | null; ssl: boolean | null };
+
+export function parseMinioEndpoint(raw: string): MinioEndpoint | { error: string } {
+  const forms = "MINIO_ENDPOINT must be host:port (such as minio:9000) or an http(s)://host[:port] URL";
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(raw)?.[1]?.toLowerCase();
+  if (scheme !== undefined) {
+    if (scheme !== "http" && scheme !== "https") return { error: `${forms}; the ${scheme}:// scheme is not supported` };
+    let url: URL;
+    try {
+      url = new URL(raw);
+    } catch {
+      return { error: `${forms} (not a valid URL)` };
+    }
+    if (url.username || url.password) return { error: "MINIO_ENDPOINT must not carry credentials: use MINIO_ACCESS_KEY and MINIO_SECRET_KEY" };
+    if ((url.pathname !== "/" && url.pathname !== "") || url.search || url.hash) return { error: `${forms} (no path: the bucket is MINIO_BUCKET)` };
+    const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
+    if (host === "") return { error: forms };
+    return { host, port: url.port === "" ? null : Number(url.port), ssl: scheme === "https" };
+  }
+  const m = /^(\[[0-9a-f:.]+\]|[^/:@[\]?#\s]+)(?::(\d{1,5}))?$/i.exec(raw);
+  if (!m) return { error: forms };
+  const host = hostName(m[1]!);
+  const port = m[2] === undefined ? null : portNumber(m[2]);
+  if (host === undefined || port === undefined) return { error: "MINIO_ENDPOINT has an invalid host or port" };
+  return { host, port, ssl: null };
+}
+
+/** S3 bucket naming rules (3-63 characters, lower case, digits, dots and hyphens). */
+const BUCKET_NAME = /^(?!\d+\.\d+\.\d+\.\d+$)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+const MINIO_OPTIONAL = ["MINIO_ACCESS_KEY", "MINIO_SECRET_KEY", "MINIO_BUCKET", "MINIO_USE_SSL"] as const;
+
+// --- end object storage --------------------------------------------------------------------------
 
 // --- Schema pieces ---------------------------------------------------------------------------------
 
@@ -357,6 +394,31 @@ const EnvFields = v.object({
   ),
   ANTHROPIC_MAX_TOKENS: intIn("ANTHROPIC_MAX_TOKENS", 16, 8192, "600"),
   ANTHROPIC_TIMEOUT: duration("ANTHROPIC_TIMEOUT", "60s", 1_000, 600_000, "60s or 2m"),
+
+  // Object storage (issue 9; README "Object storage"). Every MINIO_* unset: off, the local site
+  // folder is the only copy. MINIO_ENDPOINT set: the keys are required (checked below).
+  MINIO_ENDPOINT: v.optional(
+    v.pipe(
+      v.string(),
+      v.trim(),
+      v.rawTransform(({ dataset, addIssue, NEVER }) => {
+        const parsed = parseMinioEndpoint(dataset.value);
+        if ("error" in parsed) {
+          addIssue({ message: parsed.error });
+          return NEVER;
+        }
+        return parsed;
+      }),
+    ),
+  ),
+  MINIO_ACCESS_KEY: optionalString,
+  MINIO_SECRET_KEY: optionalString,
+  MINIO_USE_SSL: v.optional(
+    v.pipe(v.string(), v.trim(), v.toLowerCase(), v.picklist(["1", "0", "true", "false", "yes", "no"], "MINIO_USE_SSL must be true or false"), v.transform((s) => s === "1" || s === "true" || s === "yes")),
+  ),
+  MINIO_BUCKET: v.optional(v.pipe(v.string(), v.trim(), v.regex(BUCKET_NAME, "MINIO_BUCKET must be an S3 bucket name (3-63 characters: a-z, 0-9, '.', '-')"))),
+  MINIO_TIMEOUT: duration("MINIO_TIMEOUT", "30s", 1_000, 600_000, "30s or 2m"),
+  MINIO_CONCURRENCY: intIn("MINIO_CONCURRENCY", 1, 128, "16"),
 });
 
 type Env = v.InferOutput<typeof EnvFields>;
@@ -408,6 +470,25 @@ function dockerConnection(env: Env, cwd: string): DockerConnection {
         ? path.join(os.homedir(), ".docker")
         : null;
   return { ...endpoint, tlsVerify, certPath };
+}
+
+/** MINIO_* -> the object store's settings and the download concurrency; null when off. */
+function objectStorageSettings(env: Env): { store: ObjectStoreSettings; concurrency: number } | null {
+  const endpoint = env.MINIO_ENDPOINT;
+  if (!endpoint || !env.MINIO_ACCESS_KEY || !env.MINIO_SECRET_KEY) return null;
+  const useSSL = endpoint.ssl ?? env.MINIO_USE_SSL ?? false;
+  return {
+    store: {
+      endPoint: endpoint.host,
+      port: endpoint.port ?? (useSSL ? 443 : 80),
+      useSSL,
+      accessKey: env.MINIO_ACCESS_KEY,
+      secretKey: env.MINIO_SECRET_KEY,
+      bucket: env.MINIO_BUCKET ?? "sitebuilder",
+      timeoutMs: env.MINIO_TIMEOUT,
+    },
+    concurrency: env.MINIO_CONCURRENCY,
+  };
 }
 
 /** Dev mode: true, or the dev server URL; false for cloud mode. */
@@ -492,6 +573,39 @@ export function configSchema(cwd: string) {
       ),
       ["HOST"],
     ),
+    // Object storage: all MINIO_* or none (a half configuration is refused, not ignored).
+    v.forward(
+      v.partialCheck(
+        [["MINIO_ENDPOINT"], ["MINIO_ACCESS_KEY"]],
+        (e) => !e.MINIO_ENDPOINT || Boolean(e.MINIO_ACCESS_KEY),
+        "MINIO_ACCESS_KEY is required when MINIO_ENDPOINT is set (object storage needs MINIO_ACCESS_KEY and MINIO_SECRET_KEY; unset every MINIO_* to turn it off)",
+      ),
+      ["MINIO_ACCESS_KEY"],
+    ),
+    v.forward(
+      v.partialCheck(
+        [["MINIO_ENDPOINT"], ["MINIO_SECRET_KEY"]],
+        (e) => !e.MINIO_ENDPOINT || Boolean(e.MINIO_SECRET_KEY),
+        "MINIO_SECRET_KEY is required when MINIO_ENDPOINT is set (object storage needs MINIO_ACCESS_KEY and MINIO_SECRET_KEY; unset every MINIO_* to turn it off)",
+      ),
+      ["MINIO_SECRET_KEY"],
+    ),
+    v.forward(
+      v.partialCheck(
+        [["MINIO_ENDPOINT"], ["MINIO_ACCESS_KEY"], ["MINIO_SECRET_KEY"], ["MINIO_BUCKET"], ["MINIO_USE_SSL"]],
+        (e) => Boolean(e.MINIO_ENDPOINT) || MINIO_OPTIONAL.every((k) => e[k] === undefined),
+        `MINIO_ENDPOINT is required when any of ${MINIO_OPTIONAL.join(", ")} is set (object storage is off only when every MINIO_* is unset)`,
+      ),
+      ["MINIO_ENDPOINT"],
+    ),
+    v.forward(
+      v.partialCheck(
+        [["MINIO_ENDPOINT"], ["MINIO_USE_SSL"]],
+        (e) => e.MINIO_ENDPOINT?.ssl == null || e.MINIO_USE_SSL === undefined || e.MINIO_USE_SSL === e.MINIO_ENDPOINT.ssl,
+        "MINIO_USE_SSL contradicts the scheme of MINIO_ENDPOINT (https:// is TLS, http:// is not): drop one of them",
+      ),
+      ["MINIO_USE_SSL"],
+    ),
     v.forward(
       v.partialCheck(
         [["PREVIEW_ACCESS"], ["API_TOKEN"], ["PREVIEW_LINK_SECRET"]],
@@ -558,6 +672,8 @@ export function configSchema(cwd: string) {
         metrics: { queryTimeoutMs: env.METRICS_QUERY_TIMEOUT },
         /** MAX_RUNNING_PREVIEWS; null: unlimited. */
         maxRunningPreviews: env.MAX_RUNNING_PREVIEWS,
+        /** Object storage (MINIO_*); null: off, the local site folder is the only copy. */
+        objectStorage: objectStorageSettings(env),
         sweep: {
           cron: env.SWEEP_CRON,
           retentionMs: env.STOPPED_RETENTION,
@@ -592,7 +708,8 @@ export type Config = v.InferOutput<ConfigSchema>;
 // --- Loading -------------------------------------------------------------------------------------
 
 /** Variables whose values never appear in error messages (logs). */
-const SECRET = /KEY|TOKEN|DATABASE_URL|SECRET/;
+// MINIO_ENDPOINT: a URL may carry credentials (refused, and then not echoed).
+const SECRET = /KEY|TOKEN|DATABASE_URL|SECRET|MINIO_ENDPOINT/;
 
 export class ConfigError extends Error {
   override readonly name = "ConfigError";

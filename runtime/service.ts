@@ -30,6 +30,8 @@ import { PreviewRoutes } from "./preview-routes.js";
 import { SqlProjectDirectory } from "../sql/projects.js";
 import { SqlSweepLog } from "../sql/sweep-log.js";
 import { LocalSiteFiles } from "../storage/site-files.js";
+import { MinioObjectStore } from "../storage/object-store.js";
+import { ObjectSites } from "../storage/site-objects.js";
 import { createApp } from "./app.js";
 import type { Config } from "./config.js";
 import { createInngest } from "./inngest-client.js";
@@ -132,6 +134,23 @@ function diagnosisFunctions(config: Config, inngest: Inngest, store: SqlPreviewS
   return createDiagnosisFunctions(inngest, { diagnoser, store, secrets: runtime });
 }
 
+/**
+ * The object store side (issue 9), when MINIO_* is set: site folders hydrate from the bucket, a
+ * deleted project's objects go with it. The bucket is looked at in the background: a store that
+ * is down or misconfigured is reported, not a reason not to serve (launches then fail, retryably
+ * or for good, naming it).
+ */
+function objectStorage(config: Config, log: Logger): ObjectSites | null {
+  const settings = config.objectStorage;
+  if (!settings) return null;
+  const store = new MinioObjectStore(settings.store);
+  store.verify().then(
+    () => log.info({ location: store.location, concurrency: settings.concurrency }, "object storage on"),
+    (err: unknown) => log.error({ err, location: store.location }, "object storage not ready"),
+  );
+  return new ObjectSites(config.storage.path, store, { concurrency: settings.concurrency });
+}
+
 /** Whether this process can manage the host firewall itself: root, with an iptables binary. */
 export function iptablesUsable(): boolean {
   if (process.getuid?.() !== 0) return false;
@@ -191,10 +210,14 @@ async function serveWith(config: Config, log: Logger, db: Database): Promise<Run
   const activity = new SqlActivityStore(db);
   // One registry per service instance (never prom-client's global one): GET /metrics.
   const metrics = new PromMetrics({ registry: new Registry(), counts: store, queryTimeoutMs: config.metrics.queryTimeoutMs, log });
+
+  // Object storage (MINIO_*): only when configured; otherwise the local folder is the only copy.
+  const objects = objectStorage(config, log);
   const deps = {
     runtime,
     store,
     site,
+    ...(objects ? { objects } : {}),
     readyTimeoutMs: config.preview.readyTimeoutMs,
     shutdown: shutdown.signal,
     activity,

@@ -223,7 +223,7 @@ const DELETE_ATTEMPTS = 5;
  * through that handle, and removed. Missing is success. An entry swapped back and forth while
  * this runs is retried a bounded number of times, then reported.
  */
-async function deleteEntry(dir: AnchoredDir, name: string | EntryName): Promise<void> {
+export async function deleteEntry(dir: AnchoredDir, name: string | EntryName): Promise<void> {
   for (let attempt = 1; attempt <= DELETE_ATTEMPTS; attempt++) {
     try {
       await unlink(dir.at(name));

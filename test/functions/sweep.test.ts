@@ -18,6 +18,7 @@ import { createApp } from "../../runtime/app.js";
 import { createInngest } from "../../runtime/inngest-client.js";
 import { FakeRuntime, FakeSiteFiles } from "../fakes/fake-runtime.js";
 import { FakeInventory, FakeProjects, MemorySweepLog } from "../fakes/fake-sweep.js";
+import { FakeProjectObjects } from "../fakes/memory-objects.js";
 import { MemoryPreviewStore } from "../fakes/memory-store.js";
 import { listen } from "../helpers/http.js";
 import { inngestSettings, startInngestStandIn, type InngestStandIn } from "../helpers/inngest-server.js";
@@ -354,6 +355,27 @@ describe("sweep-item re-checks and failures (unit)", () => {
     expect(await send("q", cid("p-other"))).toMatchObject({ done: false });
     expect(w.inventory.recordedRemovals).toBe(1);
     expect(w.runtime.containers.has("q")).toBe(true);
+  });
+
+  // Object storage (issue 9): an expired container's last log is archived before it goes.
+  it("expire with object storage: the last log is archived under the container id, then the container removed", async () => {
+    const objects = new FakeProjectObjects(w.site);
+    w.deps.objects = objects;
+    preview(w, "p", { stoppedAgoMs: 25 * HOUR });
+    const { result } = await runItem("p", "expire");
+    expect(result).toMatchObject({ done: true, action: "removed", reason: expect.stringContaining(`last log archived to projects/p/logs/${cid("p")}.log`) });
+    expect(objects.calls).toEqual([expect.objectContaining({ method: "archiveLog", projectId: "p", args: [cid("p"), "log of p\n"] })]);
+    expect(w.runtime.containers.has("p")).toBe(false);
+  });
+
+  it("expire with object storage down: the container still goes, the audit says the log was not archived", async () => {
+    const objects = new FakeProjectObjects(w.site);
+    objects.failures.set("archiveLog", new Error("object store: put failed: connect ECONNREFUSED"));
+    w.deps.objects = objects;
+    preview(w, "p", { stoppedAgoMs: 25 * HOUR });
+    const { result } = await runItem("p", "expire");
+    expect(result).toMatchObject({ done: true, reason: expect.stringContaining("last log not archived (object store: put failed: connect ECONNREFUSED)") });
+    expect(w.runtime.containers.has("p")).toBe(false);
   });
 
   it("correct: a container running again is not corrected", async () => {

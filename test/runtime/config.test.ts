@@ -12,6 +12,7 @@ import type { ClaudeSettings } from "../../diagnosis/settings.js";
 import type { DockerConnection } from "../../docker/settings.js";
 import { type Config, type ConfigSchema, ConfigError, configSchema, loadConfig, parseBytes, parseDuration, withDevDefaults } from "../../runtime/config.js";
 import type { DatabaseSettings } from "../../sql/settings.js";
+import type { ObjectStoreSettings } from "../../storage/object-store.js";
 
 const CWD = "/srv/previews";
 /** The smallest valid environment: dev mode (no signing key needed). */
@@ -689,6 +690,7 @@ describe("Config is inferred from the schema", () => {
       metrics: { queryTimeoutMs: number };
       maxRunningPreviews: number | null;
       diagnosis: ClaudeSettings | null;
+      objectStorage: { store: ObjectStoreSettings; concurrency: number } | null;
       sweep: {
         cron: string;
         retentionMs: number;
@@ -767,5 +769,75 @@ describe("npm run dev's defaults", () => {
     const chosen = loadConfig(withDevDefaults({ STORAGE_PATH: "/srv/storage", PREVIEW_ROUTING: "traefik", INNGEST_DEV: "http://127.0.0.1:8288" }), "/app");
     expect(chosen.preview.routing).toBe("traefik");
     expect(chosen.inngest.dev).toBe("http://127.0.0.1:8288");
+  });
+});
+
+// --- Object storage (issue 9) ------------------------------------------------------------------------
+describe("loadConfig object storage (MINIO_*)", () => {
+  const KEYS = { MINIO_ACCESS_KEY: "minioadmin", MINIO_SECRET_KEY: "minio-secret-123" };
+
+  it("is off when every MINIO_* is unset (or empty): the local folder only", () => {
+    expect(loadConfig(DEV, CWD).objectStorage).toBeNull();
+    expect(loadConfig({ ...DEV, MINIO_ENDPOINT: "", MINIO_ACCESS_KEY: "", MINIO_BUCKET: "" }, CWD).objectStorage).toBeNull();
+  });
+
+  it("reads host:port, with the seed's defaults (bucket sitebuilder, no TLS)", () => {
+    expect(loadConfig({ ...DEV, ...KEYS, MINIO_ENDPOINT: "minio:9000" }, CWD).objectStorage).toEqual({
+      store: { endPoint: "minio", port: 9000, useSSL: false, accessKey: "minioadmin", secretKey: "minio-secret-123", bucket: "sitebuilder", timeoutMs: 30_000 },
+      concurrency: 16,
+    });
+  });
+
+  it("reads a URL: the scheme decides TLS and the default port", () => {
+    const https = loadConfig({ ...DEV, ...KEYS, MINIO_ENDPOINT: "https://s3.example.com" }, CWD).objectStorage!.store;
+    expect(https).toMatchObject({ endPoint: "s3.example.com", port: 443, useSSL: true });
+    const http = loadConfig({ ...DEV, ...KEYS, MINIO_ENDPOINT: "http://127.0.0.1:9000/" }, CWD).objectStorage!.store;
+    expect(http).toMatchObject({ endPoint: "127.0.0.1", port: 9000, useSSL: false });
+    const v6 = loadConfig({ ...DEV, ...KEYS, MINIO_ENDPOINT: "[::1]:9000", MINIO_USE_SSL: "true" }, CWD).objectStorage!.store;
+    expect(v6).toMatchObject({ endPoint: "::1", port: 9000, useSSL: true });
+    expect(loadConfig({ ...DEV, ...KEYS, MINIO_ENDPOINT: "minio", MINIO_USE_SSL: "1" }, CWD).objectStorage!.store.port).toBe(443);
+  });
+
+  it("takes MINIO_BUCKET, MINIO_TIMEOUT and MINIO_CONCURRENCY", () => {
+    const c = loadConfig({ ...DEV, ...KEYS, MINIO_ENDPOINT: "minio:9000", MINIO_BUCKET: "sites.prod-1", MINIO_TIMEOUT: "2m", MINIO_CONCURRENCY: "4" }, CWD).objectStorage!;
+    expect(c).toMatchObject({ store: { bucket: "sites.prod-1", timeoutMs: 120_000 }, concurrency: 4 });
+  });
+
+  it.each([
+    ["MINIO_ENDPOINT", "ftp://minio:21", /ftp:\/\/ scheme is not supported/],
+    ["MINIO_ENDPOINT", "http://minio:9000/bucket", /no path/],
+    ["MINIO_ENDPOINT", "minio:99999", /invalid host or port/],
+    ["MINIO_ENDPOINT", "minio:9000/x", /host:port/],
+    ["MINIO_BUCKET", "Bad_Bucket", /S3 bucket name/],
+    ["MINIO_BUCKET", "ab", /S3 bucket name/],
+    ["MINIO_USE_SSL", "maybe", /true or false/],
+    ["MINIO_CONCURRENCY", "0", /at least 1/],
+  ])("refuses %s=%s, naming it", (key, value, message) => {
+    const err = configError({ ...DEV, ...KEYS, MINIO_ENDPOINT: "minio:9000", [key]: value });
+    expect(err.problems).toEqual([expect.stringMatching(new RegExp(`^${key}: .*${message.source}`))]);
+  });
+
+  it("refuses an endpoint without keys, naming both", () => {
+    const err = configError({ ...DEV, MINIO_ENDPOINT: "minio:9000" });
+    expect(err.problems).toEqual([
+      expect.stringMatching(/^MINIO_ACCESS_KEY: MINIO_ACCESS_KEY is required when MINIO_ENDPOINT is set/),
+      expect.stringMatching(/^MINIO_SECRET_KEY: MINIO_SECRET_KEY is required when MINIO_ENDPOINT is set/),
+    ]);
+  });
+
+  it.each([["MINIO_ACCESS_KEY"], ["MINIO_SECRET_KEY"], ["MINIO_BUCKET"], ["MINIO_USE_SSL"]])("refuses %s without MINIO_ENDPOINT (a half configuration)", (key) => {
+    const err = configError({ ...DEV, [key]: key === "MINIO_USE_SSL" ? "true" : "sitebuilder" });
+    expect(err.problems).toEqual([expect.stringMatching(/^MINIO_ENDPOINT: MINIO_ENDPOINT is required when any of/)]);
+  });
+
+  it("refuses MINIO_USE_SSL that contradicts the URL's scheme", () => {
+    const err = configError({ ...DEV, ...KEYS, MINIO_ENDPOINT: "https://minio:9000", MINIO_USE_SSL: "false" });
+    expect(err.problems).toEqual([expect.stringMatching(/^MINIO_USE_SSL: .*contradicts/)]);
+  });
+
+  it("never prints the keys, nor an endpoint (a URL may carry credentials)", () => {
+    const err = configError({ ...DEV, MINIO_ENDPOINT: "http://admin:hunter2@minio:9000", MINIO_ACCESS_KEY: "AKIAHUNTER3", MINIO_SECRET_KEY: "x", MINIO_USE_SSL: "nope" });
+    expect(err.message).toMatch(/MINIO_ENDPOINT: MINIO_ENDPOINT must not carry credentials/);
+    expect(err.message).not.toMatch(/hunter2|AKIAHUNTER3/);
   });
 });
