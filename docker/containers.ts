@@ -31,6 +31,10 @@ const DEFAULT_STOP_TIMEOUT_SECONDS = 10;
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const ensured = (info: ContainerInspectInfo): EnsuredContainer => ({ containerId: info.Id, running: info.State.Running });
 
+/** How often, and how far apart, an unreadable mount is looked at again before it is refused (~0.5 s). */
+const MOUNT_LOOKS = 10;
+const MOUNT_LOOK_INTERVAL_MS = 50;
+
 export class PreviewContainers {
   constructor(
     private readonly docker: Docker,
@@ -177,13 +181,17 @@ export class PreviewContainers {
   private async verifyMount(projectId: ProjectId, site: FolderIdentity): Promise<StartResult> {
     const info = await this.find(projectId, "verify the mount of");
     if (!info?.State.Running) return { mount: "unverified", reason: "the container is not running (it exited right after its start)" };
-    const mounted = await mountedFolder(info.State.Pid, info.Id, APP_DIR, this.settings.procPath);
+    let mounted = await mountedFolder(info.State.Pid, info.Id, APP_DIR, this.settings.procPath);
     if ("unknown" in mounted && this.settings.mountCheck === "path") return { mount: "unverified", reason: mounted.unknown };
-    if ("unknown" in mounted) {
-      // Its process may simply have exited between the inspect and the look (a site that fails
-      // at once): then there is nothing running to compare or to kill; the probe reports it down.
+    // Its process may simply be exiting (a site that fails at once): its root is gone from /proc
+    // a moment before the engine reports the exit. Look again, briefly: once the engine says it
+    // exited there is nothing running to compare or to kill (the probe reports it down); a
+    // process still running whose mount cannot be read after that is refused below.
+    for (let look = 0; "unknown" in mounted && look < MOUNT_LOOKS; look++) {
       const now = await this.find(projectId, "verify the mount of");
       if (!now?.State.Running || now.State.Pid !== info.State.Pid) return { mount: "unverified", reason: "the container exited right after its start" };
+      await new Promise((resolve) => setTimeout(resolve, MOUNT_LOOK_INTERVAL_MS));
+      mounted = await mountedFolder(info.State.Pid, info.Id, APP_DIR, this.settings.procPath);
     }
     if ("identity" in mounted && mounted.identity === site) return { mount: "verified" };
     const name = containerName(projectId);
