@@ -1,6 +1,7 @@
 /** Embedded Postgres (PGlite, WASM): zero set-up when no DATABASE_URL is configured. */
 import { spawn } from "node:child_process";
-import { access, mkdir, readdir, readFile, rename, rm, rmdir, writeFile } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { access, link, mkdir, readdir, readFile, realpath, rename, rm, rmdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { PGlite, types } from "@electric-sql/pglite";
 import type { Database } from "../database.js";
@@ -37,16 +38,26 @@ export async function initInChildProcess(dataDir: string): Promise<void> {
   if (await exists(path.join(dataDir, "PG_VERSION"))) return;
   const staging = `${dataDir}.init-${process.pid}`;
   try {
-    await rm(staging, { recursive: true, force: true });
+    // Leftovers of a start killed during its initdb (the caller holds the lock: nobody else
+    // initialises this directory now).
+    const base = path.basename(dataDir);
+    for (const name of await readdir(path.dirname(dataDir))) {
+      if (name.startsWith(`${base}.init-`)) await rm(path.join(path.dirname(dataDir), name), { recursive: true, force: true });
+    }
     const code = [
+      // Ends with its parent (the IPC channel closes): a killed start's initdb ends at its next
+      // await (initdb itself is one synchronous WASM call, a few seconds), its folder removed by
+      // the next open.
+      "process.on('disconnect', () => process.exit(1));",
       "const [url, dataDir, startParams] = JSON.parse(process.argv[1]);",
       "const { PGlite } = await import(url);",
       "const db = await PGlite.create({ dataDir, startParams });",
       "await db.close();",
+      "process.exit(0);",
     ].join("\n");
     const args = JSON.stringify([import.meta.resolve("@electric-sql/pglite"), staging, PGLITE_START_PARAMS]);
     const ok = await new Promise<boolean>((resolve) => {
-      const child = spawn(process.execPath, ["--input-type=module", "-e", code, args], { stdio: ["ignore", "ignore", "ignore"] });
+      const child = spawn(process.execPath, ["--input-type=module", "-e", code, args], { stdio: ["ignore", "ignore", "ignore", "ipc"] });
       child.once("error", () => resolve(false));
       child.once("exit", (status) => resolve(status === 0));
     });
@@ -77,8 +88,10 @@ const exists = (file: string) => access(file).then(() => true, () => false);
 export async function openPglite(dataDir?: string): Promise<Database> {
   let unlock = async () => {};
   if (dataDir !== undefined) {
-    dataDir = path.resolve(dataDir);
     await mkdir(dataDir, { recursive: true });
+    // The real path: PGlite's file system fails on a data directory that is a symbolic link
+    // (an opaque `ErrnoError`), and the lock must name the directory, not one of its aliases.
+    dataDir = await realpath(dataDir);
     unlock = await lockDataDir(dataDir);
   }
   let db: PGlite;
@@ -117,6 +130,11 @@ export async function openPglite(dataDir?: string): Promise<Database> {
 
 const heldHere = new Set<string>(); // lock files this process holds (a crash-reused pid is ours)
 
+async function lockOwner(file: string): Promise<number> {
+  const pid = Number((await readFile(file, "utf8").catch(() => "")).trim());
+  return Number.isInteger(pid) ? pid : 0;
+}
+
 async function lockDataDir(dir: string): Promise<() => Promise<void>> {
   const file = `${dir}.lock`;
   if (heldHere.has(file)) throw new Error(`pglite: ${dir} is already open in this process`);
@@ -127,14 +145,29 @@ async function lockDataDir(dir: string): Promise<() => Promise<void>> {
         await writeFile(file, String(process.pid), { flag: "wx" });
         break;
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== "EEXIST" || attempt > 0) throw err;
-        const pid = Number((await readFile(file, "utf8").catch(() => "")).trim());
+        if ((err as NodeJS.ErrnoException).code !== "EEXIST" || attempt > 2) throw err;
+        const pid = await lockOwner(file);
         // Our own pid in a lock we do not hold: left by an earlier run that crashed (containers
         // restart with the same pids), so it is stale like a dead one.
-        if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
-          throw new Error(`pglite: ${dir} is in use by process ${pid} (remove ${file} if that is wrong)`);
+        const inUse = (owner: number) => owner > 0 && owner !== process.pid && isAlive(owner);
+        if (inUse(pid)) throw new Error(`pglite: ${dir} is in use by process ${pid} (remove ${file} if that is wrong)`);
+        // Stale. Taken over by moving it aside under a name of our own (one rename: of two
+        // processes taking over at once, each moves what is there), then looking at what was
+        // moved: a live lock another process took over in between is put back and refused.
+        const aside = `${file}.stale-${process.pid}-${randomBytes(4).toString("hex")}`;
+        try {
+          await rename(file, aside);
+        } catch (renameErr) {
+          if ((renameErr as NodeJS.ErrnoException).code === "ENOENT") continue; // gone meanwhile: try again
+          throw renameErr;
         }
-        await rm(file, { force: true }); // stale lock
+        const moved = await lockOwner(aside);
+        if (inUse(moved)) {
+          await link(aside, file).catch(() => undefined); // back, unless a third took it already
+          await rm(aside, { force: true });
+          throw new Error(`pglite: ${dir} is in use by process ${moved} (remove ${file} if that is wrong)`);
+        }
+        await rm(aside, { force: true });
       }
     }
   } catch (err) {

@@ -1,6 +1,6 @@
 /** The migration runner on every driver: once per file, atomic per file, safe when concurrent. */
 import { spawnSync } from "node:child_process";
-import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -172,6 +172,28 @@ describe("pglite memory settings", { timeout: TIMEOUT }, () => {
     await initInChildProcess(dir);
     expect(await readdir(dir)).toEqual(["stray"]);
     expect(await readdir(parent)).toEqual(["data"]);
+  }, TIMEOUT);
+
+  it("a start killed during its initdb leaves a staging folder: the next open removes it; no stale lock copies stay", async () => {
+    const parent = await mkdtemp(path.join(os.tmpdir(), "previews-pglite-init-"));
+    cleanups.push(() => rm(parent, { recursive: true, force: true }));
+    const dir = path.join(parent, "data");
+    await mkdir(path.join(parent, "data.init-999999", "base"), { recursive: true });
+    await writeFile(`${dir}.lock`, String(spawnSync(process.execPath, ["-e", ""]).pid!)); // stale
+    const db = track(await openPglite(dir));
+    expect(await db.query("select 1 as one")).toEqual([{ one: 1 }]);
+    expect((await readdir(parent)).sort()).toEqual(["data", "data.lock"]);
+  }, TIMEOUT);
+
+  it("a data directory that is a symbolic link is opened at its real path (and locked there)", async () => {
+    const parent = await mkdtemp(path.join(os.tmpdir(), "previews-pglite-link-"));
+    cleanups.push(() => rm(parent, { recursive: true, force: true }));
+    await mkdir(path.join(parent, "real"));
+    await symlink(path.join(parent, "real"), path.join(parent, "alias"));
+    const db = track(await openPglite(path.join(parent, "alias")));
+    await db.exec("create table t (id int)");
+    expect((await readdir(parent)).sort()).toEqual(["alias", "real", "real.lock"]);
+    await expect(openPglite(path.join(parent, "real"))).rejects.toThrow(/already open in this process/);
   }, TIMEOUT);
 
   it("in memory too: shared_buffers 16MB", async () => {
