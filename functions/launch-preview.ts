@@ -217,7 +217,12 @@ export function createLaunchPreview(inngest: Inngest, deps: PreviewDeps) {
           if (current?.status === "running" && current.url === url && current.containerId === containerId) {
             return { applied: true, status: current.status, at: Date.now() };
           }
-          const result = await deps.store.apply(projectId, "ready", { reason: `${event.name}: answering HTTP`, url, containerId, logTail: null, claim: runId });
+          // Running, but at another URL or container than recorded (the routing changed, a resume
+          // after an engine restart moved its port): the truth is written under the claim of the
+          // launch that holds the row (a CAS on it: refused if anything took the row since), not
+          // this run's, which holds nothing.
+          const holder = current?.status === "running" && current.claim ? current.claim : runId;
+          const result = await deps.store.apply(projectId, "ready", { reason: `${event.name}: answering HTTP`, url, containerId, logTail: null, claim: holder });
           // Overtaken by a stop or remove: whatever came later wins, and it did not ask for a
           // running container. Overtaken by a newer launch: that launch owns the container.
           const owner = result.row?.status;

@@ -52,6 +52,18 @@ describe("launch-preview (unit)", () => {
     expect(env.emitted("preview.ready", id)).toHaveLength(2);
   });
 
+  it("a running preview answering at another URL than recorded (routing changed, new port): the URL is corrected, not superseded", async () => {
+    const id = project();
+    await env.launch(id);
+    const url = row(id)!.url;
+    env.store.rows.set(id, { ...row(id)!, url: "http://127.0.0.1:32788" });
+    const run = await env.launch(id, "preview.requested");
+    expect(run.error).toBeUndefined();
+    expect(run.result).toMatchObject({ projectId: id, url });
+    expect(row(id)).toMatchObject({ status: "running", url });
+    expect(env.emitted("preview.ready", id).at(-1)).toMatchObject({ url });
+  });
+
   it("claims a preview recorded running whose container stopped behind its back, and starts it", async () => {
     const id = project();
     await env.launch(id);
