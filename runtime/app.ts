@@ -12,6 +12,7 @@ import { projectIdParam } from "./params.js";
 import { FORWARD_AUTH_PATH, type PreviewRoutes } from "./preview-routes.js";
 import { summarize, type SweepPlan } from "../functions/sweep-plan.js";
 import { previewsSweepRequested } from "../inngest.config.js";
+import { sendEvents } from "./inngest-client.js";
 
 export interface AppDeps {
   inngest: Inngest;
@@ -199,7 +200,7 @@ export function createApp(deps: AppDeps): Hono {
         const plan = await sweep.plan();
         return c.json({ ...summarize(plan, true), items: plan.items, skipped: plan.skipped, guards: plan.guards });
       }
-      const { ids } = await deps.inngest.send(previewsSweepRequested.create({ dryRun: false }));
+      const { ids } = await sendEvents(() => deps.inngest.send(previewsSweepRequested.create({ dryRun: false })), previewsSweepRequested.name);
       deps.log?.info({ eventIds: ids }, "sweep requested over HTTP");
       return c.json({ requested: true, event: previewsSweepRequested.name, ids }, 202);
     });

@@ -24,3 +24,23 @@ export function createInngest(settings: InngestSettings, logger?: Logger): Innge
     checkpointing: settings.checkpointing,
   });
 }
+
+/**
+ * A failure to send events to the Inngest server (down, unreachable, refusing the event key),
+ * marked as an outage of a dependency: the HTTP routes that send (`POST /sweep`, the wake page)
+ * answer 503 naming Inngest, as they do for Docker and the database, instead of a bare 500.
+ */
+export class InngestUnavailableError extends Error {
+  override name = "InngestUnavailableError";
+  readonly unavailable = "inngest";
+  readonly publicReason = "events cannot be sent to the Inngest server; try again later";
+}
+
+/** `inngest.send(payload)`, its failure wrapped as `InngestUnavailableError` (with the cause). */
+export async function sendEvents<T>(send: () => Promise<T>, what: string): Promise<T> {
+  try {
+    return await send();
+  } catch (err) {
+    throw new InngestUnavailableError(`inngest: send ${what} failed: ${(err as Error).message}`, { cause: err });
+  }
+}

@@ -34,7 +34,7 @@ import { MinioObjectStore } from "../storage/object-store.js";
 import { ObjectSites } from "../storage/site-objects.js";
 import { createApp } from "./app.js";
 import type { Config } from "./config.js";
-import { createInngest } from "./inngest-client.js";
+import { createInngest, sendEvents } from "./inngest-client.js";
 import { PromMetrics } from "./metrics.js";
 
 export interface RunningService {
@@ -235,7 +235,7 @@ async function serveWith(config: Config, log: Logger, db: Database): Promise<Run
     routing: config.preview.routing,
     tracker,
     store,
-    requestLaunch: (projectId) => inngest.send(previewRequested.create({ projectId })),
+    requestLaunch: (projectId) => sendEvents(() => inngest.send(previewRequested.create({ projectId })), previewRequested.name),
     log,
   });
   const app = createApp({

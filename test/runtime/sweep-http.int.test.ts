@@ -144,4 +144,14 @@ describe("POST /sweep", () => {
     expect(await res.json()).toMatchObject({ requested: true, event: "previews.sweep.requested", ids: [expect.any(String)] });
     expect(env.inngestServer.eventsNamed("previews.sweep.requested").at(-1)).toMatchObject({ data: { dryRun: false } });
   });
+
+  it("503 naming Inngest when its server cannot take the event (not a bare 500)", async () => {
+    // A client whose dev server is a closed port: the send fails as when Inngest is down.
+    const closed = await listen(createApp({ inngest: createInngest(inngestSettings({ dev: "http://127.0.0.1:9" })), functions: [], store: env.store, runtime: env.docker.runtime, apiToken: TOKEN, sweep: { plan: () => planSweep(env.store, env.sweepDeps) } }));
+    closers.push(closed.close);
+    const res = await fetch(`${closed.url}/sweep`, { method: "POST", headers: auth });
+    expect(res.status).toBe(503);
+    expect(res.headers.get("retry-after")).toBe("5");
+    expect(await res.json()).toEqual({ error: "inngest unavailable: events cannot be sent to the Inngest server; try again later" });
+  });
 });
