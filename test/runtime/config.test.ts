@@ -643,7 +643,8 @@ describe("sweep settings", () => {
   });
 
   it(".env.example shows the real defaults", () => {
-    const example = parseEnv(readFileSync(new URL("../../.env.example", import.meta.url), "utf8"));
+    // The defaults are shown commented out (`# KEY=value`): read them uncommented.
+    const example = parseEnv(readFileSync(new URL("../../.env.example", import.meta.url), "utf8").replace(/^# ([A-Z_][A-Z0-9_]*=)/gm, "$1"));
     expect(loadConfig({ ...example, ...DEV }, CWD).sweep).toEqual(loadConfig(DEV, CWD).sweep);
     for (const key of ["SWEEP_CRON", "STOPPED_RETENTION", "SWEEP_GRACE", "SWEEP_MAX_ORPHAN_FRACTION", "SWEEP_CONCURRENCY", "PROJECTS_DATABASE_URL", "PROJECTS_TABLE"]) {
       expect(Object.keys(example), key).toContain(key);
