@@ -14,7 +14,9 @@ import { traced } from "./trace.js";
 export const PREVIEW_BASE_DIR = path.resolve(import.meta.dirname, "preview-base");
 
 /** What to do about a missing image, in words an operator can act on. */
-export const buildHint = (image: string): string => `docker build -t ${image} docker/preview-base (or run \`npm run dev\`, which builds it)`;
+// Not "run npm run dev": this also shows under `npm run dev` after its own build failed (ops-fixes).
+export const buildHint = (image: string): string =>
+  `docker build -t ${image} docker/preview-base where its FROM image (PREVIEW_NODE_IMAGE) can be pulled (\`npm run dev\` tries that build at start-up and prints why it failed)`;
 
 /** True when the engine has `image`; an unreachable engine throws (retryable). */
 export async function imagePresent(docker: Docker, image: string, log?: Logger): Promise<boolean> {

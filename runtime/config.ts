@@ -22,6 +22,9 @@ const DOMAIN = /^(?=.{1,200}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a
 
 const optionalString = v.optional(v.pipe(v.string(), v.trim(), v.minLength(1)));
 
+/** PROJECTS_DATABASE_URL=none: no project source, chosen explicitly (ops-fixes). */
+export const NO_PROJECT_SOURCE = "none";
+
 function parsesAsUrl(s: string): boolean {
   try {
     new URL(s);
@@ -286,7 +289,10 @@ const EnvFields = v.object({
   PREVIEW_EGRESS: bool("true"),
   PREVIEW_BRIDGE: v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/, "PREVIEW_BRIDGE must be a Linux interface name of at most 15 characters"))),
   // auto: iptables when this process can (root with an iptables binary), else off with a warning.
-  PREVIEW_HOST_FIREWALL: v.optional(v.picklist(["auto", "iptables", "off"], "PREVIEW_HOST_FIREWALL must be auto, iptables or off"), "auto"),
+  // external (ops-fixes): a keeper (docker-compose.yml's `firewall` service, or
+  // `preview-firewall watch` under systemd) manages the rules; this process installs none, checks
+  // them at start-up when it can, and warns only when they are missing.
+  PREVIEW_HOST_FIREWALL: v.optional(v.picklist(["auto", "iptables", "off", "external"], "PREVIEW_HOST_FIREWALL must be auto, iptables, off or external"), "auto"),
   // auto: required when running as root (who can look into previews' processes), else path.
   PREVIEW_MOUNT_CHECK: v.optional(v.picklist(["auto", "required", "path"], "PREVIEW_MOUNT_CHECK must be auto, required or path"), "auto"),
   PREVIEW_EGRESS_DENY: v.pipe(
@@ -327,12 +333,14 @@ const EnvFields = v.object({
   ),
   SWEEP_CONCURRENCY: intIn("SWEEP_CONCURRENCY", 1, 64, "8"),
   // The orchestrator's projects (read only). Unset: DATABASE_URL when that is Postgres.
+  // "none" (ops-fixes): no project source, whatever DATABASE_URL is (docker-compose.yml makes
+  // the operator choose: its own Postgres has no projects table).
   PROJECTS_DATABASE_URL: v.optional(
     v.pipe(
       v.string(),
       v.trim(),
-      v.regex(/^postgres(ql)?:\/\/.+/, "PROJECTS_DATABASE_URL must be a postgres:// URL"),
-      v.check(parsesAsUrl, "PROJECTS_DATABASE_URL is not a valid URL"),
+      v.check((s) => s === NO_PROJECT_SOURCE || /^postgres(ql)?:\/\/.+/.test(s), "PROJECTS_DATABASE_URL must be a postgres:// URL or none"),
+      v.check((s) => s === NO_PROJECT_SOURCE || parsesAsUrl(s), "PROJECTS_DATABASE_URL is not a valid URL"),
     ),
   ),
   PROJECTS_TABLE: v.optional(
@@ -449,9 +457,11 @@ function databaseSettings(env: Env, cwd: string): DatabaseSettings {
 
 /**
  * Where the sweep reads which projects exist: PROJECTS_DATABASE_URL, else DATABASE_URL when the
- * state lives in Postgres (pg or Neon); null (no project source) with embedded PGlite.
+ * state lives in Postgres (pg or Neon); null (no project source) with embedded PGlite or with
+ * PROJECTS_DATABASE_URL=none.
  */
 function projectsSource(env: Env, state: DatabaseSettings): { database: DatabaseSettings; table: string } | null {
+  if (env.PROJECTS_DATABASE_URL === NO_PROJECT_SOURCE) return null;
   const url = env.PROJECTS_DATABASE_URL ?? (state.driver !== "pglite" ? state.url : null);
   if (!url) return null;
   const driver = url === state.url && state.driver !== "pglite" ? state.driver : NEON_HOST.test(new URL(url).hostname) ? "neon" : "pg";

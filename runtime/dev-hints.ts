@@ -38,16 +38,60 @@ const shellQuote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
  * follow the preview.
  */
 export function devHints(opts: { config: Pick<Config, "inngest" | "host" | "apiToken">; port: number; projectId: string; siteDir: string; created: boolean }): string[] {
-  const server = devServerUrl(opts.config);
+  const [site, follow] = demoSiteHints(opts);
+  return [site!, ...inngestHints(opts), follow!];
+}
+
+type HintOptions = { config: Pick<Config, "inngest" | "host" | "apiToken">; port: number; projectId: string };
+
+/** The service's API as a local user reaches it, and the curl option its token needs. */
+function apiOf(opts: Pick<HintOptions, "config" | "port">): { api: string; auth: string } {
   const host = opts.config.host === "0.0.0.0" || opts.config.host === "::" ? "127.0.0.1" : opts.config.host;
-  const api = `http://${host.includes(":") ? `[${host}]` : host}:${opts.port}`;
-  const event = JSON.stringify({ name: "pipeline.step7", data: { projectId: opts.projectId } });
-  const auth = opts.config.apiToken ? ` -H "Authorization: Bearer $API_TOKEN"` : "";
+  return { api: `http://${host.includes(":") ? `[${host}]` : host}:${opts.port}`, auth: opts.config.apiToken ? ` -H "Authorization: Bearer $API_TOKEN"` : "" };
+}
+
+/** What holds whether or not a dev server runs: where the site is, and how to follow the preview. */
+export function demoSiteHints(opts: HintOptions & { siteDir: string; created: boolean }): string[] {
+  const { api, auth } = apiOf(opts);
   return [
     `${opts.created ? "demo site written to" : "demo site already there (left as it is):"} ${opts.siteDir} (a tiny Next.js app; its first start installs its dependencies inside the preview: a minute or two)`,
+    `follow it: curl -sS${auth} ${api}/previews/${opts.projectId}  (its URL is printed here once the preview answers)`,
+  ];
+}
+
+/**
+ * The dashboard and the curl that sends `pipeline.step7` to the dev server: printed only once a
+ * dev server is known to answer there (a curl to a port nobody listens on helps nobody).
+ */
+export function inngestHints(opts: HintOptions): string[] {
+  const server = devServerUrl(opts.config);
+  const event = JSON.stringify({ name: "pipeline.step7", data: { projectId: opts.projectId } });
+  return [
     `Inngest dashboard: ${server}`,
     `launch the ${opts.projectId} preview (sends pipeline.step7 to the Inngest dev server):`,
     `  curl -sS -X POST ${server}/e/dev -H 'Content-Type: application/json' -d ${shellQuote(event)}`,
-    `follow it: curl -sS${auth} ${api}/previews/${opts.projectId}  (its URL is printed here once the preview answers)`,
   ];
+}
+
+/**
+ * The line printed when the bundled dev server could not be started (`npx inngest-cli dev`
+ * failed): nothing runs the functions until one does, and how to point this at one.
+ */
+export function devServerDownHint(why: string, serveUrl: string): string {
+  return (
+    `Inngest dev server is not running (${why}): nothing launches previews until one does. ` +
+    `Start one where inngest-cli can be installed (\`npx inngest-cli@latest dev -u ${serveUrl}\`, or the inngest/inngest image) ` +
+    `and put INNGEST_DEV=<its URL, e.g. ${DEFAULT_DEV_SERVER}> in .env, then run \`npm run dev\` again`
+  );
+}
+
+/**
+ * The line printed when the demo preview failed: its reason, and where its logs are only when
+ * it left any (a failure before the container printed anything has an empty log tail).
+ */
+export function demoFailedHint(opts: Pick<HintOptions, "config" | "port"> & { projectId: string; reason: string | null; logTail: string | null }): string {
+  const { api, auth } = apiOf(opts);
+  const head = `${opts.projectId} preview failed: ${opts.reason ?? "no reason recorded"}`;
+  if (opts.logTail && opts.logTail.trim() !== "") return `${head} (its log tail: curl -sS${auth} ${api}/previews/${opts.projectId}, field logTail)`;
+  return `${head} (the preview left no log output: the reason above is all there is)`;
 }

@@ -9,6 +9,10 @@
  * the engine lacks it (one line when it cannot, and the host keeps running), and with
  * `--demo[=<projectId>]` writes a sample site and prints what to do next: the dashboard, a curl
  * that sends `pipeline.step7` for it, and the preview's URL once it answers.
+ *
+ * The dashboard and that curl are printed only once a dev server is known to answer (INNGEST_DEV
+ * names one, or the bundled one answered HTTP); when the bundled one cannot start, a `[dev]` line
+ * says so first and how to point this at another (INNGEST_DEV in .env), before the JSON warning.
  */
 import { spawn } from "node:child_process";
 import { mkdir, writeFile } from "node:fs/promises";
@@ -19,7 +23,7 @@ import { ensurePreviewImage, imagePresent } from "../docker/preview-image.js";
 import { SqlPreviewStore } from "../sql/preview-store.js";
 import { withDevDefaults } from "./config.js";
 import { writeDemoSite } from "./demo-site.js";
-import { devHints, parseDevArgs } from "./dev-hints.js";
+import { demoFailedHint, demoSiteHints, devServerDownHint, devServerUrl, inngestHints, parseDevArgs } from "./dev-hints.js";
 import { main } from "./main.js";
 import type { RunningService } from "./service.js";
 
@@ -29,6 +33,8 @@ const SETTLE_MS = 20_000;
 const DEMO_POLL_MS = 2_000;
 /** A build still running after this long says it is building (a failure before that prints one line only). */
 const BUILD_NOTICE_MS = 3_000;
+/** How often the bundled dev server is asked whether it answers yet. */
+const DEV_SERVER_POLL_MS = 1_000;
 
 const say = (line: string) => process.stdout.write(`[dev] ${line}\n`);
 
@@ -46,12 +52,25 @@ const service = await main(env);
 const serveUrl = `http://127.0.0.1:${service.port}/api/inngest`;
 
 void previewImage(service);
+const external = typeof service.config.inngest.dev === "string";
 if (args.demo !== null) {
   // A demo that cannot be written (storage not writable ...) is said in one line; the host runs on.
   await demo(service, args.demo).catch((err: unknown) => say(`demo site not written: ${err instanceof Error ? err.message : String(err)}`));
 }
-if (typeof service.config.inngest.dev === "string") say(`using the Inngest dev server at ${service.config.inngest.dev} (INNGEST_DEV); sync this app there with: curl -X PUT ${serveUrl}`);
-else startDevServer();
+if (external) {
+  say(`using the Inngest dev server at ${service.config.inngest.dev} (INNGEST_DEV); sync this app there with: curl -X PUT ${serveUrl}`);
+  if (args.demo !== null) for (const line of inngestHints({ config: service.config, port: service.port, projectId: args.demo })) say(line);
+} else {
+  // The dashboard and the launch curl only once the bundled dev server answers; when it cannot
+  // start, one [dev] line says so and how to use another (INNGEST_DEV in .env).
+  startDevServer({
+    up: () => {
+      if (args.demo !== null) for (const line of inngestHints({ config: service.config, port: service.port, projectId: args.demo })) say(line);
+      else say(`Inngest dev server running: dashboard ${devServerUrl(service.config)}`);
+    },
+    down: (why) => say(devServerDownHint(why, serveUrl)),
+  });
+}
 
 /** Builds the preview image when the engine lacks it; one line for each outcome that matters. */
 async function previewImage(svc: RunningService): Promise<void> {
@@ -78,7 +97,7 @@ async function previewImage(svc: RunningService): Promise<void> {
 /** Writes the demo site, prints the next steps, and the preview's URL once it answers. */
 async function demo(svc: RunningService, projectId: string): Promise<void> {
   const { dir, created } = await writeDemoSite(svc.config.storage.path, projectId);
-  for (const line of devHints({ config: svc.config, port: svc.port, projectId, siteDir: dir, created })) say(line);
+  for (const line of demoSiteHints({ config: svc.config, port: svc.port, projectId, siteDir: dir, created })) say(line);
   const store = new SqlPreviewStore(svc.db);
   let readyUrl: string | null = null;
   let failedAt = 0;
@@ -88,7 +107,7 @@ async function demo(svc: RunningService, projectId: string): Promise<void> {
         if (row?.status === "running" && row.url && row.url !== readyUrl) say(`${projectId} preview ready: ${row.url}`);
         if (row?.status === "failed" && row.updatedAt.getTime() !== failedAt) {
           failedAt = row.updatedAt.getTime();
-          say(`${projectId} preview failed: ${row.reason ?? "no reason recorded"} (log tail: GET /previews/${projectId})`);
+          say(demoFailedHint({ config: svc.config, port: svc.port, projectId, reason: row.reason, logTail: row.logTail }));
         }
         readyUrl = row?.status === "running" ? row.url : null;
       },
@@ -98,7 +117,7 @@ async function demo(svc: RunningService, projectId: string): Promise<void> {
   timer.unref();
 }
 
-function startDevServer(): void {
+function startDevServer(on: { up: () => void; down: (why: string) => void }): void {
   const command = ["--yes", "inngest-cli@latest", "dev", "--no-discovery", "-u", serveUrl];
   // Its own process group, so stopping the host also stops the dev server npx started.
   const child = spawn("npx", command, { stdio: ["ignore", "pipe", "pipe"], env, detached: true });
@@ -112,14 +131,36 @@ function startDevServer(): void {
     for (const chunk of held.splice(0)) process.stdout.write(chunk);
   }, SETTLE_MS);
 
+  // Up = its HTTP port answers (any status), asked until then while the process lives.
+  let known: "up" | "down" | null = null;
+  const server = devServerUrl(service.config);
+  const poll = setInterval(() => {
+    fetch(server, { signal: AbortSignal.timeout(DEV_SERVER_POLL_MS) }).then(
+      async (res) => {
+        await res.body?.cancel();
+        if (known !== null) return;
+        known = "up";
+        clearInterval(poll);
+        on.up();
+      },
+      () => undefined, // not yet
+    );
+  }, DEV_SERVER_POLL_MS);
+  poll.unref();
+
   async function unavailable(why: string): Promise<void> {
     clearTimeout(settle);
+    clearInterval(poll);
     let where = "no output";
     if (held.length) {
       const logFile = path.join(service.config.database.dataPath, "inngest-dev.log");
       await mkdir(path.dirname(logFile), { recursive: true });
       await writeFile(logFile, Buffer.concat(held));
       where = `output in ${logFile}`;
+    }
+    if (known === null) {
+      known = "down";
+      on.down(`${why}; ${where}`);
     }
     service.log.warn(
       `Inngest dev server unavailable (${why}, ${where}): the host keeps running in dev mode at ${serveUrl}; start a dev server where it can be installed with \`npx inngest-cli@latest dev -u ${serveUrl}\``,
@@ -129,7 +170,14 @@ function startDevServer(): void {
   child.on("error", (err) => void unavailable(`cannot run npx: ${err.message}`));
   child.on("exit", (code, signal) => {
     if (!live) void unavailable(`inngest-cli exited with ${signal ?? `code ${code}`}`);
-    else service.log.warn({ code, signal }, "Inngest dev server stopped; the host keeps running");
+    else {
+      clearInterval(poll);
+      if (known === null) {
+        known = "down";
+        on.down(`inngest-cli exited with ${signal ?? `code ${code}`} before it answered`);
+      }
+      service.log.warn({ code, signal }, "Inngest dev server stopped; the host keeps running");
+    }
   });
   process.once("exit", () => {
     try {

@@ -13,7 +13,7 @@
  *   previews_sweep_runs_total{dry_run}              counter
  *   previews_sweep_decisions_total{pass,action}     counter, what real sweep runs decided
  *   previews_sweep_guards_total{pass}               counter, passes skipped by a guard
- *   previews_sweep_last_run_timestamp_seconds       gauge
+ *   previews_sweep_last_run_timestamp_seconds       gauge, when the last real (not dry) run ended; 0 until then
  *   previews_sweep_items_total{action,outcome}      counter, sweep-item runs
  *   process_*, nodejs_*                             prom-client's default metrics
  *
@@ -33,6 +33,25 @@ export const LAUNCH_BUCKETS = [0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600];
 
 const LAUNCH_OUTCOMES: readonly LaunchOutcome[] = ["ready", "already_running", "superseded", "failed"];
 const ACTION_OUTCOMES: readonly ActionOutcome[] = ["done", "noop", "superseded", "failed"];
+/** What a sweep run's summary counts (functions/sweep-previews.ts `sweepRunCounts`). */
+export const SWEEP_DECISIONS: readonly { pass: string; action: string }[] = [
+  { pass: "expired", action: "remove" },
+  { pass: "expired", action: "skip" },
+  { pass: "orphans", action: "remove" },
+  { pass: "orphans", action: "skip" },
+  { pass: "reconcile", action: "correct" },
+  { pass: "reconcile", action: "adopt" },
+  { pass: "reconcile", action: "skip" },
+  { pass: "idle", action: "stop" },
+];
+export const SWEEP_GUARDS: readonly string[] = ["orphans", "reconcile"];
+/** sweep-item's outcomes per action (functions/sweep-item.ts): what it did, skip, or failed for good. */
+export const SWEEP_ITEM_OUTCOMES: Readonly<Record<string, readonly string[]>> = {
+  expire: ["removed", "skip", "failed"],
+  orphan: ["removed", "skip", "failed"],
+  correct: ["corrected", "skip", "failed"],
+  adopt: ["adopted", "skip", "failed"],
+};
 
 export interface PromMetricsOptions {
   registry: Registry;
@@ -81,7 +100,7 @@ export class PromMetrics implements Metrics {
       registers,
     });
     this.#sweepGuards = new Counter({ name: "previews_sweep_guards_total", help: "Sweep passes skipped as a whole by a guard", labelNames: ["pass"], registers });
-    this.#sweepLast = new Gauge({ name: "previews_sweep_last_run_timestamp_seconds", help: "When the last sweep run (dry runs included) ended, unix seconds", registers });
+    this.#sweepLast = new Gauge({ name: "previews_sweep_last_run_timestamp_seconds", help: "When the last real (not dry) sweep run ended, unix seconds; 0 until one ended since this process started", registers });
     this.#sweepItems = new Counter({ name: "previews_sweep_items_total", help: "sweep-item runs, by action and outcome", labelNames: ["action", "outcome"], registers });
     // Every known label value from the start: a counter that never moved shows 0, so `rate()`
     // and alerts see the series before its first event.
@@ -91,6 +110,12 @@ export class PromMetrics implements Metrics {
       this.#removals.inc({ outcome }, 0);
     }
     for (const dry_run of ["true", "false"]) this.#sweepRuns.inc({ dry_run }, 0);
+    for (const labels of SWEEP_DECISIONS) this.#sweepDecisions.inc(labels, 0);
+    for (const pass of SWEEP_GUARDS) this.#sweepGuards.inc({ pass }, 0);
+    for (const [action, outcomes] of Object.entries(SWEEP_ITEM_OUTCOMES)) for (const outcome of outcomes) this.#sweepItems.inc({ action, outcome }, 0);
+    // 0 = "no real run yet in this process": the README's alert rule falls back to
+    // process_start_time_seconds then, so a restart neither fires it nor hides a sweep that stopped.
+    this.#sweepLast.set(0);
 
     if (opts.counts) {
       this.#status = {
@@ -124,9 +149,10 @@ export class PromMetrics implements Metrics {
 
   sweepFinished(counts: SweepRunCounts): void {
     this.#sweepRuns.inc({ dry_run: String(counts.dryRun) });
-    this.#sweepLast.setToCurrentTime();
-    // A dry run changed nothing: its decisions are not the system's.
+    // A dry run changed nothing: its decisions are not the system's, and it is not the sweep
+    // the "last run" alert watches (POST /sweep?dryRun=1 must not hide a stopped cron).
     if (counts.dryRun) return;
+    this.#sweepLast.setToCurrentTime();
     for (const { pass, action, count } of counts.decisions) this.#sweepDecisions.inc({ pass, action }, count);
     for (const pass of counts.guards) this.#sweepGuards.inc({ pass });
   }

@@ -12,7 +12,8 @@ import { Registry } from "prom-client";
 import { createDockerClient } from "../docker/client.js";
 import { DockerPreviewRuntime } from "../docker/docker-runtime.js";
 import { DockerPreviewInventory } from "../docker/inventory.js";
-import { previewUser } from "../docker/isolation.js";
+import { HostFirewall, runIptables, type IptablesRunner } from "../docker/host-firewall.js";
+import { bridgeName, egressDeny, previewUser, trustedPeers } from "../docker/isolation.js";
 import { assertImagePresent } from "../docker/preview-image.js";
 import type { PreviewSettings } from "../docker/settings.js";
 import Anthropic from "@anthropic-ai/sdk";
@@ -77,7 +78,8 @@ export function previewSettings(
   const { readyTimeoutMs: _readyTimeoutMs, hostFirewall, mountCheck, ...preview } = config.preview;
   return {
     ...preview,
-    hostFirewall: hostFirewall === "auto" ? (canFirewall() ? "iptables" : "off") : hostFirewall,
+    // external: a keeper installs the rules, this process never does (checked at start-up instead).
+    hostFirewall: hostFirewall === "auto" ? (canFirewall() ? "iptables" : "off") : hostFirewall === "external" ? "off" : hostFirewall,
     mountCheck: mountCheck === "auto" ? (mayLookIntoPreviews() ? "required" : "path") : mountCheck,
     storageHostPath: config.storage.hostPath,
     authMiddleware: config.access.middleware,
@@ -105,7 +107,7 @@ async function sweepDeps(
     const where = shared ? "the service's DATABASE_URL" : "PROJECTS_DATABASE_URL";
     projects = new SqlProjectDirectory(projectsDb ?? db, source.table, where);
   } else {
-    log.info("sweep: no project source (PROJECTS_DATABASE_URL unset and the state is embedded): orphans are managed containers without a row");
+    log.info("sweep: no project source (PROJECTS_DATABASE_URL=none, or unset with embedded state): orphans are managed containers without a row");
   }
   const { projects: _source, ...sweepSettings } = config.sweep;
   return {
@@ -157,6 +159,63 @@ export function iptablesUsable(): boolean {
   return spawnSync("iptables", ["--version"], { stdio: "ignore", timeout: 5_000 }).status === 0;
 }
 
+/** One start-up line about the host firewall rules of the preview bridge. */
+export interface FirewallNotice {
+  level: "warn" | "info";
+  fields: Record<string, unknown>;
+  msg: string;
+}
+
+/**
+ * What start-up says about the host firewall rules (README "Deployment"): nothing when this
+ * process installs them itself (`iptables`); a warning when nobody is said to (`off`, or `auto`
+ * without the permission); with `external` (a keeper such as docker-compose.yml's `firewall`
+ * service manages them) the rules are checked when this process can (root with iptables, in the
+ * host's network namespace) and a warning names the missing ones only; a process that cannot
+ * check (the compose service: non-root, its own network namespace) says so at info level, the
+ * keeper's health check being what verifies them there. Read only: never installs anything.
+ */
+export async function hostFirewallNotice(
+  mode: Config["preview"]["hostFirewall"],
+  settings: PreviewSettings,
+  canCheck: () => boolean = iptablesUsable,
+  run: IptablesRunner = runIptables,
+): Promise<FirewallNotice | null> {
+  if (settings.hostFirewall === "iptables") return null;
+  const bridge = bridgeName(settings);
+  // With trusted peers, the rules installed elsewhere must carry them (`--peers`), or the
+  // router and the readiness probe reach no preview.
+  const fields = { network: settings.network, bridge, trustedPeers: settings.trustedPeers ?? [] };
+  if (mode !== "external") {
+    return {
+      level: "warn",
+      fields,
+      msg: "no host firewall rule on the preview bridge from this process: previews can reach host services unless the rules are installed by root (`node dist/scripts/preview-firewall.js install` or `watch`, as docker-compose.yml's firewall service does, then PREVIEW_HOST_FIREWALL=external; README: Security)",
+    };
+  }
+  if (!canCheck()) {
+    return {
+      level: "info",
+      fields,
+      msg: "host firewall rules managed externally (PREVIEW_HOST_FIREWALL=external); not checked from this process (that needs root in the host's network namespace): the keeper's health check verifies them (`preview-firewall status`)",
+    };
+  }
+  const firewall = HostFirewall.forBridge(bridge, egressDeny(settings), run, trustedPeers(settings));
+  let present: boolean[];
+  try {
+    present = await firewall.status();
+  } catch (err) {
+    return { level: "warn", fields: { ...fields, err }, msg: "PREVIEW_HOST_FIREWALL=external: the host firewall rules of the preview bridge could not be checked; previews may reach host services until the keeper installs them" };
+  }
+  const missing = firewall.rules.filter((_, i) => !present[i]).map((r) => `${r.chain} ${r.spec.join(" ")}`);
+  if (missing.length === 0) return { level: "info", fields: { ...fields, rules: firewall.rules.length }, msg: "host firewall rules of the preview bridge present (managed externally)" };
+  return {
+    level: "warn",
+    fields: { ...fields, missing },
+    msg: `PREVIEW_HOST_FIREWALL=external but ${missing.length} of ${firewall.rules.length} host firewall rules of the preview bridge are missing: previews can reach host services until the keeper (\`preview-firewall watch\`) installs them`,
+  };
+}
+
 export async function startService(config: Config, log: Logger = pino({ level: config.logLevel })): Promise<RunningService> {
   await mkdir(config.storage.path, { recursive: true });
   // What is mounted into previews comes from here: a link at STORAGE_PATH/projects is refused.
@@ -183,14 +242,8 @@ export async function startService(config: Config, log: Logger = pino({ level: c
 async function serveWith(config: Config, log: Logger, db: Database): Promise<RunningService> {
   const docker = createDockerClient(config.docker);
   const settings = previewSettings(config);
-  if (settings.hostFirewall === "off") {
-    log.warn(
-      // With trusted peers, the rules installed elsewhere must carry them (`--peers`), or the
-      // router and the readiness probe reach no preview.
-      { network: settings.network, trustedPeers: settings.trustedPeers ?? [] },
-      "no host firewall rule on the preview bridge from this process: previews can reach host services unless the rules are installed by root (`node dist/scripts/preview-firewall.js install` or `watch`, as docker-compose.yml's firewall service does; README: Security)",
-    );
-  }
+  const firewallNotice = await hostFirewallNotice(config.preview.hostFirewall, settings);
+  if (firewallNotice) log[firewallNotice.level](firewallNotice.fields, firewallNotice.msg);
   if ((await readFile("/proc/sys/fs/protected_hardlinks", "utf8").catch(() => "1")).trim() === "0") {
     log.warn({}, "fs.protected_hardlinks is 0: whoever writes storage can hard-link any host file into a site folder, and a race could hand it to the preview user; set it to 1 (README: Security)");
   }

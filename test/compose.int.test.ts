@@ -32,6 +32,8 @@ const REQUIRED = {
   MINIO_ROOT_PASSWORD: "minio-secret-for-tests",
   API_TOKEN: "0123456789abcdef0123",
   PREVIEW_LINK_SECRET: "0123456789abcdef0123456789abcdef",
+  // The operator chooses where the sweep reads projects: a URL, or none.
+  PROJECTS_DATABASE_URL: "none",
 };
 const PROD = { INNGEST_SIGNING_KEY: "a1".repeat(32), INNGEST_EVENT_KEY: "event-key-for-tests" };
 
@@ -42,8 +44,10 @@ interface Service {
   healthcheck?: { test: string[] | string; interval?: string };
   networks?: Record<string, { ipv4_address?: string; priority?: number } | null>;
   network_mode?: string;
-  volumes?: string[];
+  volumes?: Array<string | { type: string; source: string; target: string; read_only?: boolean }>;
   environment?: Record<string, string>;
+  logging?: { driver: string; options?: Record<string, string> };
+  working_dir?: string;
   command?: string[] | string;
   cap_add?: string[];
   cap_drop?: string[];
@@ -193,7 +197,9 @@ describe("docker-compose config (Debian's docker-compose 1.29)", () => {
     expect(fw.user).toBe("0:0");
     expect(fw.cap_drop).toEqual(["ALL"]);
     expect([...fw.cap_add!].sort()).toEqual(["NET_ADMIN", "NET_RAW"]);
-    expect(env.PREVIEW_HOST_FIREWALL).toBe("off");
+    // The keeper manages the rules: the service is told so (no "nobody installs them" warning).
+    expect(env.PREVIEW_HOST_FIREWALL).toBe("external");
+    expect(loadConfig(env, "/srv/previews").preview.hostFirewall).toBe("external");
   });
 
   it("the service: the image's non-root user is the preview user, the Docker socket's group, the host pid namespace, storage at the path the daemon sees", () => {
@@ -248,7 +254,7 @@ describe("docker-compose config (Debian's docker-compose 1.29)", () => {
     expect(d.command).toEqual(expect.arrayContaining(["dev", "-u", "http://previews:3000/api/inngest"]));
     expect(JSON.stringify(d.ports)).toMatch(/8288/);
     expect(JSON.stringify(d.ports)).toMatch(/127\.0\.0\.1/);
-    expect(d.volumes?.some((v) => v.startsWith("inngest:"))).toBe(true);
+    expect(d.volumes?.some((v) => typeof v === "string" && v.startsWith("inngest:"))).toBe(true);
     expect(dev.volumes).toHaveProperty("inngest");
     const p = prod.services.inngest!;
     expect((p.command as string[]).slice(0, 2)).toEqual(["inngest", "start"]);
@@ -265,5 +271,99 @@ describe("docker-compose config (Debian's docker-compose 1.29)", () => {
         if (name !== "traefik") expect(text, name).toMatch(/^127\.0\.0\.1:/);
       }
     }
+  });
+  it.each([
+    ["dev", dev],
+    ["prod", prod],
+  ])("%s: every service's log is rotated (json-file, max-size, max-file)", (_name, c) => {
+    for (const [name, s] of Object.entries(c.services)) {
+      expect(s.logging?.driver, name).toBe("json-file");
+      expect(s.logging?.options?.["max-size"], name).toBe("10m");
+      expect(s.logging?.options?.["max-file"], name).toBe("5");
+    }
+    const custom = parsed(BASE, { ...REQUIRED, LOG_MAX_SIZE: "50m", LOG_MAX_FILES: "2" });
+    expect(custom.services.previews!.logging?.options).toEqual({ "max-size": "50m", "max-file": "2" });
+  });
+
+  it("the firewall keeper binds the host's xtables lock in long syntax (a missing file fails the start, never becomes a directory)", () => {
+    const vols = dev.services.firewall!.volumes!;
+    expect(vols).toEqual([{ type: "bind", source: "/run/xtables.lock", target: "/run/xtables.lock" }]);
+  });
+
+  it("Inngest: health check with curl (current debian-slim images) or wget (older ones), state writable on the volume", () => {
+    for (const c of [dev, prod]) {
+      const s = c.services.inngest!;
+      const test = JSON.stringify(s.healthcheck!.test);
+      expect(test).toContain("curl -fsS -o /dev/null http://127.0.0.1:8288/health");
+      // The image's user has no home: a fresh named volume is root's. Root without capabilities writes there.
+      expect(s.user).toBe("0:0");
+      expect(s.cap_drop).toEqual(["ALL"]);
+      expect(s.environment?.HOME).toBe("/home/inngest");
+      expect(s.volumes).toContain("inngest:/home/inngest:rw");
+    }
+    expect(flag(prod.services.inngest!.command, "--sqlite-dir")!.startsWith("/home/inngest/")).toBe(true);
+  });
+
+  it("every image tag is a variable (pin these)", () => {
+    const pinned = parsed(BASE, { ...REQUIRED, INNGEST_TAG: "v9.9.9", POSTGRES_TAG: "17.1-alpine", MINIO_TAG: "RELEASE.x", SOCKET_PROXY_TAG: "0.3.0", TRAEFIK_TAG: "v3.4.1", PREVIEWS_TAG: "1.2.3" });
+    expect(Object.fromEntries(Object.entries(pinned.services).map(([n, s]) => [n, s.image]))).toEqual({
+      previews: "sitebuilder-previews:1.2.3",
+      firewall: "sitebuilder-previews:1.2.3",
+      postgres: "postgres:17.1-alpine",
+      minio: "minio/minio:RELEASE.x",
+      "docker-api": "tecnativa/docker-socket-proxy:0.3.0",
+      traefik: "traefik:v3.4.1",
+      inngest: "inngest/inngest:v9.9.9",
+    });
+  });
+
+  it("PROJECTS_DATABASE_URL: required; none = no project source, a URL = the sweep reads projects there", () => {
+    expect(loadConfig(dev.services.previews!.environment!, "/srv/previews").sweep.projects).toBeNull();
+    const url = "postgresql://readonly:s3cret@orchestrator.internal:5432/app";
+    const withSource = parsed(BASE, { ...REQUIRED, PROJECTS_DATABASE_URL: url, PROJECTS_TABLE: "orchestrator.projects" });
+    const projects = loadConfig(withSource.services.previews!.environment!, "/srv/previews").sweep.projects;
+    expect(projects?.database.url).toBe(url);
+    expect(projects?.table).toBe("orchestrator.projects");
+  });
+
+  it("operator settings pass through from .env, and their defaults are the service's own", () => {
+    const defaults = loadConfig(dev.services.previews!.environment!, "/srv/previews");
+    const bare = loadConfig({ ...dev.services.previews!.environment!, INSTANCE_ID: "", LOG_LEVEL: "", MAX_RUNNING_PREVIEWS: "", IDLE_TIMEOUT: "", READY_TIMEOUT: "", PREVIEW_MEMORY: "", PREVIEW_CPUS: "", SWEEP_CRON: "", STOPPED_RETENTION: "", SWEEP_GRACE: "", SWEEP_MAX_ORPHAN_FRACTION: "", SWEEP_CONCURRENCY: "", PROJECTS_TABLE: "" }, "/srv/previews");
+    expect(defaults).toEqual(bare);
+    const set = {
+      INSTANCE_ID: "host-b",
+      LOG_LEVEL: "debug",
+      MAX_RUNNING_PREVIEWS: "12",
+      IDLE_TIMEOUT: "30m",
+      READY_TIMEOUT: "120s",
+      PREVIEW_MEMORY: "2g",
+      PREVIEW_CPUS: "2",
+      SWEEP_CRON: "0 * * * *",
+      STOPPED_RETENTION: "48h",
+      SWEEP_GRACE: "5m",
+      SWEEP_MAX_ORPHAN_FRACTION: "0.25",
+      SWEEP_CONCURRENCY: "4",
+    };
+    const env = parsed(BASE, { ...REQUIRED, ...set }).services.previews!.environment!;
+    expect(env).toMatchObject(set);
+    const c = loadConfig(env, "/srv/previews");
+    expect(c.preview.instanceId).toBe("host-b");
+    expect(c.logLevel).toBe("debug");
+    expect(c.maxRunningPreviews).toBe(12);
+    expect(c.activity.idleTimeoutMs).toBe(30 * 60_000);
+    expect(c.preview.readyTimeoutMs).toBe(120_000);
+    expect(c.sweep).toMatchObject({ cron: "0 * * * *", retentionMs: 48 * 3_600_000, graceMs: 5 * 60_000, maxOrphanFraction: 0.25, concurrency: 4 });
+    const rotated = parsed(WITH_PROD, { ...REQUIRED, ...PROD, INNGEST_SIGNING_KEY_FALLBACK: `signkey-prod-${"b2".repeat(32)}` });
+    expect(loadConfig(rotated.services.previews!.environment!, "/srv/previews").inngest.signingKeyFallback).toBe(`signkey-prod-${"b2".repeat(32)}`);
+    expect(loadConfig(prod.services.previews!.environment!, "/srv/previews").inngest.signingKeyFallback).toBeNull();
+  });
+
+  it("POSTGRES_PASSWORD is pasted into DATABASE_URL: a hex one (openssl rand -hex 32) round-trips, one with URL characters does not", () => {
+    const hex = "9f".repeat(32);
+    const url = parsed(BASE, { ...REQUIRED, POSTGRES_PASSWORD: hex }).services.previews!.environment!.DATABASE_URL!;
+    expect(new URL(url).password).toBe(hex);
+    // Why README says hex: `/`, `#`, `?` or `@` in the password break the URL.
+    const bad = parsed(BASE, { ...REQUIRED, POSTGRES_PASSWORD: "pa/ss#word" }).services.previews!.environment!.DATABASE_URL!;
+    expect(() => loadConfig({ ...dev.services.previews!.environment!, DATABASE_URL: bad }, "/srv/previews")).toThrow(/DATABASE_URL/);
   });
 });

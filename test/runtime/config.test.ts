@@ -547,7 +547,7 @@ describe("preview isolation settings", () => {
     ["PREVIEW_USER", "1000:0", /must not be root/],
     ["PREVIEW_USER", "node", /numeric "uid:gid"/],
     ["PREVIEW_BRIDGE", "a-bridge-name-too-long", /at most 15 characters/],
-    ["PREVIEW_HOST_FIREWALL", "nftables", /auto, iptables or off/],
+    ["PREVIEW_HOST_FIREWALL", "nftables", /auto, iptables, off or external/],
     ["PREVIEW_MOUNT_CHECK", "inode", /auto, required or path/],
     ["PREVIEW_EGRESS_DENY", "10.0.0.0/33", /IPv4 CIDRs/],
     ["PREVIEW_EGRESS_DENY", "example.com", /IPv4 CIDRs/],
@@ -588,6 +588,14 @@ describe("sweep settings", () => {
     expect(c.sweep.projects).toEqual({ database: { ...c.database, driver: "pg", url }, table: "projects" });
     const neon = "postgres://u:p@ep-x.eu-central-1.aws.neon.tech/app";
     expect(loadConfig({ ...DEV, DATABASE_URL: neon }, CWD).sweep.projects?.database).toMatchObject({ driver: "neon", url: neon });
+  });
+
+  it("PROJECTS_DATABASE_URL=none: no project source, even when DATABASE_URL is Postgres", () => {
+    const url = "postgres://u:p@db.internal:5432/app";
+    expect(loadConfig({ ...DEV, DATABASE_URL: url, PROJECTS_DATABASE_URL: "none" }, CWD).sweep.projects).toBeNull();
+    expect(loadConfig({ ...DEV, PROJECTS_DATABASE_URL: "none" }, CWD).sweep.projects).toBeNull();
+    // Anything else that is not a postgres:// URL is still refused, naming the choices.
+    expect(configError({ ...DEV, PROJECTS_DATABASE_URL: "None!" }).message).toMatch(/PROJECTS_DATABASE_URL must be a postgres:\/\/ URL or none/);
   });
 
   it("reads every variable; PROJECTS_DATABASE_URL works with PGlite state too", () => {
@@ -635,7 +643,8 @@ describe("sweep settings", () => {
   });
 
   it(".env.example shows the real defaults", () => {
-    const example = parseEnv(readFileSync(new URL("../../.env.example", import.meta.url), "utf8"));
+    // The defaults are shown commented out (`# KEY=value`): read them uncommented.
+    const example = parseEnv(readFileSync(new URL("../../.env.example", import.meta.url), "utf8").replace(/^# ([A-Z_][A-Z0-9_]*=)/gm, "$1"));
     expect(loadConfig({ ...example, ...DEV }, CWD).sweep).toEqual(loadConfig(DEV, CWD).sweep);
     for (const key of ["SWEEP_CRON", "STOPPED_RETENTION", "SWEEP_GRACE", "SWEEP_MAX_ORPHAN_FRACTION", "SWEEP_CONCURRENCY", "PROJECTS_DATABASE_URL", "PROJECTS_TABLE"]) {
       expect(Object.keys(example), key).toContain(key);
@@ -678,7 +687,7 @@ describe("Config is inferred from the schema", () => {
         tmpBytes: number;
         egress: boolean;
         bridgeName: string | undefined;
-        hostFirewall: "auto" | "iptables" | "off";
+        hostFirewall: "auto" | "iptables" | "off" | "external";
         egressDeny: string[];
         mountCheck: "auto" | "required" | "path";
         trustedPeers: string[];

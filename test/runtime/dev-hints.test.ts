@@ -4,13 +4,15 @@
  * The dev entry itself, spawned for real, is in dev.int.test.ts.
  */
 import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { parseEnv } from "node:util";
 import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { loadConfig, withDevDefaults } from "../../runtime/config.js";
 import { DEMO_TEXT, writeDemoSite } from "../../runtime/demo-site.js";
-import { DEFAULT_DEV_SERVER, devHints, devServerUrl, parseDevArgs } from "../../runtime/dev-hints.js";
+import { DEFAULT_DEV_SERVER, demoFailedHint, demoSiteHints, devHints, devServerDownHint, devServerUrl, inngestHints, parseDevArgs } from "../../runtime/dev-hints.js";
 import { PREVIEW_BASE_DIR, buildHint } from "../../docker/preview-image.js";
 import { scratchDockerfile } from "../helpers/node-image.js";
 
@@ -112,6 +114,63 @@ describe("docker/preview-base", () => {
   });
 
   it("a missing image's message says how to build it", () => {
-    expect(buildHint("preview-base:latest")).toBe("docker build -t preview-base:latest docker/preview-base (or run `npm run dev`, which builds it)");
+    const hint = buildHint("preview-base:latest");
+    expect(hint).toContain("docker build -t preview-base:latest docker/preview-base");
+    // Not circular: /readyz shows it under `npm run dev` too, after that very build failed.
+    expect(hint).not.toMatch(/run `npm run dev`, which builds it/);
+    expect(hint).toContain("PREVIEW_NODE_IMAGE");
+  });
+});
+
+describe("the dev server and failure lines (ops-fixes)", () => {
+  const opts = { config: devConfig(), port: 3000, projectId: "demo" };
+
+  it("the site hints hold without a dev server; the dashboard and the curl are separate (printed once one answers)", () => {
+    const site = demoSiteHints({ ...opts, siteDir: "/s", created: true });
+    expect(site.join("\n")).not.toMatch(/8288|Inngest dashboard|curl -sS -X POST/);
+    expect(site[1]).toContain("http://127.0.0.1:3000/previews/demo");
+    const inngest = inngestHints(opts);
+    expect(inngest[0]).toBe(`Inngest dashboard: ${DEFAULT_DEV_SERVER}`);
+    expect(inngest.join("\n")).toContain(`curl -sS -X POST ${DEFAULT_DEV_SERVER}/e/dev`);
+    // devHints is both, site first.
+    expect(devHints({ ...opts, siteDir: "/s", created: true })).toEqual([site[0], ...inngest, site[1]]);
+  });
+
+  it("a dev server that did not start: says it is not running, and how to use INNGEST_DEV in .env", () => {
+    const line = devServerDownHint("inngest-cli exited with code 1; output in /d/inngest-dev.log", "http://127.0.0.1:3000/api/inngest");
+    expect(line).toMatch(/^Inngest dev server is not running \(inngest-cli exited with code 1; output in \/d\/inngest-dev\.log\)/);
+    expect(line).toContain("INNGEST_DEV=");
+    expect(line).toContain(".env");
+    expect(line).toContain("-u http://127.0.0.1:3000/api/inngest");
+    expect(line).not.toMatch(/curl/);
+  });
+
+  it("a failed demo: points at the log tail only when there is one", () => {
+    const withLogs = demoFailedHint({ ...opts, reason: "exited with code 1", logTail: "npm ERR! missing script: dev\n" });
+    expect(withLogs).toBe("demo preview failed: exited with code 1 (its log tail: curl -sS http://127.0.0.1:3000/previews/demo, field logTail)");
+    for (const logTail of [null, "", "  \n"]) {
+      const line = demoFailedHint({ ...opts, reason: "image not found", logTail });
+      expect(line).toBe("demo preview failed: image not found (the preview left no log output: the reason above is all there is)");
+    }
+    expect(demoFailedHint({ ...opts, reason: null, logTail: null })).toContain("no reason recorded");
+    const withToken = demoFailedHint({ ...opts, config: devConfig({ API_TOKEN: "0123456789abcdef0123", PREVIEW_ACCESS: "public" }), reason: "x", logTail: "y" });
+    expect(withToken).toContain(`-H "Authorization: Bearer $API_TOKEN"`);
+  });
+});
+
+describe(".env.example", () => {
+  const text = readFileSync(path.resolve(import.meta.dirname, "../../.env.example"), "utf8");
+
+  it("sets nothing: copied to .env, npm run dev keeps its defaults (port routing, dev mode)", () => {
+    expect(parseEnv(text)).toEqual({});
+    const env = withDevDefaults({ ...parseEnv(text) });
+    expect(env.PREVIEW_ROUTING).toBe("port");
+    expect(env.INNGEST_DEV).toBe("1");
+  });
+
+  it("the values shown (commented out) are the defaults: uncommented, they configure exactly what nothing does", () => {
+    const shown = parseEnv(text.replace(/^# ([A-Z_][A-Z0-9_]*=)/gm, "$1"));
+    expect(Object.keys(shown)).toEqual(expect.arrayContaining(["PREVIEW_ROUTING", "PORT", "SWEEP_CRON", "MINIO_ENDPOINT"]));
+    expect(loadConfig({ ...shown, INNGEST_DEV: "1" }, tmp)).toEqual(loadConfig({ INNGEST_DEV: "1" }, tmp));
   });
 });

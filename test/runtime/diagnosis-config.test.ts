@@ -69,7 +69,8 @@ describe("diagnosis settings", () => {
   });
 
   it(".env.example shows the real defaults", () => {
-    const example = parseEnv(readFileSync(new URL("../../.env.example", import.meta.url), "utf8"));
+    // The defaults are shown commented out (`# KEY=value`): read them uncommented.
+    const example = parseEnv(readFileSync(new URL("../../.env.example", import.meta.url), "utf8").replace(/^# ([A-Z_][A-Z0-9_]*=)/gm, "$1"));
     for (const key of ["ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_MODEL", "ANTHROPIC_MAX_TOKENS", "ANTHROPIC_TIMEOUT"]) expect(Object.keys(example), key).toContain(key);
     const withKey = { ANTHROPIC_API_KEY: KEY };
     expect(loadConfig({ ...example, ...DEV, ...withKey }, CWD).diagnosis).toEqual(loadConfig({ ...DEV, ...withKey }, CWD).diagnosis);

@@ -95,6 +95,13 @@ describe("GET /metrics over real HTTP, with a real preview", () => {
     expect(metricValue(before, "previews_by_status", { status: "running" })).toBe(0);
     expect(metricValue(before, "previews_status_up")).toBe(1);
     expect(metricValue(before, "process_resident_memory_bytes")).toBeGreaterThan(0);
+    // Sweep series are there before any sweep ran (alerts see them); the last real run: none yet.
+    expect(metricValue(before, "previews_sweep_guards_total", { pass: "orphans" })).toBe(0);
+    expect(metricValue(before, "previews_sweep_decisions_total", { pass: "orphans", action: "remove" })).toBe(0);
+    expect(metricValue(before, "previews_sweep_items_total", { action: "orphan", outcome: "removed" })).toBe(0);
+    expect(metricValue(before, "previews_sweep_last_run_timestamp_seconds")).toBe(0);
+    // The README's "sweep stalled" rule falls back to the process start after a restart.
+    expect(metricValue(before, "process_start_time_seconds")).toBeGreaterThan(0);
 
     const id = `metrics-${randomBytes(3).toString("hex")}`;
     ids.push(id);

@@ -8,7 +8,8 @@ import { createFunctions } from "../../functions/index.js";
 import type { PreviewCounts } from "../../functions/ports.js";
 import { createApp } from "../../runtime/app.js";
 import { createInngest } from "../../runtime/inngest-client.js";
-import { LAUNCH_BUCKETS, PromMetrics } from "../../runtime/metrics.js";
+import { LAUNCH_BUCKETS, PromMetrics, SWEEP_DECISIONS, SWEEP_GUARDS } from "../../runtime/metrics.js";
+import { sweepCounts } from "../../functions/sweep-previews.js";
 import { FakeRuntime, FakeSiteFiles } from "../fakes/fake-runtime.js";
 import { MemoryPreviewStore } from "../fakes/memory-store.js";
 import { inngestSettings } from "../helpers/inngest-server.js";
@@ -65,6 +66,34 @@ describe("PromMetrics", () => {
     expect(metricValue(t, "previews_sweep_items_total", { action: "expire", outcome: "removed" })).toBe(2);
     expect(metricValue(t, "previews_sweep_items_total", { action: "orphan", outcome: "failed" })).toBe(1);
     expect(metricValue(t, "previews_sweep_last_run_timestamp_seconds")).toBeGreaterThan(Date.now() / 1000 - 60);
+  });
+
+  it("sweep series exist from the start at 0: every decision, guard and item outcome; the last-run gauge is 0 until a real run", async () => {
+    const m = metricsOver();
+    const t = await text(m);
+    const decisions = ["expired/remove", "expired/skip", "orphans/remove", "orphans/skip", "reconcile/correct", "reconcile/adopt", "reconcile/skip", "idle/stop"];
+    for (const d of decisions) {
+      const [pass, action] = d.split("/") as [string, string];
+      expect(metricValue(t, "previews_sweep_decisions_total", { pass, action }), d).toBe(0);
+    }
+    for (const pass of ["orphans", "reconcile"]) expect(metricValue(t, "previews_sweep_guards_total", { pass }), pass).toBe(0);
+    const items = { expire: ["removed", "skip", "failed"], orphan: ["removed", "skip", "failed"], correct: ["corrected", "skip", "failed"], adopt: ["adopted", "skip", "failed"] };
+    for (const [action, outcomes] of Object.entries(items)) for (const outcome of outcomes) expect(metricValue(t, "previews_sweep_items_total", { action, outcome }), `${action}/${outcome}`).toBe(0);
+    expect(metricValue(t, "previews_sweep_last_run_timestamp_seconds")).toBe(0);
+    // The pre-declared label sets are exactly what a run's summary counts (no drift).
+    const zero = { remove: 0, skip: 0 };
+    const counts = sweepCounts({ dryRun: false, previews: 0, containers: 0, expired: zero, orphans: { ...zero, guard: "x" }, reconcile: { correct: 0, adopt: 0, skip: 0, guard: "y" }, idle: { stop: 0 }, deferred: 0 });
+    expect(counts.decisions.map(({ pass, action }) => `${pass}/${action}`).sort()).toEqual(SWEEP_DECISIONS.map(({ pass, action }) => `${pass}/${action}`).sort());
+    expect([...counts.guards].sort()).toEqual([...SWEEP_GUARDS].sort());
+  });
+
+  it("a dry run does not move the last-run gauge; a real run does", async () => {
+    const m = metricsOver();
+    m.sweepFinished({ dryRun: true, decisions: [], guards: [] });
+    expect(metricValue(await text(m), "previews_sweep_last_run_timestamp_seconds")).toBe(0);
+    const before = Math.floor(Date.now() / 1000);
+    m.sweepFinished({ dryRun: false, decisions: [], guards: [] });
+    expect(metricValue(await text(m), "previews_sweep_last_run_timestamp_seconds")).toBeGreaterThanOrEqual(before);
   });
 
   it("previews per status are read at scrape time, every status listed", async () => {
