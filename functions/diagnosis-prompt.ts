@@ -35,8 +35,32 @@ export function cutToBudget(text: string, budget: number): { text: string; cut: 
   return { text: text.slice(start), cut: start };
 }
 
-/** Tags of the prompt cannot be closed or opened from inside the data. */
-const neutralize = (s: string) => s.replace(/<\s*\/?\s*(log|reason)\s*>/gi, "[tag removed]");
+/**
+ * The most of the raw log (and reason) that is redacted at all: 4x the budget, its last whole
+ * lines. Redaction is linear, but its cost still grows with the input and runs on the service's
+ * only event loop; the prompt keeps at most LOG_BUDGET_CHARS of it anyway.
+ */
+export const RAW_MAX_CHARS = 4 * LOG_BUDGET_CHARS;
+
+/**
+ * The last `max` characters of `text`, from the start of a line: a partial first line is dropped
+ * (or, in one huge line, its partial first word), so the cut can leave no piece of a secret.
+ */
+export function lastWholeLines(text: string, max: number): string {
+  if (text.length <= max) return text;
+  const tail = text.slice(text.length - max);
+  if (text[text.length - max - 1] === "\n") return tail;
+  const nl = tail.indexOf("\n");
+  if (nl !== -1) return tail.slice(nl + 1);
+  const space = tail.search(/\s/);
+  return space === -1 ? "" : tail.slice(space + 1);
+}
+
+/**
+ * Tags of the prompt cannot be closed or opened from inside the data. (One `\s*` on each side
+ * of the optional `/`: two adjacent ones would share a run of spaces, quadratic.)
+ */
+const neutralize = (s: string) => s.replace(/<\s*(?:\/\s*)?(log|reason)\s*>/gi, "[tag removed]");
 
 /**
  * The prompt for one failure: `secrets` (the container's environment values) and everything
@@ -44,8 +68,8 @@ const neutralize = (s: string) => s.replace(/<\s*\/?\s*(log|reason)\s*>/gi, "[ta
  * `LOG_BUDGET_CHARS` (so a cut can never leave half a secret behind).
  */
 export function buildDiagnosisPrompt(failure: { projectId: string; reason: string; logTail: string }, secrets: readonly string[]): DiagnosisPrompt {
-  const reason = cutToBudget(redact(failure.reason, secrets), REASON_BUDGET_CHARS).text;
-  const log = cutToBudget(redact(failure.logTail.replace(/\r\n?/g, "\n"), secrets), LOG_BUDGET_CHARS);
+  const reason = cutToBudget(redact(lastWholeLines(failure.reason, RAW_MAX_CHARS), secrets), REASON_BUDGET_CHARS).text;
+  const log = cutToBudget(redact(lastWholeLines(failure.logTail.replace(/\r\n?/g, "\n"), RAW_MAX_CHARS), secrets), LOG_BUDGET_CHARS);
   const note = log.cut > 0 ? `(the log was cut: its first ${log.cut} characters are not shown)\n` : "";
   const prompt = [
     `Preview of project ${failure.projectId} failed.`,

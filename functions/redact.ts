@@ -18,9 +18,22 @@ export const MIN_SECRET_LENGTH = 8;
 
 const mark = (kind: string) => `[REDACTED:${kind}]`;
 
-/** Names of keys whose value is a secret, in `key=value`, `key: value` and JSON forms. */
-/** The secret word ends the name or one of its `_ . -` segments: `SECRET_KEY_BASE`, `apiKey`, not `authentication_error`. */
-const SECRET_NAME = String.raw`[A-Za-z0-9_.-]*?(?:secret|token|passw(?:or)?d|pwd|passphrase|api[_-]?key|access[_-]?key|private[_-]?key|client[_-]?secret|credentials?|auth|key|signature|session|cookie|dsn)(?:[_.-][A-Za-z0-9_.-]*)?`;
+/**
+ * Names of keys whose value is a secret, in `key=value`, `key: value` and JSON forms. The secret
+ * word ends the name or one of its `_ . -` segments: `SECRET_KEY_BASE`, `apiKey`, not
+ * `authentication_error`.
+ *
+ * Linear time (a hostile log must not stall the event loop: issue F1 of the diagnosis review):
+ * the name starts only where a name starts (a lookbehind, not `\b`, which matches inside
+ * `key.key.key...` at every dot), it is at most NAME_MAX characters, and the secret word is found
+ * by a lookahead (atomic) inside it, so no two unbounded quantifiers ever compete for the same
+ * characters. A name longer than NAME_MAX is not recognised (the hex and base64 rules still see
+ * its value).
+ */
+const NAME_MAX = 128;
+const NAME_CHAR = "A-Za-z0-9_.-";
+const SECRET_WORD = "secret|token|passw(?:or)?d|pwd|passphrase|api[_-]?key|access[_-]?key|private[_-]?key|client[_-]?secret|credentials?|auth|key|signature|session|cookie|dsn";
+const SECRET_NAME = String.raw`(?<![${NAME_CHAR}])(?=[${NAME_CHAR}]{0,${NAME_MAX}}?(?:${SECRET_WORD})(?:[_.-]|(?![${NAME_CHAR}])))[${NAME_CHAR}]{1,${NAME_MAX}}(?![${NAME_CHAR}])`;
 
 /**
  * The generic patterns, in order (earlier ones see the text first). Each replaces the secret
@@ -30,32 +43,37 @@ type Replacer = (match: string, ...groups: string[]) => string;
 
 const PATTERNS: ReadonlyArray<{ kind: string; re: RegExp; replace?: Replacer }> = [
   // PEM blocks: private keys and certificates.
-  { kind: "private-key", re: /-----BEGIN [A-Z0-9 ]*(?:PRIVATE KEY|CERTIFICATE)[A-Z ]*-----[\s\S]*?(?:-----END [A-Z0-9 ]*-----|$)/g },
+  { kind: "private-key", re: /-----BEGIN [A-Z0-9 ]{0,40}(?:PRIVATE KEY|CERTIFICATE)[A-Z ]{0,40}-----[\s\S]*?(?:-----END [A-Z0-9 ]{0,60}-----|$)/g },
   // Credentials in a URL: scheme://user:password@host (postgres, mysql, mongodb, redis, amqp, https ...).
+  // User and password are bounded (256 characters each): unbounded, every `x://` start would scan to the
+  // end of a run without `@` (quadratic: 83 s on 1 MB of `ab://:`).
   {
     kind: "credentials",
-    re: /\b([a-z][a-z0-9+.-]{1,30}:\/\/)([^\s/@:'"<>]*):([^\s@'"<>]*)@/gi,
+    re: /\b([a-z][a-z0-9+.-]{1,30}:\/\/)([^\s/@:'"<>]{0,256}):([^\s@'"<>]{0,256})@/gi,
     replace: (_m, scheme) => `${scheme}${mark("credentials")}@`,
   },
   // Authorization headers: keep the scheme, hide the credentials.
   { kind: "token", re: /\b(Bearer|Basic|Token|Bot)(\s+)([A-Za-z0-9._~+/=-]{8,})/g, replace: (_m, scheme, space) => `${scheme}${space}${mark("token")}` },
   // JWTs (three base64url parts, the first a JSON header).
-  { kind: "jwt", re: /\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}/g },
+  // (starts only where a base64url run starts: `\b` would also match after every `-` of a run)
+  { kind: "jwt", re: /(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}/g },
   // Provider-shaped keys: Anthropic / OpenAI (sk-...), AWS access key ids, GitHub, GitLab, Slack,
   // npm, Stripe, Google API keys, Inngest signing/event keys.
   { kind: "api-key", re: /\b(?:sk|rk|pk)-(?:[A-Za-z0-9]+-)*[A-Za-z0-9_-]{16,}/g },
   { kind: "aws-key", re: /\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b/g },
   { kind: "api-key", re: /\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|glpat-[A-Za-z0-9_-]{20,}|xox[abposr]-[A-Za-z0-9-]{10,}|npm_[A-Za-z0-9]{30,}|(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}|AIza[A-Za-z0-9_-]{30,}|signkey-[a-z]+-[A-Za-z0-9]{16,})/g },
-  // key=value, key: value, "key": "value", KEY='value' where the key names a secret.
+  // key=value, key: value, "key": "value", KEY='value' where the key names a secret. A quoted
+  // value runs to its closing quote or, unterminated (a cut line), to the end of the line: the
+  // match never fails after its name, so no start rescans the line (linear).
   {
     kind: "secret",
-    re: new RegExp(String.raw`(["']?\b${SECRET_NAME}["']?\s*(?:=|:)\s*)(?:"([^"\r\n]*)"|'([^'\r\n]*)'|([^\s,;&"'}\]]+))`, "gi"),
+    re: new RegExp(String.raw`(["']?${SECRET_NAME}["']?\s*(?:=|:)\s*)(?:"([^"\r\n]*)"?|'([^'\r\n]*)'?|([^\s,;&"'}\]]+))`, "gi"),
     replace: (m: string, prefix: string, dq: string | undefined, sq: string | undefined, bare: string | undefined) => {
       const value = dq ?? sq ?? bare ?? "";
       // Nothing to hide (empty, already redacted, or a plain word such as `auth: true`).
       if (value === "" || value.startsWith("[REDACTED") || /^(true|false|null|none|undefined|required|optional|bearer|basic|digest|negotiate|\d{1,5})$/i.test(value)) return m;
-      const q = dq !== undefined ? '"' : sq !== undefined ? "'" : "";
-      return `${prefix}${q}${mark("secret")}${q}`;
+      // Only the value goes; its quotes (or their absence) stay as they were.
+      return prefix + m.slice(prefix.length).replace(value, mark("secret"));
     },
   },
   // Long runs that look random: hexadecimal (32+), base64 / base64url (40+ with letters and digits).

@@ -1,6 +1,6 @@
 /** The prompt (redacted, cut to its budget, fenced) and the stored answer (plain, bounded). */
 import { describe, expect, it } from "vitest";
-import { DIAGNOSIS_MAX_CHARS, LOG_BUDGET_CHARS, REASON_BUDGET_CHARS, buildDiagnosisPrompt, cleanDiagnosis, cutToBudget } from "../../functions/diagnosis-prompt.js";
+import { DIAGNOSIS_MAX_CHARS, LOG_BUDGET_CHARS, RAW_MAX_CHARS, REASON_BUDGET_CHARS, buildDiagnosisPrompt, cleanDiagnosis, cutToBudget, lastWholeLines } from "../../functions/diagnosis-prompt.js";
 
 const SECRET = "payload-secret-value-9c1d";
 
@@ -81,5 +81,38 @@ describe("cleanDiagnosis", () => {
   });
   it("redacts what the model repeats", () => {
     expect(cleanDiagnosis("Your key sk-ant-api03-abcdefghijklmnopqrstuvwx is invalid")).toBe("Your key [REDACTED:api-key] is invalid");
+  });
+});
+
+describe("buildDiagnosisPrompt: linear time on hostile input (review finding F1)", () => {
+  it.each([
+    ["secret-name run (24.5 s before)", ` ${"key.".repeat(1_999)}\n`],
+    ["'-auth.' run (12.8 s before)", `-${"auth.".repeat(1_599)}\n`],
+    ["'<' and spaces (the tag fence; within the budget so the '<' is kept)", `x\n<${" ".repeat(11_990)}`],
+    ["'< ' pairs", "< ".repeat(8_000)],
+  ])("%s", (_what, logTail) => {
+    const t = performance.now();
+    buildDiagnosisPrompt({ projectId: "p", reason: "preview p exited with code 3", logTail }, []);
+    expect(performance.now() - t).toBeLessThan(200);
+  });
+
+  it(`redacts at most ${RAW_MAX_CHARS} characters of the raw log, from a whole line`, () => {
+    const logTail = `${"ab://:".repeat(200_000)}\nlast line`;
+    const t = performance.now();
+    const { prompt } = buildDiagnosisPrompt({ projectId: "p", reason: "r", logTail }, []);
+    expect(performance.now() - t).toBeLessThan(200);
+    expect(prompt).toContain("<log>\nlast line\n</log>");
+  });
+});
+
+describe("lastWholeLines", () => {
+  it("keeps a short text, and otherwise starts at a line", () => {
+    expect(lastWholeLines("abc\ndef", 10)).toBe("abc\ndef");
+    expect(lastWholeLines("secret-half-one\nnext\nlast", 12)).toBe("next\nlast");
+    expect(lastWholeLines("aaaa\nnext", 5)).toBe("next");
+  });
+  it("in one huge line, drops the partial first word (it may be half a secret)", () => {
+    expect(lastWholeLines("x".repeat(20) + "SECRETPART rest of line", 18)).toBe("rest of line");
+    expect(lastWholeLines("y".repeat(100), 10)).toBe("");
   });
 });

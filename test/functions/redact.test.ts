@@ -167,3 +167,43 @@ describe("redact: what it leaves alone", () => {
     expect(performance.now() - t).toBeLessThan(2_000);
   });
 });
+
+/**
+ * A hostile log must not stall the service's only event loop (review finding F1: `" " +
+ * "key.".repeat(1999)` took 24.5 s, cubic; `ab://:` repeated was quadratic). Each input here is
+ * 16,000 characters (twice Docker's log tail); the budget is generous on purpose (a DoS guard,
+ * not a benchmark: a linear pass takes about 1 ms).
+ */
+describe("redact: linear time on hostile input", () => {
+  const N = 100_000;
+  const fill = (unit: string, prefix = "") => prefix + unit.repeat(Math.ceil((N - prefix.length) / unit.length));
+  const inputs: Array<[string, string]> = [
+    ["' key.' repeated (secret name, dots)", fill("key.", " ")],
+    ["'-auth.' repeated", fill("auth.", "-")],
+    ["'-key-' repeated", fill("key-", "-")],
+    ["'.key.' repeated", fill("key.", ".")],
+    ["'a-key.' repeated, then a quote", `${fill("key.", "a-")}"`],
+    ["'-key.key-' repeated", fill("key.key-", "-")],
+    ["'x-key' repeated", fill("x-key")],
+    ["'token=\"' repeated (unterminated quoted values)", fill('token="')],
+    ["'key' and spaces repeated", fill(`key${" ".repeat(20)}`)],
+    ["'ab://:' repeated (URL credentials without @)", fill("ab://:")],
+    ["'ab://x:' repeated", fill("ab://x:")],
+    ["one scheme, then a long user name", `ab://${"u".repeat(N)}:`],
+    ["'eyJ-' repeated (JWT starts)", fill("eyJ-")],
+    ["'Bearer ' repeated", fill("Bearer ")],
+    ["PEM headers without an end", fill("-----BEGIN PRIVATE KEY ")],
+    ["'sk-a-' repeated", fill("sk-a-")],
+    ["'signkey-' repeated", fill("signkey-")],
+  ];
+  it.each(inputs)("%s", (_what, input) => {
+    expect(input.length).toBeGreaterThanOrEqual(N);
+    const t = performance.now();
+    redact(input, ["0123456789abcdef0123456789abcdef"]);
+    expect(performance.now() - t).toBeLessThan(200);
+  });
+
+  it("still finds the secret after a hostile run on the same line", () => {
+    expect(redact(`${fill("key.", " ")} PASSWORD=hunter2hunter2`)).toMatch(/ PASSWORD=\[REDACTED:secret\]$/);
+  });
+});
