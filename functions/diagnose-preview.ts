@@ -8,7 +8,10 @@
  * Steps (round N = 1, 2, 3):
  *   prepare-prompt-N   re-read the preview. Not `failed` (relaunched, removed since): done, no
  *                      call. Its failure already diagnosed (a replayed or duplicated event), or
- *                      (rounds 2+) the failure this run just recorded: done. Otherwise read the
+ *                      (rounds 2+) the failure this run just recorded: done. Then take one of
+ *                      the failure's MAX_ASKS_PER_FAILURE attempts (a compare-and-set in the
+ *                      store, idempotent per run and round): all taken (replays of a failure
+ *                      the model could not answer): done, no call. Otherwise read the
  *                      container's environment values and build the prompt, redacted
  *                      (functions/redact.ts) and cut to LOG_BUDGET_CHARS, in this same step: the
  *                      values and the raw log never leave it (its output is the redacted prompt,
@@ -38,11 +41,17 @@
  * per project at a time, and no concurrency key (Inngest advises caution combining the two; this
  * function shares no key with the lifecycle functions, so a slow model never holds them up).
  * Idempotent: a replayed event finds the diagnosis stored and calls nothing.
+ *
+ * Cost bounds (review finding F4: forged or replayed `preview.failed` events each cost up to 5
+ * model calls while the stored outcome was "unavailable"): at most MAX_ASKS_PER_FAILURE asks per
+ * failure, whatever the events (counted in the store); at most DIAGNOSES_PER_PROJECT runs started
+ * per project and hour (`rateLimit`: the excess is dropped, a later failure is diagnosed again);
+ * runs across all projects start at most DIAGNOSIS_THROTTLE fast (`throttle`: queued, not dropped).
  */
 import { StepError, type Inngest } from "inngest";
 import { previewDiagnosed, previewFailed, PreviewFailedData } from "../inngest.config.js";
 import { RETRIES, parseEventData, permanent } from "./deps.js";
-import { buildDiagnosisPrompt, cleanDiagnosis } from "./diagnosis-prompt.js";
+import { buildDiagnosisPrompt, cleanDiagnosis, headOf, wellFormed } from "./diagnosis-prompt.js";
 import { currentDiagnosis, failureKey, type ContainerSecrets, type Diagnoser, type DiagnosisPrompt, type DiagnosisState, type DiagnosisStore, type PreviewStore } from "./ports.js";
 import { redact } from "./redact.js";
 
@@ -59,6 +68,15 @@ export const ONE_DIAGNOSIS_PER_PROJECT = { key: "event.data.projectId", mode: "s
 /** Rounds of one run: a new failure recorded meanwhile is diagnosed by the run in flight. */
 export const MAX_ROUNDS = 3;
 
+/** Asks (each one `ask-claude` step, up to RETRIES + 1 requests) per failure, across all runs. */
+export const MAX_ASKS_PER_FAILURE = 3;
+
+/** Runs started per project and hour; more `preview.failed` events are dropped (`rateLimit`). */
+export const DIAGNOSES_PER_PROJECT = { key: "event.data.projectId", limit: 12, period: "1h" } as const;
+
+/** Runs started per minute across projects (`throttle`: the excess waits its turn, FIFO). */
+export const DIAGNOSIS_THROTTLE = { limit: 30, period: "1m", burst: 10 } as const;
+
 export const UNAVAILABLE = "diagnosis unavailable";
 
 type Plan =
@@ -69,7 +87,7 @@ type Plan =
 type Outcome = { state: DiagnosisState; text: string };
 
 /** Why a step failed for good, in words safe to store (redacted, bounded). */
-const why = (err: unknown): string => redact(err instanceof Error ? err.message : String(err)).slice(0, 300) || "unknown error";
+const why = (err: unknown): string => wellFormed(headOf(redact(err instanceof Error ? err.message : String(err)), 300)) || "unknown error";
 
 export function createDiagnosePreview(inngest: Inngest, deps: DiagnosisDeps) {
   return inngest.createFunction(
@@ -78,9 +96,11 @@ export function createDiagnosePreview(inngest: Inngest, deps: DiagnosisDeps) {
       name: "Diagnose failed preview",
       triggers: [previewFailed],
       singleton: ONE_DIAGNOSIS_PER_PROJECT,
+      rateLimit: DIAGNOSES_PER_PROJECT,
+      throttle: DIAGNOSIS_THROTTLE,
       retries: RETRIES,
     },
-    async ({ event, step, logger }) => {
+    async ({ event, step, logger, runId }) => {
       const { projectId } = parseEventData(PreviewFailedData, event.name, event.data);
       const rounds: Array<{ state: DiagnosisState; recorded: boolean }> = [];
       let last: string | null = null;
@@ -96,6 +116,10 @@ export function createDiagnosePreview(inngest: Inngest, deps: DiagnosisDeps) {
             const key = failureKey(row);
             if (key === previous) return { ask: false, why: "no new failure" };
             if (currentDiagnosis(row)?.state === "diagnosed") return { ask: false, why: "already diagnosed" };
+            const attempt = await deps.store.takeDiagnosisAttempt(projectId, { claim: row.claim, reason: row.reason, logTail: row.logTail }, `${runId}:${round}`, MAX_ASKS_PER_FAILURE);
+            if (!attempt.granted) {
+              return { ask: false, why: attempt.attempts >= MAX_ASKS_PER_FAILURE ? `no attempt left: the model was asked ${attempt.attempts} times about this failure` : "the preview changed" };
+            }
             // Secrets: read and used inside this step only; its output is the redacted prompt.
             const secrets = await deps.secrets.environmentValues(projectId);
             return { ask: true, key, request: buildDiagnosisPrompt({ projectId, reason: row.reason ?? "", logTail: row.logTail ?? "" }, secrets) };

@@ -25,10 +25,30 @@ const SYSTEM = [
   "Secrets were replaced by [REDACTED:...] markers; do not guess them.",
 ].join(" ");
 
-/** The tail of `text` within `budget` characters, starting at a whole line when it can. */
+/**
+ * `text` with every lone UTF-16 surrogate replaced by U+FFFD (what `String.prototype.toWellFormed`
+ * does, Node 20+, written out for the ES2022 lib). A lone surrogate cannot be encoded as UTF-8:
+ * the Messages API refuses such a request for good (400 "no low surrogate in string").
+ */
+export function wellFormed(text: string): string {
+  return text.replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, "\ufffd");
+}
+
+/** `text` cut to at most `max` UTF-16 units without splitting a surrogate pair. */
+export function headOf(text: string, max: number): string {
+  if (text.length <= max) return text;
+  const end = /[\ud800-\udbff]/.test(text[max - 1] ?? "") ? max - 1 : max;
+  return text.slice(0, end);
+}
+
+/**
+ * The tail of `text` within `budget` characters, starting at a whole line when it can, and
+ * never in the middle of a surrogate pair (an emoji cut in half).
+ */
 export function cutToBudget(text: string, budget: number): { text: string; cut: number } {
   if (text.length <= budget) return { text, cut: 0 };
   let start = text.length - budget;
+  if (/[\udc00-\udfff]/.test(text[start] ?? "")) start += 1;
   const nextLine = text.indexOf("\n", start);
   // Start at the next whole line, unless that would drop most of the budget (one huge line).
   if (nextLine !== -1 && nextLine + 1 - start < budget / 2) start = nextLine + 1;
@@ -71,11 +91,13 @@ export function buildDiagnosisPrompt(failure: { projectId: string; reason: strin
   const reason = cutToBudget(redact(lastWholeLines(failure.reason, RAW_MAX_CHARS), secrets), REASON_BUDGET_CHARS).text;
   const log = cutToBudget(redact(lastWholeLines(failure.logTail.replace(/\r\n?/g, "\n"), RAW_MAX_CHARS), secrets), LOG_BUDGET_CHARS);
   const note = log.cut > 0 ? `(the log was cut: its first ${log.cut} characters are not shown)\n` : "";
-  const prompt = [
-    `Preview of project ${failure.projectId} failed.`,
-    `<reason>\n${neutralize(reason)}\n</reason>`,
-    `${note}<log>\n${neutralize(log.text) || "(empty)"}\n</log>`,
-  ].join("\n\n");
+  const prompt = wellFormed(
+    [
+      `Preview of project ${failure.projectId} failed.`,
+      `<reason>\n${neutralize(reason)}\n</reason>`,
+      `${note}<log>\n${neutralize(log.text) || "(empty)"}\n</log>`,
+    ].join("\n\n"),
+  );
   return { system: SYSTEM, prompt };
 }
 
@@ -87,5 +109,5 @@ export function buildDiagnosisPrompt(failure: { projectId: string; reason: strin
 export function cleanDiagnosis(answer: string): string {
   // eslint-disable-next-line no-control-regex
   const plain = redact(answer.replace(/\r\n?/g, "\n").replace(/[\u0000-\u0008\u000b-\u001f\u007f\u0080-\u009f\u202a-\u202e\u2066-\u2069]/g, "")).trim();
-  return plain.length <= DIAGNOSIS_MAX_CHARS ? plain : `${plain.slice(0, DIAGNOSIS_MAX_CHARS - 1).trimEnd()}…`;
+  return plain.length <= DIAGNOSIS_MAX_CHARS ? plain : `${headOf(plain, DIAGNOSIS_MAX_CHARS - 1).trimEnd()}…`;
 }

@@ -1,6 +1,6 @@
 /** The prompt (redacted, cut to its budget, fenced) and the stored answer (plain, bounded). */
 import { describe, expect, it } from "vitest";
-import { DIAGNOSIS_MAX_CHARS, LOG_BUDGET_CHARS, RAW_MAX_CHARS, REASON_BUDGET_CHARS, buildDiagnosisPrompt, cleanDiagnosis, cutToBudget, lastWholeLines } from "../../functions/diagnosis-prompt.js";
+import { DIAGNOSIS_MAX_CHARS, LOG_BUDGET_CHARS, RAW_MAX_CHARS, REASON_BUDGET_CHARS, buildDiagnosisPrompt, cleanDiagnosis, cutToBudget, headOf, lastWholeLines, wellFormed } from "../../functions/diagnosis-prompt.js";
 
 const SECRET = "payload-secret-value-9c1d";
 
@@ -114,5 +114,40 @@ describe("lastWholeLines", () => {
   it("in one huge line, drops the partial first word (it may be half a secret)", () => {
     expect(lastWholeLines("x".repeat(20) + "SECRETPART rest of line", 18)).toBe("rest of line");
     expect(lastWholeLines("y".repeat(100), 10)).toBe("");
+  });
+});
+
+// Review finding F4: a cut by UTF-16 unit left half an emoji, the Messages API refused the
+// request for good (400 "no low surrogate in string"), and every replay asked again.
+describe("no lone surrogate reaches the model or the store", () => {
+  const lone = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+  const emoji = "\u{1F600}";
+  it("cutToBudget never starts inside a surrogate pair", () => {
+    for (const text of [emoji.repeat(10), `x${emoji.repeat(10)}`]) {
+      const { text: out } = cutToBudget(text, 5);
+      expect(lone.test(out)).toBe(false);
+      expect(out.length).toBeLessThanOrEqual(5);
+    }
+  });
+  it("headOf never ends inside a surrogate pair", () => {
+    expect(headOf(emoji.repeat(3), 3)).toBe(emoji);
+    expect(headOf(`x${emoji}`, 2)).toBe("x");
+    expect(headOf("abc", 5)).toBe("abc");
+  });
+  it("wellFormed replaces lone surrogates, keeps pairs", () => {
+    expect(wellFormed(`a\ud83d b\ude00 ${emoji}`)).toBe(`a\ufffd b\ufffd ${emoji}`);
+  });
+  it("the prompt is well-formed whatever the cut or the input", () => {
+    for (const pad of ["", "x"]) {
+      const { prompt } = buildDiagnosisPrompt({ projectId: "p", reason: `lone \ud83d reason`, logTail: emoji.repeat(800) + pad + " pwd=x".repeat(500) }, []);
+      expect(lone.test(prompt)).toBe(false);
+    }
+    const { prompt } = buildDiagnosisPrompt({ projectId: "p", reason: "r", logTail: emoji.repeat(LOG_BUDGET_CHARS) + "x" }, []);
+    expect(lone.test(prompt)).toBe(false);
+  });
+  it("the stored diagnosis is cut without splitting an emoji", () => {
+    const out = cleanDiagnosis(`x${emoji.repeat(DIAGNOSIS_MAX_CHARS)}`);
+    expect(lone.test(out)).toBe(false);
+    expect(out.endsWith("…")).toBe(true);
   });
 });
