@@ -21,7 +21,8 @@
  *                      fails the attempt and Inngest retries the step (RETRIES); bad credentials
  *                      (401), a refused request or an unknown model are `NonRetriableError`: no
  *                      retry. Memoized: a later step's retry never calls the model again.
- *   record-diagnosis-N the answer (plain text, redacted again, at most DIAGNOSIS_MAX_CHARS) or,
+ *   record-diagnosis-N the answer (plain text, redacted again, also of the container's
+ *                      environment values read in this step, at most DIAGNOSIS_MAX_CHARS) or,
  *                      when `ask-claude-N` failed for good (its attempts exhausted, or not
  *                      retryable: the SDK then throws a `StepError` into this handler, caught
  *                      here), "diagnosis unavailable: <why>". Only onto the same failure (key
@@ -86,6 +87,9 @@ type Plan =
 
 type Outcome = { state: DiagnosisState; text: string };
 
+/** A cleaned answer as an outcome: an empty one is no diagnosis. */
+const outcomeOf = (text: string): Outcome => (text ? { state: "diagnosed", text } : { state: "unavailable", text: `${UNAVAILABLE}: the model gave an empty answer` });
+
 /** Why a step failed for good, in words safe to store (redacted, bounded). */
 const why = (err: unknown): string => wellFormed(headOf(redact(err instanceof Error ? err.message : String(err)), 300)) || "unknown error";
 
@@ -131,27 +135,31 @@ export function createDiagnosePreview(inngest: Inngest, deps: DiagnosisDeps) {
         }
         last = plan.key;
 
-        let outcome: Outcome;
+        // The model's raw answer, or why there is none.
+        let answer: string | null = null;
+        let failure = "";
         try {
-          const answer = await step.ai.wrap(`ask-claude-${round}`, (request: DiagnosisPrompt) => permanent(() => deps.diagnoser.diagnose(request)), plan.request);
-          const text = cleanDiagnosis(String(answer ?? ""));
-          outcome = text ? { state: "diagnosed", text } : { state: "unavailable", text: `${UNAVAILABLE}: the model gave an empty answer` };
+          answer = String((await step.ai.wrap(`ask-claude-${round}`, (request: DiagnosisPrompt) => permanent(() => deps.diagnoser.diagnose(request)), plan.request)) ?? "");
         } catch (err) {
           // Thrown here only once the step failed for good: its attempts are exhausted (the SDK
           // marks the last attempt's error final) or the error was not retryable.
           if (!(err instanceof StepError)) throw err;
-          outcome = { state: "unavailable", text: `${UNAVAILABLE}: ${why(err)}` };
+          failure = `${UNAVAILABLE}: ${why(err)}`;
         }
 
         const key = plan.key;
         const saved = await step.run(`record-diagnosis-${round}`, () =>
-          permanent(async () => {
+          permanent(async (): Promise<{ recorded: boolean; written: boolean; outcome: Outcome | null }> => {
             // The failure as the row holds it now; the compare-and-set below guards the rest.
             const row = await deps.store.get(projectId);
-            if (row?.status !== "failed" || failureKey(row) !== key) return { recorded: false, written: false };
-            return deps.store.recordDiagnosis(projectId, { claim: row.claim, reason: row.reason, logTail: row.logTail }, outcome);
+            if (row?.status !== "failed" || failureKey(row) !== key) return { recorded: false, written: false, outcome: null };
+            // The answer cleaned and redacted again, also of the container's environment values
+            // (read here, used in this step only; review finding F3).
+            const outcome = answer === null ? { state: "unavailable" as const, text: failure } : outcomeOf(cleanDiagnosis(answer, await deps.secrets.environmentValues(projectId)));
+            return { ...(await deps.store.recordDiagnosis(projectId, { claim: row.claim, reason: row.reason, logTail: row.logTail }, outcome)), outcome };
           }),
         );
+        const outcome = saved.outcome ?? (answer === null ? { state: "unavailable" as const, text: failure } : outcomeOf(cleanDiagnosis(answer)));
         rounds.push({ state: outcome.state, recorded: saved.recorded });
         if (!saved.recorded) {
           logger.info({ projectId, round }, "diagnosis not recorded: the preview moved on, or another answer was recorded first");

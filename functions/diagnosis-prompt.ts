@@ -72,8 +72,9 @@ export function lastWholeLines(text: string, max: number): string {
   if (text[text.length - max - 1] === "\n") return tail;
   const nl = tail.indexOf("\n");
   if (nl !== -1) return tail.slice(nl + 1);
-  const space = tail.search(/\s/);
-  return space === -1 ? "" : tail.slice(space + 1);
+  // One huge line: as docker/logs.ts `lastChars`, up to its first whitespace, at most 256.
+  const space = tail.slice(0, 256).search(/\s/);
+  return tail.slice(space >= 0 ? space + 1 : Math.min(256, tail.length));
 }
 
 /**
@@ -102,12 +103,14 @@ export function buildDiagnosisPrompt(failure: { projectId: string; reason: strin
 }
 
 /**
- * The model's answer as stored and emitted: plain text (control characters dropped, line ends
- * normalised), redacted again (defence in depth: the model saw no secret, but repeats what it
- * saw), at most `DIAGNOSIS_MAX_CHARS`. Never interpreted.
+ * The model's answer as stored and emitted: plain text (terminal escape codes, control, bidi
+ * and other invisible format characters dropped, line ends normalised: `redact`'s `normalize`),
+ * redacted again with `secrets`, the container's environment values (defence in depth: the
+ * model saw no secret, but repeats what it saw), at most `DIAGNOSIS_MAX_CHARS`, well-formed.
+ * Never interpreted here; it may still hold HTML or Markdown as text: whatever shows it must
+ * escape it (this service only stores and emits it).
  */
-export function cleanDiagnosis(answer: string): string {
-  // eslint-disable-next-line no-control-regex
-  const plain = redact(answer.replace(/\r\n?/g, "\n").replace(/[\u0000-\u0008\u000b-\u001f\u007f\u0080-\u009f\u202a-\u202e\u2066-\u2069]/g, "")).trim();
+export function cleanDiagnosis(answer: string, secrets: readonly string[] = []): string {
+  const plain = wellFormed(redact(answer.replace(/\r\n?/g, "\n"), secrets)).trim();
   return plain.length <= DIAGNOSIS_MAX_CHARS ? plain : `${headOf(plain, DIAGNOSIS_MAX_CHARS - 1).trimEnd()}…`;
 }

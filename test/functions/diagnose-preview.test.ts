@@ -233,4 +233,16 @@ describe("diagnose-preview", () => {
       throttle: { limit: 30, period: "1m", burst: 10 },
     });
   });
+
+  it("the stored answer is redacted of the container's environment values too, whole or in part (review finding F3)", async () => {
+    const t = setup();
+    const id = newId();
+    const event = t.failed(id);
+    t.diagnoser.answers = [`The secret ${ENV_SECRET} is fine; its start ${ENV_SECRET.slice(0, 14)} too.`];
+    await t.run(event);
+    const text = currentDiagnosis((await t.store.get(id))!)!.text;
+    expect(text).not.toContain(ENV_SECRET.slice(0, 12));
+    expect(text).toBe("The secret [REDACTED:env] is fine; its start [REDACTED:env] too.");
+    expect(t.diagnosed(id)).toEqual([{ projectId: id, diagnosis: text }]);
+  });
 });

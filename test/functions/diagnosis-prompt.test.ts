@@ -71,11 +71,11 @@ describe("cutToBudget", () => {
 });
 
 describe("cleanDiagnosis", () => {
-  it("keeps plain text, drops control and bidi characters, normalises line ends", () => {
-    expect(cleanDiagnosis("  Cause: missing \u001b[31mnext\u001b[0m.\r\nFix: npm i next\u202e  ")).toBe("Cause: missing [31mnext[0m.\nFix: npm i next");
+  it("keeps plain text, drops escape codes (whole), control and bidi characters, normalises line ends", () => {
+    expect(cleanDiagnosis("  Cause: missing \u001b[31mnext\u001b[0m.\r\nFix: npm i next\u202e  ")).toBe("Cause: missing next.\nFix: npm i next");
   });
   it(`caps it at ${DIAGNOSIS_MAX_CHARS} characters`, () => {
-    const out = cleanDiagnosis("a".repeat(10) + " b".repeat(5_000));
+    const out = cleanDiagnosis("a".repeat(10) + " xy".repeat(4_000));
     expect(out.length).toBeLessThanOrEqual(DIAGNOSIS_MAX_CHARS);
     expect(out.endsWith("…")).toBe(true);
   });
@@ -149,5 +149,23 @@ describe("no lone surrogate reaches the model or the store", () => {
     const out = cleanDiagnosis(`x${emoji.repeat(DIAGNOSIS_MAX_CHARS)}`);
     expect(lone.test(out)).toBe(false);
     expect(out.endsWith("…")).toBe(true);
+  });
+});
+
+describe("cleanDiagnosis: what the model repeats, and what a screen would do with it", () => {
+  const secret = "669d8c381066fe225587cf11c92e05df88207296d92799615982aa00fd0677e7";
+  it("redacts the container's environment values, whole or in part (review finding F3)", () => {
+    const out = cleanDiagnosis(`Your PAYLOAD_SECRET starts with ${secret.slice(0, 20)} and "${secret}" is set.`, [secret]);
+    expect(out).not.toContain(secret.slice(0, 12));
+    expect(out).toContain("[REDACTED:env]");
+  });
+  // Review finding F5.
+  it("drops terminal hyperlinks whole, invisible format characters (bidi marks, zero-width), and makes line separators line ends", () => {
+    const out = cleanDiagnosis("see \u001b]8;;http://evil.example\u0007the docs\u001b]8;;\u0007 \u200e\u200f\u061c\u200bnow\u2028next\u2029last");
+    expect(out).toBe("see the docs now\nnext\nlast");
+  });
+  it("keeps HTML and Markdown as plain text (whatever shows it must escape it)", () => {
+    const answer = "<img src=x onerror=alert(1)> [click](http://evil.example/?k=)";
+    expect(cleanDiagnosis(answer)).toBe(answer);
   });
 });
