@@ -7,6 +7,7 @@
  * Messages API server as its `baseURL`.
  */
 import { writeFile } from "node:fs/promises";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import path from "node:path";
 import Anthropic from "@anthropic-ai/sdk";
 import { pino } from "pino";
@@ -303,6 +304,50 @@ describe("the cost of replays and forged events is bounded", () => {
       expect(loneSurrogate.test(prompt)).toBe(false);
       expect(api.requests.at(-1)!.raw).not.toMatch(/\\ud[89ab][0-9a-f]{2}(?!\\ud[c-f])/i);
     }
+  });
+});
+
+// Review findings F1 and F3, end to end: the reviewer's hostile preview (its log stalled the
+// event loop 17 s in prepare-prompt, and pieces of its PAYLOAD_SECRET reached the Messages API).
+describe("a hostile log", () => {
+  const HOSTILE = [
+    'S="$PAYLOAD_SECRET"',
+    'echo "secret part A: $(echo $S | cut -c1-30)"',
+    'echo "secret part B: $(echo $S | cut -c31-64)"',
+    `printf 'colour \\033[32m%s\\033[0m%s\\n' "$(echo $S | cut -c1-31)" "$(echo $S | cut -c32-64)"`,
+    'echo "authorization: bearer lowercaseTokenValue123456"',
+    'echo "DB_PASS=Sup3rS3cretPw"',
+    `echo "-$(/bin/busybox seq 1750 | /bin/busybox sed 's/.*/key./' | /bin/busybox tr -d '\\n')"`,
+    "exit 3",
+    "",
+  ].join("\n");
+
+  it("is diagnosed without stalling the event loop, and no piece of a secret reaches the model", { timeout: 120_000 }, async () => {
+    const id = env.docker.projectId("hostile");
+    const dir = await env.docker.writeSite(id, "exit");
+    await writeFile(path.join(dir, "start.sh"), HOSTILE);
+    const { error } = await env.launch(id);
+    expect(error).toBeDefined();
+    const [failed] = env.emitted("preview.failed", id);
+    const info = await env.docker.docker.getContainer(`preview-${id}`).inspect();
+    const secret = info.Config.Env.find((e) => e.startsWith("PAYLOAD_SECRET="))!.slice("PAYLOAD_SECRET=".length);
+    expect(String(failed!.logTail)).toContain("key.key.key.");
+    expect(String(failed!.logTail)).toContain(secret.slice(0, 30));
+
+    api.script = [{ text: "The start script printed secrets and exited with code 3." }];
+    const delay = monitorEventLoopDelay({ resolution: 10 });
+    delay.enable();
+    const run = await diagnose(failed as Failed);
+    delay.disable();
+    expect(run.result).toMatchObject({ diagnosed: true });
+    // Before the fix: 17 s in one step. The budget is generous (2 noisy cores).
+    expect(delay.max / 1e6).toBeLessThan(1_000);
+
+    const raw = api.requests.at(-1)!.raw;
+    for (let i = 0; i + 12 <= secret.length; i++) expect(raw, `piece at ${i}`).not.toContain(secret.slice(i, i + 12));
+    expect(raw).not.toContain("lowercaseTokenValue123456");
+    expect(raw).not.toContain("Sup3rS3cretPw");
+    expect(JSON.stringify(run.steps)).not.toContain(secret.slice(0, 12));
   });
 });
 
