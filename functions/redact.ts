@@ -48,6 +48,9 @@ const SECRET_NAME = String.raw`(?<![${NAME_CHAR}])(?=[${NAME_CHAR}]{0,${NAME_MAX
 /** A quote around a name or value, also escaped once or more (JSON inside a JSON string: `\"`). */
 const QUOTE = String.raw`(?:\\{1,4}"|["'])?`;
 
+/** A value that is no secret: `auth: true`, `token: null`, `password: required`, `key: 3000`. */
+const PLAIN_WORD = /^(true|false|null|none|undefined|required|optional|missing|bearer|basic|digest|negotiate|\d{1,5})$/i;
+
 /**
  * The generic patterns, in order (earlier ones see the text first). Each replaces the secret
  * part only, so the line stays readable (`password=[REDACTED:secret]`).
@@ -74,7 +77,7 @@ const PATTERNS: ReadonlyArray<{ kind: string; re: RegExp; replace?: Replacer }> 
   {
     kind: "token",
     re: /\b((?:proxy-)?authorization["']?[ \t]*[:=][ \t]*["']?(?:[A-Za-z]{1,20}[ \t]+)?)([A-Za-z0-9._~+/=-]{8,})/gi,
-    replace: (_m, head) => `${head}${mark("token")}`,
+    replace: (m, head, token) => (PLAIN_WORD.test(token ?? "") ? m : `${head}${mark("token")}`),
   },
   // JWTs (three base64url parts, the first a JSON header).
   // (starts only where a base64url run starts: `\b` would also match after every `-` of a run)
@@ -91,13 +94,13 @@ const PATTERNS: ReadonlyArray<{ kind: string; re: RegExp; replace?: Replacer }> 
   {
     kind: "secret",
     re: new RegExp(
-      String.raw`(${QUOTE}${SECRET_NAME}${QUOTE}\s*(?:=>|=|:)\s*)(?:\\{1,4}"([^"\\\r\n]*)(?:\\{1,4}")?|"((?:[^"\\\r\n]|\\.)*)"?|'((?:[^'\\\r\n]|\\.)*)'?|([^\s,;&"'}\]]+))`,
+      String.raw`(${QUOTE}${SECRET_NAME}${QUOTE}\s*(?:=>|=|:)\s*)(?:\\{1,4}"((?:[^"\\\r\n]|\\+(?![\\"]))*)(?:\\{1,4}")?|"((?:[^"\\\r\n]|\\.)*)"?|'((?:[^'\\\r\n]|\\.)*)'?|([^\s,;&"'}\]]+))`,
       "gi",
     ),
     replace: (m: string, prefix: string, esc: string | undefined, dq: string | undefined, sq: string | undefined, bare: string | undefined) => {
       const value = esc ?? dq ?? sq ?? bare ?? "";
       // Nothing to hide (empty, already redacted, or a plain word such as `auth: true`).
-      if (value === "" || value.startsWith("[REDACTED") || /^(true|false|null|none|undefined|required|optional|bearer|basic|digest|negotiate|\d{1,5})$/i.test(value)) return m;
+      if (value === "" || value.startsWith("[REDACTED") || PLAIN_WORD.test(value)) return m;
       // Only the value goes; its quotes (or their absence) stay as they were.
       return prefix + m.slice(prefix.length).replace(value, mark("secret"));
     },

@@ -251,6 +251,7 @@ describe("redact: secrets hidden in plain sight", () => {
     ["KEY => value", "PAYLOAD_SECRET => Sup3rS3cretPw", "Sup3rS3cretPw"],
     ["JSON inside a JSON string", '"{\\"password\\":\\"Sup3rS3cretPw\\"}"', "Sup3rS3cretPw"],
     ["a JSON value with an escaped quote", '{"password": "Sup3r\\"S3cretPw"}', "S3cretPw"],
+    ["JSON inside a JSON string, an escaped backslash in the value", String.raw`{\"token\": \"abcd\\efghijk\"}`, "efghijk"],
     ["a percent-encoded connection string", "DATABASE_URL=postgres%3A%2F%2Fadmin%3Ahunter2hunter2%40db%3A5432%2Fx", "hunter2"],
     ["a password holding an encoded @", "mongodb+srv://root:Pa%40ssw0rd@cluster0.mongodb.net/db", "ssw0rd"],
     ["a lower-case PEM block", "-----begin ec private key-----\nMHcCAQEEIAbc123\n-----end ec private key-----", "MHcCAQEEIAbc123"],
@@ -259,7 +260,7 @@ describe("redact: secrets hidden in plain sight", () => {
   });
 
   it("whole segments only: compass, bypass, private: true stay", () => {
-    for (const line of ["compass: north", "bypass=cache-layer", '"private": true', "pass: 12"]) expect(redact(line)).toBe(line);
+    for (const line of ["compass: north", "bypass=cache-layer", '"private": true', "pass: 12", "authorization: required"]) expect(redact(line)).toBe(line);
   });
 
   it("is idempotent on normalised text too", () => {
@@ -278,6 +279,7 @@ describe("redact: normalisation stays linear on hostile input", () => {
     ["percent signs", fill("%4")],
     ["letters spaced out, then a word", `${fill("a ")}bb`],
     ["quotes and pluses", fill("' +\n")],
+    ["escaped quotes and backslashes after a secret name", fill(String.raw`\"token\":\"\\`)],
     ["many opaque environment values", fill("abcdef0123456789")],
   ])("%s", (_what, input) => {
     const values = Array.from({ length: 50 }, (_, i) => `${"0123456789abcdef".repeat(4)}${i}`);
