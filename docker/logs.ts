@@ -40,11 +40,21 @@ export function logText(raw: Buffer, tty: boolean, modem: Demuxer): Promise<stri
   });
 }
 
-/** Keeps the last `maxChars` characters, cut at a line start when possible. */
+/** How far into one huge line a cut looks for the end of its partial first word. */
+const PARTIAL_WORD_MAX = 256;
+
+/**
+ * Keeps the last `maxChars` characters, cut at a line start when possible. Without one (one huge
+ * line), its partial first word is dropped (up to its first whitespace, at most the first
+ * PARTIAL_WORD_MAX characters): it may be the end of a secret cut in half, which no redaction
+ * would recognise (review finding F3).
+ */
 export function lastChars(text: string, maxChars: number): string {
   if (text.length <= maxChars) return text;
   const cut = text.slice(text.length - maxChars);
   if (text[text.length - maxChars - 1] === "\n") return cut; // already starts a line
   const nl = cut.indexOf("\n");
-  return nl >= 0 && nl < cut.length - 1 ? cut.slice(nl + 1) : cut;
+  if (nl >= 0 && nl < cut.length - 1) return cut.slice(nl + 1);
+  const space = cut.slice(0, PARTIAL_WORD_MAX).search(/\s/);
+  return cut.slice(space >= 0 ? space + 1 : Math.min(PARTIAL_WORD_MAX, cut.length));
 }

@@ -368,6 +368,14 @@ export interface DiagnosisStore {
    * failure (written now, or by an earlier try of the same step), so a replay converges.
    */
   recordDiagnosis(projectId: ProjectId, failure: FailureOf, outcome: { state: DiagnosisState; text: string }): Promise<{ recorded: boolean; written: boolean }>;
+  /**
+   * Takes one attempt at diagnosing the failure (one model request: the ask step and its
+   * retries), as ONE compare-and-set: only while the row is still `failed` with exactly that
+   * failure and fewer than `max` attempts were taken for it. Idempotent per `attemptId`: taken
+   * again with the same id (a retried step) it is granted without counting twice. `attempts`:
+   * the attempts counted for this failure (0 when none were).
+   */
+  takeDiagnosisAttempt(projectId: ProjectId, failure: FailureOf, attemptId: string, max: number): Promise<{ granted: boolean; attempts: number }>;
 }
 
 // Metrics (issue 10: GET /metrics). The workflow says what ended and how; `runtime/metrics.ts`

@@ -173,6 +173,29 @@ union all
 select false as written, diagnosis, diagnosis_key, diagnosis_state from previews
 where project_id = $1::text and not exists (select 1 from updated)`;
 
+/**
+ * One attempt at diagnosing a failure (review finding F4), as one statement: counted only while
+ * the row still holds that failure, below the limit, and not already taken by this attempt id.
+ * A new failure (another key) starts again at 1.
+ */
+const ATTEMPT_SQL = `
+with updated as (
+  update previews set
+    diagnosis_attempts = case when diagnosis_attempt_key is not distinct from $5::text then diagnosis_attempts + 1 else 1 end,
+    diagnosis_attempt_key = $5::text, diagnosis_attempt_id = $6::text
+  where project_id = $1::text and status = 'failed'
+    and claim is not distinct from $2::text
+    and reason is not distinct from $3::text
+    and log_tail is not distinct from $4::text
+    and diagnosis_attempt_id is distinct from $6::text
+    and (diagnosis_attempt_key is distinct from $5::text or diagnosis_attempts < $7::integer)
+  returning diagnosis_attempts, diagnosis_attempt_key, diagnosis_attempt_id
+)
+select true as taken, diagnosis_attempts, diagnosis_attempt_key, diagnosis_attempt_id from updated
+union all
+select false as taken, diagnosis_attempts, diagnosis_attempt_key, diagnosis_attempt_id from previews
+where project_id = $1::text and not exists (select 1 from updated)`;
+
 export class SqlPreviewStore implements PreviewStore, DiagnosisStore, PreviewCounts {
   constructor(private readonly db: Database) {}
 
@@ -241,6 +264,19 @@ export class SqlPreviewStore implements PreviewStore, DiagnosisStore, PreviewCou
     );
     const recorded = row !== undefined && row.diagnosis_key === key && row.diagnosis_state === outcome.state && row.diagnosis === outcome.text;
     return { recorded, written: row?.written === true };
+  }
+
+  async takeDiagnosisAttempt(projectId: ProjectId, failure: FailureOf, attemptId: string, max: number): Promise<{ granted: boolean; attempts: number }> {
+    const key = failureKey({ projectId, ...failure });
+    const [row] = await this.run<{ taken: boolean; diagnosis_attempts: number; diagnosis_attempt_key: string | null; diagnosis_attempt_id: string | null }>(
+      `take a diagnosis attempt for project ${JSON.stringify(projectId)}`,
+      ATTEMPT_SQL,
+      [projectId, failure.claim, failure.reason, failure.logTail, key, attemptId, max],
+    );
+    const ours = row !== undefined && row.diagnosis_attempt_key === key;
+    const attempts = ours ? Number(row.diagnosis_attempts) : 0;
+    // Not taken now but recorded under this id: an earlier try of the same step took it.
+    return { granted: ours && (row.taken || row.diagnosis_attempt_id === attemptId), attempts };
   }
 
   /** The project's audit log, in the order the transitions happened. */

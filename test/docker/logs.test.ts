@@ -82,9 +82,14 @@ describe("lastChars", () => {
     expect(lastChars("line1\nline2\nline3\n", 12)).toBe("line2\nline3\n");
   });
 
-  it("keeps the raw tail when it holds no usable line start", () => {
-    expect(lastChars("abcdefghij", 4)).toBe("ghij");
-    expect(lastChars("abcdefghi\n", 4)).toBe("ghi\n");
+  it("in one huge line, drops its partial first word: it may be the end of a secret cut in half", () => {
+    const secret = "9f86d081884c7d659a2feaa0c55ad015";
+    expect(lastChars(`PAYLOAD_SECRET=${secret} and the rest of the line`, 40)).toBe("and the rest of the line");
+    expect(lastChars(`x ${secret} tail\n`, 14)).toBe("tail\n");
+    // No whitespace near the start: its first 256 characters go.
+    const long = "a".repeat(300) + "b".repeat(700);
+    expect(lastChars(long, 900)).toBe("b".repeat(644));
+    expect(lastChars("abcdefghij", 4)).toBe("");
   });
 
   it("never returns more than maxChars", () => {

@@ -95,6 +95,24 @@ export class MemoryPreviewStore implements PreviewStore, DiagnosisStore, Preview
     return { recorded: now !== null && now.key === key && now.state === outcome.state && now.text === outcome.text, written: false };
   }
 
+  /** Diagnosis attempts per project: the failure they count for, how many, the last attempt id. */
+  readonly diagnosisAttempts = new Map<string, { key: string; attempts: number; lastId: string }>();
+
+  async takeDiagnosisAttempt(projectId: ProjectId, failure: FailureOf, attemptId: string, max: number): Promise<{ granted: boolean; attempts: number }> {
+    this.check();
+    const row = this.rows.get(projectId);
+    const key = failureKey({ projectId, ...failure });
+    const sameFailure = row?.status === "failed" && row.claim === failure.claim && row.reason === failure.reason && row.logTail === failure.logTail;
+    const now = this.diagnosisAttempts.get(projectId);
+    if (sameFailure && now?.lastId !== attemptId && (now?.key !== key || now.attempts < max)) {
+      const next = { key, attempts: now?.key === key ? now.attempts + 1 : 1, lastId: attemptId };
+      this.diagnosisAttempts.set(projectId, next);
+      return { granted: true, attempts: next.attempts };
+    }
+    const ours = now !== undefined && now.key === key;
+    return { granted: ours && now.lastId === attemptId, attempts: ours ? now.attempts : 0 };
+  }
+
   /** The audit trail of one project: the statuses it moved to, in order. */
   events(projectId: string): PreviewStatus[] {
     return this.audit.filter((e) => e.projectId === projectId).map((e) => e.type);

@@ -7,6 +7,7 @@
  * Messages API server as its `baseURL`.
  */
 import { writeFile } from "node:fs/promises";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import path from "node:path";
 import Anthropic from "@anthropic-ai/sdk";
 import { pino } from "pino";
@@ -14,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ClaudeDiagnoser, claudeClientOptions } from "../../diagnosis/claude.js";
 import { LOG_BUDGET_CHARS } from "../../functions/diagnosis-prompt.js";
 import { failureKey } from "../../functions/ports.js";
-import { UNAVAILABLE } from "../../functions/diagnose-preview.js";
+import { MAX_ASKS_PER_FAILURE, UNAVAILABLE } from "../../functions/diagnose-preview.js";
 import { createDiagnosisFunctions } from "../../functions/index.js";
 import { createApp } from "../../runtime/app.js";
 import { createInngest } from "../../runtime/inngest-client.js";
@@ -92,13 +93,15 @@ const diagnosedEvents = (id: string) => env.emitted("preview.diagnosed", id);
 const getPreview = async (id: string) => (await fetch(`${hosts.off.url}/previews/${id}`)).json() as Promise<Record<string, unknown>>;
 
 describe("sync", () => {
-  it("registers diagnose-preview on preview.failed, one run per project (singleton, skip), with the step's retries", async () => {
+  it("registers diagnose-preview on preview.failed, one run per project (singleton, skip), its rate limit and throttle, with the step's retries", async () => {
     expect((await fetch(`${hosts.off.url}/api/inngest`, { method: "PUT" })).status).toBe(200);
     const sync = env.inngestServer.registrations.at(-1) as { functions: Array<Record<string, unknown>> };
     const fn = sync.functions.find((f) => f.id === FN_ID);
     expect(fn).toMatchObject({
       triggers: [{ event: "preview.failed" }],
       singleton: { key: "event.data.projectId", mode: "skip" },
+      rateLimit: { key: "event.data.projectId", limit: 12, period: "1h" },
+      throttle: { limit: 30, period: "1m", burst: 10 },
       steps: { step: { retries: { attempts: ATTEMPTS - 1 } } },
     });
   });
@@ -255,6 +258,96 @@ describe("the model is called once per failure, whatever is retried or replayed"
     expect(run.result).toMatchObject({ diagnosed: true });
     expect(api.requests.length).toBe(before);
     expect((await getPreview(event.projectId)).diagnosis).toBe("Answered before the crash.");
+  });
+});
+
+// Review finding F4: a forged or replayed `preview.failed` asked again (5 requests) each time the
+// stored outcome was "unavailable" (rate limited, a refused request), without end.
+describe("the cost of replays and forged events is bounded", () => {
+  it(`a failure the model cannot answer (429) is asked about by at most ${MAX_ASKS_PER_FAILURE} runs, whatever the events say`, { timeout: 180_000 }, async () => {
+    const event = await recordedFailure("flood", "Error: boom\n");
+    api.script = [{ status: 429, type: "rate_limit_error", message: "Rate limited" }];
+    const before = api.requests.length;
+    const forged = { projectId: event.projectId, reason: "forged", logTail: "forged" };
+    const results: unknown[] = [];
+    for (let i = 0; i < MAX_ASKS_PER_FAILURE + 2; i++) {
+      const run = await diagnose(i % 2 ? forged : event, i % 2 === 1);
+      expect(run.outcome).toBe("completed");
+      results.push(run.result);
+    }
+    // Each asking run: one step, its attempts; then no attempt left, no request at all.
+    expect(api.requests.length - before).toBe(MAX_ASKS_PER_FAILURE * ATTEMPTS);
+    expect(results.slice(0, MAX_ASKS_PER_FAILURE)).toEqual(Array(MAX_ASKS_PER_FAILURE).fill({ projectId: event.projectId, diagnosed: false, state: "unavailable", rounds: 1 }));
+    expect(results.slice(MAX_ASKS_PER_FAILURE)).toEqual(
+      Array(2).fill({ projectId: event.projectId, diagnosed: false, why: `no attempt left: the model was asked ${MAX_ASKS_PER_FAILURE} times about this failure` }),
+    );
+    expect((await getPreview(event.projectId)).diagnosis).toBe(`${UNAVAILABLE}: anthropic: ask claude-test for a diagnosis failed: 429 rate_limit_error: Rate limited`);
+
+    // A new failure of the project is asked about again.
+    await env.store.apply(event.projectId, "launch", { reason: "preview.requested", claim: "run-next", logTail: null });
+    await env.store.apply(event.projectId, "fail", { reason: "exit 2", claim: "run-next", logTail: "Error: boom again\n" });
+    api.script = [{ text: "Now it answers." }];
+    expect((await diagnose(forged)).result).toMatchObject({ diagnosed: true });
+    expect(api.requests.length - before).toBe(MAX_ASKS_PER_FAILURE * ATTEMPTS + 1);
+  });
+
+  it("a log cut in the middle of an emoji still makes a well-formed request (no lone surrogate: the API refuses those for good)", { timeout: 30_000 }, async () => {
+    const loneSurrogate = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+    for (const pad of ["", "x"]) {
+      const logTail = "\u{1F600}".repeat(LOG_BUDGET_CHARS) + pad;
+      const event = await recordedFailure("emoji", logTail);
+      api.script = [{ text: "Emoji." }];
+      const run = await diagnose(event);
+      expect(run.result).toMatchObject({ diagnosed: true });
+      const prompt = api.requests.at(-1)!.body.messages[0]!.content;
+      expect(prompt).toContain("\u{1F600}");
+      expect(loneSurrogate.test(prompt)).toBe(false);
+      expect(api.requests.at(-1)!.raw).not.toMatch(/\\ud[89ab][0-9a-f]{2}(?!\\ud[c-f])/i);
+    }
+  });
+});
+
+// Review findings F1 and F3, end to end: the reviewer's hostile preview (its log stalled the
+// event loop 17 s in prepare-prompt, and pieces of its PAYLOAD_SECRET reached the Messages API).
+describe("a hostile log", () => {
+  const HOSTILE = [
+    'S="$PAYLOAD_SECRET"',
+    'echo "secret part A: $(echo $S | cut -c1-30)"',
+    'echo "secret part B: $(echo $S | cut -c31-64)"',
+    `printf 'colour \\033[32m%s\\033[0m%s\\n' "$(echo $S | cut -c1-31)" "$(echo $S | cut -c32-64)"`,
+    'echo "authorization: bearer lowercaseTokenValue123456"',
+    'echo "DB_PASS=Sup3rS3cretPw"',
+    `echo "-$(/bin/busybox seq 1750 | /bin/busybox sed 's/.*/key./' | /bin/busybox tr -d '\\n')"`,
+    "exit 3",
+    "",
+  ].join("\n");
+
+  it("is diagnosed without stalling the event loop, and no piece of a secret reaches the model", { timeout: 120_000 }, async () => {
+    const id = env.docker.projectId("hostile");
+    const dir = await env.docker.writeSite(id, "exit");
+    await writeFile(path.join(dir, "start.sh"), HOSTILE);
+    const { error } = await env.launch(id);
+    expect(error).toBeDefined();
+    const [failed] = env.emitted("preview.failed", id);
+    const info = await env.docker.docker.getContainer(`preview-${id}`).inspect();
+    const secret = info.Config.Env.find((e) => e.startsWith("PAYLOAD_SECRET="))!.slice("PAYLOAD_SECRET=".length);
+    expect(String(failed!.logTail)).toContain("key.key.key.");
+    expect(String(failed!.logTail)).toContain(secret.slice(0, 30));
+
+    api.script = [{ text: "The start script printed secrets and exited with code 3." }];
+    const delay = monitorEventLoopDelay({ resolution: 10 });
+    delay.enable();
+    const run = await diagnose(failed as Failed);
+    delay.disable();
+    expect(run.result).toMatchObject({ diagnosed: true });
+    // Before the fix: 17 s in one step. The budget is generous (2 noisy cores).
+    expect(delay.max / 1e6).toBeLessThan(1_000);
+
+    const raw = api.requests.at(-1)!.raw;
+    for (let i = 0; i + 12 <= secret.length; i++) expect(raw, `piece at ${i}`).not.toContain(secret.slice(i, i + 12));
+    expect(raw).not.toContain("lowercaseTokenValue123456");
+    expect(raw).not.toContain("Sup3rS3cretPw");
+    expect(JSON.stringify(run.steps)).not.toContain(secret.slice(0, 12));
   });
 });
 

@@ -6,7 +6,7 @@
 import { InngestTestEngine } from "@inngest/test";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createDiagnosePreview, UNAVAILABLE } from "../../functions/diagnose-preview.js";
+import { createDiagnosePreview, MAX_ASKS_PER_FAILURE, UNAVAILABLE } from "../../functions/diagnose-preview.js";
 import { currentDiagnosis, PermanentError } from "../../functions/ports.js";
 import { createInngest } from "../../runtime/inngest-client.js";
 import { FakeDiagnoser, FakeSecrets } from "../fakes/fake-diagnoser.js";
@@ -201,5 +201,48 @@ describe("diagnose-preview", () => {
     const { error } = await t.run({ projectId: "../etc", reason: "x", logTail: "y" });
     expect(error).toBeDefined();
     expect(t.diagnoser.requests).toHaveLength(0);
+  });
+
+  // Review finding F4: each replayed or forged `preview.failed` asked again while the stored
+  // outcome was "unavailable" (up to 5 paid requests each, without end).
+  it(`replays of a failure the model cannot answer ask at most ${MAX_ASKS_PER_FAILURE} times; a new failure is asked again`, async () => {
+    const t = setup();
+    const id = newId();
+    const event = t.failed(id);
+    t.diagnoser.answers = [" "];
+    const results = [];
+    for (let i = 0; i < MAX_ASKS_PER_FAILURE + 2; i++) results.push((await t.run(event)).result);
+    expect(t.diagnoser.requests).toHaveLength(MAX_ASKS_PER_FAILURE);
+    expect(results.slice(0, MAX_ASKS_PER_FAILURE)).toEqual(Array(MAX_ASKS_PER_FAILURE).fill({ projectId: id, diagnosed: false, state: "unavailable", rounds: 1 }));
+    expect(results.at(-1)).toEqual({ projectId: id, diagnosed: false, why: `no attempt left: the model was asked ${MAX_ASKS_PER_FAILURE} times about this failure` });
+    expect(currentDiagnosis((await t.store.get(id))!)).toMatchObject({ state: "unavailable" });
+    // The next failure of the project has attempts of its own.
+    t.diagnoser.answers = ["About the new failure."];
+    expect((await t.run(t.failed(id, undefined, undefined, "run-2"))).result).toMatchObject({ diagnosed: true });
+    expect(t.diagnoser.requests).toHaveLength(MAX_ASKS_PER_FAILURE + 1);
+  });
+
+  it("registers its cost bounds with Inngest: one run per project at a time, a rate limit per project, a global throttle", () => {
+    const inngest = createInngest(inngestSettings({ dev: server.url }), pino({ level: "silent" }));
+    const fn = createDiagnosePreview(inngest, { diagnoser: new FakeDiagnoser(), store: new MemoryPreviewStore(), secrets: new FakeSecrets() });
+    const [config] = fn["getConfig"]({ baseUrl: new URL("http://127.0.0.1:3000/api/inngest"), appPrefix: "previews" });
+    expect(config).toMatchObject({
+      id: "previews-diagnose-preview",
+      singleton: { key: "event.data.projectId", mode: "skip" },
+      rateLimit: { key: "event.data.projectId", limit: 12, period: "1h" },
+      throttle: { limit: 30, period: "1m", burst: 10 },
+    });
+  });
+
+  it("the stored answer is redacted of the container's environment values too, whole or in part (review finding F3)", async () => {
+    const t = setup();
+    const id = newId();
+    const event = t.failed(id);
+    t.diagnoser.answers = [`The secret ${ENV_SECRET} is fine; its start ${ENV_SECRET.slice(0, 14)} too.`];
+    await t.run(event);
+    const text = currentDiagnosis((await t.store.get(id))!)!.text;
+    expect(text).not.toContain(ENV_SECRET.slice(0, 12));
+    expect(text).toBe("The secret [REDACTED:env] is fine; its start [REDACTED:env] too.");
+    expect(t.diagnosed(id)).toEqual([{ projectId: id, diagnosis: text }]);
   });
 });

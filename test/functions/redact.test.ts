@@ -167,3 +167,124 @@ describe("redact: what it leaves alone", () => {
     expect(performance.now() - t).toBeLessThan(2_000);
   });
 });
+
+/**
+ * A hostile log must not stall the service's only event loop (review finding F1: `" " +
+ * "key.".repeat(1999)` took 24.5 s, cubic; `ab://:` repeated was quadratic). Each input here is
+ * 16,000 characters (twice Docker's log tail); the budget is generous on purpose (a DoS guard,
+ * not a benchmark: a linear pass takes about 1 ms).
+ */
+describe("redact: linear time on hostile input", () => {
+  const N = 100_000;
+  const fill = (unit: string, prefix = "") => prefix + unit.repeat(Math.ceil((N - prefix.length) / unit.length));
+  const inputs: Array<[string, string]> = [
+    ["' key.' repeated (secret name, dots)", fill("key.", " ")],
+    ["'-auth.' repeated", fill("auth.", "-")],
+    ["'-key-' repeated", fill("key-", "-")],
+    ["'.key.' repeated", fill("key.", ".")],
+    ["'a-key.' repeated, then a quote", `${fill("key.", "a-")}"`],
+    ["'-key.key-' repeated", fill("key.key-", "-")],
+    ["'x-key' repeated", fill("x-key")],
+    ["'token=\"' repeated (unterminated quoted values)", fill('token="')],
+    ["'key' and spaces repeated", fill(`key${" ".repeat(20)}`)],
+    ["'ab://:' repeated (URL credentials without @)", fill("ab://:")],
+    ["'ab://x:' repeated", fill("ab://x:")],
+    ["one scheme, then a long user name", `ab://${"u".repeat(N)}:`],
+    ["'eyJ-' repeated (JWT starts)", fill("eyJ-")],
+    ["'Bearer ' repeated", fill("Bearer ")],
+    ["PEM headers without an end", fill("-----BEGIN PRIVATE KEY ")],
+    ["'sk-a-' repeated", fill("sk-a-")],
+    ["'signkey-' repeated", fill("signkey-")],
+  ];
+  it.each(inputs)("%s", (_what, input) => {
+    expect(input.length).toBeGreaterThanOrEqual(N);
+    const t = performance.now();
+    redact(input, ["0123456789abcdef0123456789abcdef"]);
+    expect(performance.now() - t).toBeLessThan(200);
+  });
+
+  it("still finds the secret after a hostile run on the same line", () => {
+    expect(redact(`${fill("key.", " ")} PASSWORD=hunter2hunter2`)).toMatch(/ PASSWORD=\[REDACTED:secret\]$/);
+  });
+});
+
+/** Review finding F3: secrets a reader still sees that the patterns missed. */
+describe("redact: secrets hidden in plain sight", () => {
+  const secret = "669d8c381066fe225587cf11c92e05df88207296d92799615982aa00fd0677e7"; // as PAYLOAD_SECRET
+  const env = [secret, "http://p1.preview.localhost", "3000", "0.0.0.0", "/tmp", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"];
+  /** No piece of 12 characters of `value` is left, in any letter case. */
+  const noPiece = (out: string, value: string) => {
+    for (let i = 0; i + 12 <= value.length; i++) expect(out.toLowerCase(), `piece at ${i}`).not.toContain(value.slice(i, i + 12).toLowerCase());
+  };
+  const chunk = (s: string, n: number) => s.match(new RegExp(`.{1,${n}}`, "g"))!;
+
+  it.each<[string, string]>([
+    ["split over two lines (pieces under 32 characters)", `part one ${secret.slice(0, 31)}\npart two ${secret.slice(31)}`],
+    ["in lines of 16", chunk(secret, 16).map((c, i) => `line ${i}: ${c}`).join("\n")],
+    ["only its first half", `first half ${secret.slice(0, 31)}`],
+    ["upper case", `secret ${secret.toUpperCase()}`],
+    ["a colour code in the middle", `value \u001b[32m${secret.slice(0, 30)}\u001b[0m${secret.slice(30)}`],
+    ["zero-width spaces between its characters", `value ${[...secret].join("\u200b")}`],
+    ["spaced out", `value ${[...secret].join(" ")}`],
+    ["percent-encoded", `u ${[...secret].map((c) => `%${c.charCodeAt(0).toString(16)}`).join("")}`],
+    ["JSON \\u00xx escapes", `{"msg": "${[...secret].map((c) => `\\u00${c.charCodeAt(0).toString(16)}`).join("")}"}`],
+    ["wrapped by Node's inspector", `'${secret.slice(0, 20)}' +\n  '${secret.slice(20, 40)}' +\n  '${secret.slice(40)}'`],
+  ])("an environment value %s", (_what, log) => {
+    const out = redact(log, env);
+    noPiece(out, secret);
+    expect(out).toContain("[REDACTED:env]");
+  });
+
+  it("pieces of a path or URL value are not redacted (PATH, the site URL): only the whole value", () => {
+    const log = "at /usr/local/bin/node (http://p1.preview.local:3000/api)\nlistening on 0.0.0.0:3000";
+    expect(redact(log, env)).toBe(log);
+  });
+
+  it.each<[string, string, string]>([
+    ["authorization: bearer <token>, lower case", "authorization: bearer lowercaseTokenValue123456", "lowercaseTokenValue123456"],
+    ["Authorization with another scheme", "Authorization: TOKEN abcdefgh12345678", "abcdefgh12345678"],
+    ["Authorization without a scheme", "authorization=abcdefgh12345678", "abcdefgh12345678"],
+    ["DB_PASS=", "DB_PASS=Sup3rS3cretPw", "Sup3rS3cretPw"],
+    ["SMTP_PASS=", "SMTP_PASS=Sup3rS3cretPw", "Sup3rS3cretPw"],
+    ["DB_PW=", "DB_PW=Sup3rS3cretPw", "Sup3rS3cretPw"],
+    ["PRIVATE=", "PRIVATE=Sup3rS3cretPw", "Sup3rS3cretPw"],
+    ["KEY => value", "PAYLOAD_SECRET => Sup3rS3cretPw", "Sup3rS3cretPw"],
+    ["JSON inside a JSON string", '"{\\"password\\":\\"Sup3rS3cretPw\\"}"', "Sup3rS3cretPw"],
+    ["a JSON value with an escaped quote", '{"password": "Sup3r\\"S3cretPw"}', "S3cretPw"],
+    ["JSON inside a JSON string, an escaped backslash in the value", String.raw`{\"token\": \"abcd\\efghijk\"}`, "efghijk"],
+    ["a percent-encoded connection string", "DATABASE_URL=postgres%3A%2F%2Fadmin%3Ahunter2hunter2%40db%3A5432%2Fx", "hunter2"],
+    ["a password holding an encoded @", "mongodb+srv://root:Pa%40ssw0rd@cluster0.mongodb.net/db", "ssw0rd"],
+    ["a lower-case PEM block", "-----begin ec private key-----\nMHcCAQEEIAbc123\n-----end ec private key-----", "MHcCAQEEIAbc123"],
+  ])("%s", (_what, log, leaked) => {
+    expect(redact(log)).not.toContain(leaked);
+  });
+
+  it("whole segments only: compass, bypass, private: true stay", () => {
+    for (const line of ["compass: north", "bypass=cache-layer", '"private": true', "pass: 12", "authorization: required"]) expect(redact(line)).toBe(line);
+  });
+
+  it("is idempotent on normalised text too", () => {
+    const log = `a \u001b[31mred\u001b[0m DB_PW=x1234567 %41%42 authorization: bearer abcdefghijklmnop\n${secret.slice(0, 20)}`;
+    const once = redact(log, env);
+    expect(redact(once, env)).toBe(once);
+  });
+});
+
+describe("redact: normalisation stays linear on hostile input", () => {
+  const N = 100_000;
+  const fill = (unit: string) => unit.repeat(Math.ceil(N / unit.length));
+  it.each<[string, string]>([
+    ["unterminated OSC escapes", fill("\u001b]8;;")],
+    ["CSI parameters without an end", `\u001b[${fill("0;")}`],
+    ["percent signs", fill("%4")],
+    ["letters spaced out, then a word", `${fill("a ")}bb`],
+    ["quotes and pluses", fill("' +\n")],
+    ["escaped quotes and backslashes after a secret name", fill(String.raw`\"token\":\"\\`)],
+    ["many opaque environment values", fill("abcdef0123456789")],
+  ])("%s", (_what, input) => {
+    const values = Array.from({ length: 50 }, (_, i) => `${"0123456789abcdef".repeat(4)}${i}`);
+    const t = performance.now();
+    redact(input, values);
+    expect(performance.now() - t).toBeLessThan(200);
+  });
+});

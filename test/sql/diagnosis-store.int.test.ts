@@ -107,4 +107,31 @@ describe.each(drivers)("recordDiagnosis on %s", (driver) => {
     expect(results.filter((r) => r.recorded)).toHaveLength(1);
     expect((await types(id)).filter((x) => x === "diagnosed")).toHaveLength(1);
   });
+
+  // Review finding F4: forged or replayed `preview.failed` events re-asked the model each time.
+  it("takeDiagnosisAttempt: at most `max` per failure, once per attempt id, counted again for a new failure", async () => {
+    const id = newId("attempts");
+    const failure = await failed(id);
+    expect(await store.takeDiagnosisAttempt(id, failure, "run-a:1", 3)).toEqual({ granted: true, attempts: 1 });
+    // The same attempt again (a retried step): granted, not counted twice.
+    expect(await store.takeDiagnosisAttempt(id, failure, "run-a:1", 3)).toEqual({ granted: true, attempts: 1 });
+    expect(await store.takeDiagnosisAttempt(id, failure, "run-b:1", 3)).toEqual({ granted: true, attempts: 2 });
+    expect(await store.takeDiagnosisAttempt(id, failure, "run-c:1", 3)).toEqual({ granted: true, attempts: 3 });
+    expect(await store.takeDiagnosisAttempt(id, failure, "run-d:1", 3)).toEqual({ granted: false, attempts: 3 });
+    expect(await store.takeDiagnosisAttempt(id, failure, "run-c:1", 3)).toEqual({ granted: true, attempts: 3 });
+    // Another failure of the project: its own count; the old failure is no longer the row's.
+    const next = await failed(id, "run-2");
+    expect(await store.takeDiagnosisAttempt(id, failure, "run-e:1", 3)).toMatchObject({ granted: false });
+    expect(await store.takeDiagnosisAttempt(id, next, "run-e:1", 3)).toEqual({ granted: true, attempts: 1 });
+    // Lifecycle columns and the audit log are untouched by attempts.
+    expect(await types(id)).toEqual(["starting", "failed", "starting", "failed"]);
+  });
+
+  it("takeDiagnosisAttempt: concurrent takes of one failure never exceed the limit", async () => {
+    const id = newId("attempts-race");
+    const failure = await failed(id);
+    const results = await Promise.all(Array.from({ length: 8 }, (_, i) => store.takeDiagnosisAttempt(id, failure, `run-${i}:1`, 3)));
+    expect(results.filter((r) => r.granted)).toHaveLength(3);
+    expect(await store.takeDiagnosisAttempt(id, failure, "run-late:1", 3)).toEqual({ granted: false, attempts: 3 });
+  });
 });
