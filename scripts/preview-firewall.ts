@@ -14,14 +14,21 @@
  * From the production image (compiled, no tsx): `node dist/scripts/preview-firewall.js ...`;
  * docker-compose.yml runs `watch` as its `firewall` service (root, host network, NET_ADMIN only).
  * `--peers 172.29.0.2,172.29.0.3`: trusted peers on the preview network (PREVIEW_TRUSTED_PEERS,
- * README "Deployment"), let through to port 3000 there.
+ * README "Deployment"), let through to port 3000 there, each bound to the bridge port of ITS
+ * container (docker/peer-ports.ts): with peers every command asks the engine (DOCKER_HOST or
+ * /var/run/docker.sock) which running container holds each address on `--network`, and reads
+ * /proc/<its pid>/net (so it needs the host's pid namespace). A peer whose port is not found
+ * gets no ACCEPT rule (fail closed) and is reported; `install`/`watch` replace the rules of a
+ * peer whose port changed (a restarted container), `watch` at every round.
  *
  * The bridge name defaults to the one the service derives from the network name
  * (PREVIEW_NETWORK, default sitebuilder-previews), so both agree without configuration.
  * Idempotent: install adds only missing rules; remove touches only rules it would have added.
  */
+import Docker from "dockerode";
 import { HostFirewall, installCommands, previewFirewallRules } from "../docker/host-firewall.js";
 import { DEFAULT_EGRESS_DENY, bridgeName, egressDeny, trustedPeers } from "../docker/isolation.js";
+import { resolvePeerPorts, type ResolvedPeer } from "../docker/peer-ports.js";
 
 function usage(message?: string): never {
   if (message) console.error(message);
@@ -49,17 +56,30 @@ try {
 } catch (err) {
   usage(`--peers: ${(err as Error).message}`);
 }
-const firewall = HostFirewall.forBridge(bridge, deny, undefined, peers);
+/** The peers with their bridge ports as they are now (asks the engine only when there are peers); unplaced peers reported on stderr. */
+let docker: Docker | null = null;
+async function currentPeers(): Promise<ResolvedPeer[]> {
+  if (!peers.length) return [];
+  docker ??= new Docker();
+  const resolved = await resolvePeerPorts({ docker, network, bridge }, peers);
+  for (const p of resolved) {
+    if (p.port === null) console.error(`${new Date().toISOString()} bridge ${bridge}: trusted peer ${p.address}: bridge port not found (${p.reason}); nothing from its address is let through`);
+  }
+  return resolved;
+}
+const firewallNow = async (): Promise<HostFirewall> => HostFirewall.forBridge(bridge, deny, undefined, await currentPeers());
+const firewall = HostFirewall.forBridge(bridge, deny);
 const every = Number(flags.get("every") ?? "30");
 if (!Number.isFinite(every) || every < 1 || every > 3600) usage("--every must be a number of seconds from 1 to 3600");
 
 switch (command) {
   case "print":
-    for (const line of installCommands(previewFirewallRules(bridge, deny, peers))) console.log(line);
+    for (const line of installCommands(previewFirewallRules(bridge, deny, await currentPeers()))) console.log(line);
     break;
   case "install": {
-    const added = await firewall.install();
-    console.log(`bridge ${bridge}: ${added} rule(s) added, ${firewall.rules.length - added} already present`);
+    const now = await firewallNow();
+    const { added, removed } = await now.sync();
+    console.log(`bridge ${bridge}: ${added} rule(s) added, ${now.rules.length - added} already present, ${removed} stale peer rule(s) removed`);
     break;
   }
   case "remove": {
@@ -68,8 +88,11 @@ switch (command) {
     break;
   }
   case "status": {
-    const present = await firewall.status();
-    firewall.rules.forEach((rule, i) => console.log(`${present[i] ? "present" : "MISSING"}  ${rule.chain} ${rule.spec.join(" ")}`));
+    // A peer not running is no failure here (compose starts the peers after this is healthy):
+    // its fail-closed rule is what must be present then.
+    const now = await firewallNow();
+    const present = await now.status();
+    now.rules.forEach((rule, i) => console.log(`${present[i] ? "present" : "MISSING"}  ${rule.chain} ${rule.spec.join(" ")}`));
     process.exit(present.every(Boolean) ? 0 : 1);
   }
   // falls through (process.exit above)
@@ -83,8 +106,8 @@ switch (command) {
       if (busy) return;
       busy = true;
       try {
-        const added = await firewall.install();
-        if (added) console.log(`${new Date().toISOString()} bridge ${bridge}: ${added} rule(s) added`);
+        const { added, removed } = await (await firewallNow()).sync();
+        if (added || removed) console.log(`${new Date().toISOString()} bridge ${bridge}: ${added} rule(s) added, ${removed} stale peer rule(s) removed`);
       } catch (err) {
         console.error(`${new Date().toISOString()} bridge ${bridge}: ${(err as Error).message}`);
       } finally {
@@ -92,7 +115,7 @@ switch (command) {
       }
     };
     await round();
-    console.log(`bridge ${bridge}: ${firewall.rules.length} rule(s) in place, checked every ${every}s`);
+    console.log(`bridge ${bridge}: rules in place (${peers.length} trusted peer(s)), checked every ${every}s`);
     const timer = setInterval(() => void round(), every * 1000);
     for (const signal of ["SIGTERM", "SIGINT"] as const) process.once(signal, () => (clearInterval(timer), process.exit(0)));
     break;
