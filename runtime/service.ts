@@ -12,6 +12,7 @@ import { Registry } from "prom-client";
 import { createDockerClient } from "../docker/client.js";
 import { DockerPreviewRuntime } from "../docker/docker-runtime.js";
 import { DockerPreviewInventory } from "../docker/inventory.js";
+import { DockerNetworkAudit } from "../docker/network-audit.js";
 import { previewUser } from "../docker/isolation.js";
 import { assertImagePresent } from "../docker/preview-image.js";
 import type { PreviewSettings } from "../docker/settings.js";
@@ -19,6 +20,7 @@ import Anthropic from "@anthropic-ai/sdk";
 import { ClaudeDiagnoser, claudeClientOptions } from "../diagnosis/claude.js";
 import { createDiagnosisFunctions, createFunctions, createSweepFunctions, type SweepDeps } from "../functions/index.js";
 import { planSweep } from "../functions/sweep-plan.js";
+import { strangerWarning, type PreviewNetworkAudit } from "../functions/ports.js";
 import { connect, openDatabaseInBackground } from "../sql/connect.js";
 import type { Database } from "../sql/database.js";
 import { SqlPreviewStore } from "../sql/preview-store.js";
@@ -108,15 +110,28 @@ async function sweepDeps(
     log.info("sweep: no project source (PROJECTS_DATABASE_URL unset and the state is embedded): orphans are managed containers without a row");
   }
   const { projects: _source, ...sweepSettings } = config.sweep;
+  const inventory = new DockerPreviewInventory(docker, settings, log);
   return {
     sweep: {
-      inventory: new DockerPreviewInventory(docker, settings, log),
+      inventory,
+      // Strangers on the preview network (review F2): in each sweep plan and its audit log.
+      network: new DockerNetworkAudit(docker, settings, inventory, log),
       projects,
       decisions: new SqlSweepLog(db),
       settings: { ...sweepSettings, idleTimeoutMs: config.activity.idleTimeoutMs },
     },
     projectsDb,
   };
+}
+
+/** Logs one warning per container on the preview network that is neither ours nor a trusted peer. */
+async function warnStrangers(audit: PreviewNetworkAudit | undefined, log: Logger): Promise<void> {
+  if (!audit) return;
+  try {
+    for (const s of await audit.strangers()) log.warn({ network: audit.network, containerId: s.containerId, name: s.name, address: s.address }, strangerWarning(audit.network, s));
+  } catch (err) {
+    log.warn({ err, network: audit.network }, "could not list the containers on the preview network");
+  }
 }
 
 /**
@@ -226,6 +241,9 @@ async function serveWith(config: Config, log: Logger, db: Database): Promise<Run
     ...(config.maxRunningPreviews !== null ? { capacity: { store: activity, max: config.maxRunningPreviews } } : {}),
   };
   const { sweep, projectsDb } = await sweepDeps(config, log, db, docker, settings);
+  // Strangers on the preview network (review F2), once the network is checked: warned about at
+  // start-up (and in every sweep plan), never touched. Docker may be down: not a reason not to serve.
+  void networkReady.then(() => warnStrangers(sweep.network, log));
   const functions = [...createFunctions(inngest, deps), ...createSweepFunctions(inngest, deps, sweep), ...diagnosisFunctions(config, inngest, store, runtime, log)];
   const tracker = new ActivityTracker(activity, (events) => inngest.send(events), config.activity, log).start();
   const previews = new PreviewRoutes({

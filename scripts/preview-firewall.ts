@@ -56,14 +56,23 @@ try {
 } catch (err) {
   usage(`--peers: ${(err as Error).message}`);
 }
-/** The peers with their bridge ports as they are now (asks the engine only when there are peers); unplaced peers reported on stderr. */
+/**
+ * The peers with their bridge ports as they are now (asks the engine only when there are peers).
+ * Each peer's state is reported when it changes (not at every round of `watch`): its port, or
+ * why none was found (stderr).
+ */
 let docker: Docker | null = null;
+const reported = new Map<string, string>();
 async function currentPeers(): Promise<ResolvedPeer[]> {
   if (!peers.length) return [];
   docker ??= new Docker();
   const resolved = await resolvePeerPorts({ docker, network, bridge }, peers);
   for (const p of resolved) {
+    const state = p.port ?? `none: ${p.reason}`;
+    if (reported.get(p.address) === state) continue;
+    reported.set(p.address, state);
     if (p.port === null) console.error(`${new Date().toISOString()} bridge ${bridge}: trusted peer ${p.address}: bridge port not found (${p.reason}); nothing from its address is let through`);
+    else console.log(`${new Date().toISOString()} bridge ${bridge}: trusted peer ${p.address}: bridge port ${p.port} (container ${p.containerId?.slice(0, 12)})`);
   }
   return resolved;
 }
@@ -71,6 +80,13 @@ const firewallNow = async (): Promise<HostFirewall> => HostFirewall.forBridge(br
 const firewall = HostFirewall.forBridge(bridge, deny);
 const every = Number(flags.get("every") ?? "30");
 if (!Number.isFinite(every) || every < 1 || every > 3600) usage("--every must be a number of seconds from 1 to 3600");
+
+// Errors (no iptables, no engine to ask about peers) end a one-shot command with a clear line
+// and exit 1; `watch` reports them per round and keeps going.
+process.on("unhandledRejection", (err) => {
+  console.error(`preview-firewall ${command ?? ""}: ${(err as Error)?.message ?? String(err)}`);
+  process.exit(1);
+});
 
 switch (command) {
   case "print":
@@ -102,11 +118,14 @@ switch (command) {
     // `status`). SIGTERM ends the watch and leaves the rules in place (previews may still run).
     // One round at a time: two overlapping installs could both find a rule missing and add it twice.
     let busy = false;
+    let inPlace = 0;
     const round = async () => {
       if (busy) return;
       busy = true;
       try {
-        const { added, removed } = await (await firewallNow()).sync();
+        const now = await firewallNow();
+        const { added, removed } = await now.sync();
+        inPlace = now.rules.length;
         if (added || removed) console.log(`${new Date().toISOString()} bridge ${bridge}: ${added} rule(s) added, ${removed} stale peer rule(s) removed`);
       } catch (err) {
         console.error(`${new Date().toISOString()} bridge ${bridge}: ${(err as Error).message}`);
@@ -115,7 +134,7 @@ switch (command) {
       }
     };
     await round();
-    console.log(`bridge ${bridge}: rules in place (${peers.length} trusted peer(s)), checked every ${every}s`);
+    console.log(`bridge ${bridge}: ${inPlace} rule(s) in place, checked every ${every}s`);
     const timer = setInterval(() => void round(), every * 1000);
     for (const signal of ["SIGTERM", "SIGINT"] as const) process.once(signal, () => (clearInterval(timer), process.exit(0)));
     break;

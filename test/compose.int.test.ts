@@ -155,9 +155,10 @@ describe("docker-compose config (Debian's docker-compose 1.29)", () => {
     const allowed = Object.entries(env).filter(([, v]) => v !== "0").map(([k]) => k).sort();
     expect(allowed).toEqual(["CONTAINERS", "EVENTS", "PING", "VERSION"]);
     for (const k of ["EXEC", "IMAGES", "NETWORKS", "VOLUMES", "BUILD", "SECRETS", "SWARM", "SYSTEM", "AUTH"]) expect(env[k], k).toBe("0");
-    // Only the service (the trusted controller) and the proxy hold the socket.
+    // Only the service (the trusted controller), the firewall keeper (to find the trusted peers'
+    // bridge ports) and the proxy hold the socket.
     const holders = Object.entries(dev.services).filter(([, s]) => JSON.stringify(s.volumes ?? []).includes("docker.sock")).map(([n]) => n).sort();
-    expect(holders).toEqual(["docker-api", "previews"]);
+    expect(holders).toEqual(["docker-api", "firewall", "previews"]);
   });
 
   it("the previews network is what the service requires, and the trusted peers agree everywhere", () => {
@@ -185,6 +186,8 @@ describe("docker-compose config (Debian's docker-compose 1.29)", () => {
     const fw = dev.services.firewall!;
     for (const cmd of [fw.command, fw.healthcheck!.test]) {
       expect(flag(cmd as string[], "--bridge")).toBe(env.PREVIEW_BRIDGE);
+      // The network: the keeper asks the engine which container holds each peer's address on it.
+      expect(flag(cmd as string[], "--network")).toBe(env.PREVIEW_NETWORK);
       expect(flag(cmd as string[], "--peers")).toBe(env.PREVIEW_TRUSTED_PEERS);
       expect(flag(cmd as string[], "--deny")).toBe(env.PREVIEW_EGRESS_DENY);
     }
@@ -193,6 +196,8 @@ describe("docker-compose config (Debian's docker-compose 1.29)", () => {
     expect(fw.user).toBe("0:0");
     expect(fw.cap_drop).toEqual(["ALL"]);
     expect([...fw.cap_add!].sort()).toEqual(["NET_ADMIN", "NET_RAW"]);
+    // The host's pid namespace: it reads /proc/<peer pid>/net to find the peer's bridge port.
+    expect(fw.pid).toBe("host");
     expect(env.PREVIEW_HOST_FIREWALL).toBe("off");
   });
 

@@ -17,6 +17,8 @@
  *     or stopped, while the same attack gets through an address-only rule (the control); a
  *     stopped peer leaves only a fail-closed DROP, and after a restart (new veth) the keeper
  *     script binds the rules to the new port;
+ *   - the network audit reports the stranger (neither a preview of this instance nor at a peer's
+ *     address), and only it, and touches nothing;
  *   - a network whose pool could hand a preview the peer's address is refused, and with peers
  *     the runtime never creates the network itself.
  * Probes: `busybox nc` from inside the containers (test/helpers/docker.ts). Everything created
@@ -33,6 +35,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DockerPreviewRuntime } from "../../docker/docker-runtime.js";
 import { HostFirewall, firewallComment } from "../../docker/host-firewall.js";
 import { BRIDGE_OPTIONS, UnsafeNetworkError, bridgeName } from "../../docker/isolation.js";
+import { DockerPreviewInventory } from "../../docker/inventory.js";
+import { DockerNetworkAudit } from "../../docker/network-audit.js";
 import { resolvePeerPorts } from "../../docker/peer-ports.js";
 import type { ProbeResult } from "../../functions/ports.js";
 import { TEST_LABEL, createDockerTestEnv, execIn, probeFromContainer, removeFirewallRules, type DockerTestEnv } from "../helpers/docker.js";
@@ -242,6 +246,20 @@ describe("trusted peers on the preview network (router and service as containers
     const resolved = await resolvePeerPorts({ docker: env.docker, network: env.options.network, bridge }, [net.peer]);
     await HostFirewall.forBridge(bridge, env.options.egressDeny ?? ["169.254.0.0/16"], undefined, resolved).install();
     expect((await probeFromContainer(env.docker, peer.id, previews[0]!.ip, 3000)).answered).toBe(true);
+  });
+
+  it("the network audit reports the stranger, not the previews nor the peer, and leaves it alone", async () => {
+    const audit = new DockerNetworkAudit(env.docker, env.options, new DockerPreviewInventory(env.docker, env.options));
+    const found = await audit.strangers();
+    const name = (await env.docker.getContainer(stranger.id).inspect()).Name.replace(/^\//, "");
+    expect(found).toEqual([{ containerId: stranger.id, name, address: stranger.ip }]);
+    // Read only: the stranger still runs, still attached.
+    const info = await env.docker.getContainer(stranger.id).inspect();
+    expect(info.State.Running).toBe(true);
+    expect(info.NetworkSettings.Networks[env.options.network]?.IPAddress).toBe(stranger.ip);
+    // A network that does not exist: nothing to report (the service may not have created it yet).
+    const none = new DockerNetworkAudit(env.docker, { ...env.options, network: `sbp-test-absent-${randomBytes(3).toString("hex")}` }, new DockerPreviewInventory(env.docker, env.options));
+    expect(await none.strangers()).toEqual([]);
   });
 
   /** Runs the reviewer's program in the stranger: forge the peer's address towards `victim`:3000. */
