@@ -85,7 +85,7 @@ async function resolveOne(lookup: PeerPortLookup, address: string, containerId: 
   const igmp = await readFile(path.join(lookup.procRoot ?? "/proc", String(before), "net", "igmp"), "utf8").catch(() => null);
   if (igmp === null) return fail(`cannot read /proc/${before}/net/igmp (is the host's pid namespace shared?)`);
   const indexes = new Set(parseIgmpInterfaces(igmp));
-  const matching = [...ports].filter(([, iflink]) => indexes.has(iflink)).map(([name]) => name);
+  const matching = [...ports].filter(([, iflink]) => indexes.has(iflink)).map(([name]) => name).sort();
   if ((await pidOf(lookup.docker, containerId)) !== before) return fail("its container restarted during the lookup");
   if (matching.length !== 1) return fail(matching.length ? `several ports of bridge ${lookup.bridge} match it (${matching.join(", ")})` : `no port of bridge ${lookup.bridge} leads to it`);
   return { address, port: matching[0]!, containerId };
