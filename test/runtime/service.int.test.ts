@@ -192,7 +192,19 @@ describe("startService", () => {
       const service = await startService(loadConfig(vars), pino({ level: "warn" }, sink));
       running.push(service);
       const deadline = Date.now() + 15_000;
-      const warning = () => lines.map((l) => JSON.parse(l) as { msg: string; containerId?: string; network?: string }).find((l) => l.containerId === stranger.id);
+      // pino's writes may carry several lines (or part of one): parse the whole text line by line.
+      const parsed = () =>
+        lines
+          .join("")
+          .split("\n")
+          .flatMap((l) => {
+            try {
+              return [JSON.parse(l) as { msg: string; containerId?: string; network?: string }];
+            } catch {
+              return [];
+            }
+          });
+      const warning = () => parsed().find((l) => l.containerId === stranger.id);
       while (!warning() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
       expect(warning(), lines.join("")).toMatchObject({ network: vars.PREVIEW_NETWORK, msg: expect.stringContaining("neither a preview of this instance nor a trusted peer") });
       // Reported, never touched: it still runs on the network.
