@@ -52,7 +52,7 @@ const bridge = bridgeName({ network, bridgeName: flags.get("bridge") });
 const deny = egressDeny({ egressDeny: denyFlag === undefined ? [...DEFAULT_EGRESS_DENY] : denyFlag.split(",").filter(Boolean) });
 let peers: string[] = [];
 try {
-  peers = trustedPeers({ trustedPeers: (flags.get("peers") ?? "").split(",").filter(Boolean) });
+    peers = trustedPeers({ trustedPeers: (flags.get("peers") ?? "").split(",").filter(Boolean) });
 } catch (err) {
   usage(`--peers: ${(err as Error).message}`);
 }
@@ -83,11 +83,7 @@ if (!Number.isFinite(every) || every < 1 || every > 3600) usage("--every must be
 
 // Errors (no iptables, no engine to ask about peers) end a one-shot command with a clear line
 // and exit 1; `watch` reports them per round and keeps going.
-process.on("unhandledRejection", (err) => {
-  console.error(`preview-firewall ${command ?? ""}: ${(err as Error)?.message ?? String(err)}`);
-  process.exit(1);
-});
-
+try {
 switch (command) {
   case "print":
     for (const line of installCommands(previewFirewallRules(bridge, deny, await currentPeers()))) console.log(line);
@@ -141,4 +137,8 @@ switch (command) {
   }
   default:
     usage(command ? `unknown command ${command}` : undefined);
+}
+} catch (err) {
+  console.error(`preview-firewall ${command ?? ""}: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
 }
