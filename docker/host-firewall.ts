@@ -13,7 +13,8 @@
  *                                                    and pass.
  *   DOCKER-USER  -i <bridge> -d <cidr> NEW -> REJECT one per `egressDeny` entry (forwarded
  *                                                    traffic, e.g. cloud metadata 169.254.0.0/16).
- *   DOCKER-USER  -i <bridge> -o <bridge> -s <peer> -p tcp --dport 3000 NEW -> ACCEPT
+ *   DOCKER-USER  -s <peer> -i <bridge> -o <bridge> -p tcp --dport 3000
+ *                -m physdev --physdev-in <port> NEW -> ACCEPT
  *                                                    one per trusted peer (the router and this
  *                                                    service as containers on the preview
  *                                                    network): DOCKER-USER comes before the
@@ -22,6 +23,23 @@
  *                                                    pass the engine's own ESTABLISHED rule,
  *                                                    and nothing on the bridge may open a
  *                                                    connection to a peer (no rule for that).
+ *                                                    <port> is the bridge port (host-side veth)
+ *                                                    of the peer's container (`peer-ports.ts`):
+ *                                                    the source address alone can be forged by
+ *                                                    any container with NET_RAW on the bridge
+ *                                                    (ARP poisoning + raw TCP; review F2), the
+ *                                                    port a frame entered the bridge by cannot.
+ *   DOCKER-USER  -s <peer> -i <bridge> -o <bridge> -m physdev ! --physdev-in <port> -> DROP
+ *   DOCKER-USER  -d <peer> -i <bridge> -o <bridge> -m physdev ! --physdev-out <port> -> DROP
+ *                                                    the peer's address is never accepted from,
+ *                                                    nor delivered to, another port of the
+ *                                                    bridge, whatever the connection state: no
+ *                                                    packet injected into a peer's connection,
+ *                                                    no reply to the peer diverted by ARP
+ *                                                    poisoning to another container.
+ *   Fail closed: a peer whose port is not found (not running, ambiguous) gets no ACCEPT, only
+ *   `-s <peer> -i <bridge> -o <bridge> -> DROP`. The port changes when the peer's container
+ *   restarts: `sync` replaces stale peer rules.
  * The ACCEPT rules are kept above our REJECT rules (a denied range may contain the preview
  * subnet, e.g. 172.16.0.0/12): install re-inserts them on top whenever it adds a REJECT.
  *
@@ -70,23 +88,45 @@ export const runIptables: IptablesRunner = (args) =>
 
 export const firewallComment = (bridge: string): string => `${FIREWALL_COMMENT_PREFIX}${bridge}`;
 
-/** The rules of one preview bridge: the REJECT rules, then one ACCEPT per trusted peer (validated addresses). */
-export function previewFirewallRules(bridge: string, egressDeny: readonly string[], trustedPeers: readonly string[] = []): FirewallRule[] {
+/**
+ * A trusted peer (validated IPv4 address) and the bridge port its container is plugged into: the
+ * host-side interface name, or null when it was not found (then no ACCEPT for it: fail closed).
+ */
+export interface PeerBinding {
+  address: string;
+  port: string | null;
+}
+
+/**
+ * The rules of one preview bridge: the REJECT rules, then the rules of each trusted peer (see the
+ * header). Peer rules are written in the order `iptables -S` prints them back, so `sync` can
+ * tell a current rule from a stale one by its text.
+ */
+export function previewFirewallRules(bridge: string, egressDeny: readonly string[], trustedPeers: readonly PeerBinding[] = []): FirewallRule[] {
   const comment = ["-m", "comment", "--comment", firewallComment(bridge)];
   const reject = ["-j", "REJECT", "--reject-with", "icmp-port-unreachable"];
+  const within = ["-i", bridge, "-o", bridge];
   return [
     { chain: "INPUT", spec: ["-i", bridge, "-m", "conntrack", "--ctstate", "NEW,INVALID", ...comment, ...reject] },
     ...egressDeny.map((cidr): FirewallRule => ({ chain: "DOCKER-USER", spec: ["-i", bridge, "-d", cidr, "-m", "conntrack", "--ctstate", "NEW", ...comment, ...reject] })),
-    ...trustedPeers.map(
-      (peer): FirewallRule => ({
-        chain: "DOCKER-USER",
-        spec: ["-s", `${peer}/32`, "-i", bridge, "-o", bridge, "-p", "tcp", "-m", "tcp", "--dport", String(PREVIEW_PORT), "-m", "conntrack", "--ctstate", "NEW", ...comment, "-j", "ACCEPT"],
-      }),
-    ),
+    ...trustedPeers.flatMap(({ address, port }): FirewallRule[] => {
+      const src = ["-s", `${address}/32`, ...within];
+      if (port === null) return [{ chain: "DOCKER-USER", spec: [...src, ...comment, "-j", "DROP"] }];
+      return [
+        { chain: "DOCKER-USER", spec: [...src, "-m", "physdev", "!", "--physdev-in", port, ...comment, "-j", "DROP"] },
+        { chain: "DOCKER-USER", spec: ["-d", `${address}/32`, ...within, "-m", "physdev", "!", "--physdev-out", port, ...comment, "-j", "DROP"] },
+        {
+          chain: "DOCKER-USER",
+          spec: [...src, "-p", "tcp", "-m", "tcp", "--dport", String(PREVIEW_PORT), "-m", "physdev", "--physdev-in", port, "-m", "conntrack", "--ctstate", "NEW", ...comment, "-j", "ACCEPT"],
+        },
+      ];
+    }),
   ];
 }
 
 const isAccept = (rule: FirewallRule): boolean => rule.spec.at(-1) === "ACCEPT";
+/** Peer rules (ACCEPT or DROP; the static rules REJECT): the ones that go stale when a peer's port changes. */
+const isPeerSpec = (spec: readonly string[]): boolean => spec.at(-1) === "ACCEPT" || spec.at(-1) === "DROP";
 
 /** The shell commands that install the rules (for operators who manage the firewall themselves). */
 export const installCommands = (rules: readonly FirewallRule[]): string[] =>
@@ -99,7 +139,7 @@ export class HostFirewall {
     private readonly run: IptablesRunner = runIptables,
   ) {}
 
-  static forBridge(bridge: string, egressDeny: readonly string[], run: IptablesRunner = runIptables, trustedPeers: readonly string[] = []): HostFirewall {
+  static forBridge(bridge: string, egressDeny: readonly string[], run: IptablesRunner = runIptables, trustedPeers: readonly PeerBinding[] = []): HostFirewall {
     return new HostFirewall(bridge, previewFirewallRules(bridge, egressDeny, trustedPeers), run);
   }
 
@@ -132,6 +172,25 @@ export class HostFirewall {
       await this.must(["-I", rule.chain, "1", ...rule.spec], `add a rule to ${rule.chain}`);
     }
     return added;
+  }
+
+  /**
+   * Deletes the peer rules (ACCEPT, DROP) of this bridge in DOCKER-USER that are not among
+   * `rules` (a peer's old port, a peer no longer listed, a peer found again), then installs
+   * what is missing. Returns how many rules it removed and added; converges when repeated.
+   */
+  async sync(): Promise<{ added: number; removed: number }> {
+    const wanted = new Set(this.rules.filter((r) => r.chain === "DOCKER-USER").map((r) => r.spec.join(" ")));
+    let removed = 0;
+    const listed = await this.run(["-S", "DOCKER-USER"]);
+    if (listed.code !== 0) throw new HostFirewallError(`host firewall: cannot list DOCKER-USER (iptables exit ${listed.code}): ${listed.stderr.trim()}`);
+    for (const line of listed.stdout.split("\n")) {
+      const spec = ownRuleSpec(line, "DOCKER-USER", firewallComment(this.bridge));
+      if (!spec || !isPeerSpec(spec) || wanted.has(spec.join(" "))) continue;
+      const res = await this.run(["-D", "DOCKER-USER", ...spec]);
+      if (res.code === 0) removed++;
+    }
+    return { added: await this.install(), removed };
   }
 
   /**

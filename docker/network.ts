@@ -8,7 +8,8 @@
  * `FIREWALL_RECHECK_MS` (a firewall reload or a reboot drops them).
  * With `trustedPeers` (router and service as containers on the network) the network must be
  * declared by the deployment with a subnet and an ip range excluding the peers: it is checked,
- * and never created here.
+ * and never created here; the peers' firewall rules are bound to their bridge ports
+ * (`peer-ports.ts`), looked up again at every firewall check (a restarted peer has a new port).
  */
 import type Docker from "dockerode";
 import type { Logger } from "pino";
@@ -16,6 +17,7 @@ import { detailOf, dockerError, statusOf } from "./errors.js";
 import { HostFirewall, type IptablesRunner } from "./host-firewall.js";
 import { UnsafeNetworkError, bridgeName, egressDeny, networkOptions, networkProblems, trustedPeers, unsafeNetworkMessage } from "./isolation.js";
 import { LABELS } from "./labels.js";
+import { resolvePeerPorts } from "./peer-ports.js";
 import type { PreviewSettings } from "./settings.js";
 import { traced } from "./trace.js";
 
@@ -37,9 +39,10 @@ export class PreviewNetwork {
     private readonly docker: Docker,
     private readonly settings: NetworkSettings,
     private readonly log?: Logger,
-    iptables?: IptablesRunner,
+    private readonly iptables?: IptablesRunner,
   ) {
-    this.firewall = settings.hostFirewall === "iptables" ? HostFirewall.forBridge(bridgeName(settings), egressDeny(settings), iptables, trustedPeers(settings)) : null;
+    // Without peers the rules are fixed; with peers they are rebuilt at each check (their ports).
+    this.firewall = settings.hostFirewall === "iptables" ? HostFirewall.forBridge(bridgeName(settings), egressDeny(settings), iptables) : null;
   }
 
   /** The Linux bridge of the network (host firewall rules name it). */
@@ -119,9 +122,21 @@ export class PreviewNetwork {
 
   private async ensureFirewall(): Promise<void> {
     if (!this.firewall || performance.now() - this.firewallCheckedAt < FIREWALL_RECHECK_MS) return;
-    const added = await this.firewall.install();
+    const peers = trustedPeers(this.settings);
+    let added: number;
+    let removed = 0;
+    if (peers.length) {
+      const bridge = this.firewall.bridge;
+      const resolved = await resolvePeerPorts({ docker: this.docker, network: this.name, bridge }, peers);
+      for (const p of resolved.filter((r) => r.port === null)) {
+        this.log?.warn({ network: this.name, bridge, peer: p.address, containerId: p.containerId, reason: p.reason }, "trusted peer's bridge port not found: nothing from its address is let through until it is");
+      }
+      ({ added, removed } = await HostFirewall.forBridge(bridge, egressDeny(this.settings), this.iptables, resolved).sync());
+    } else {
+      added = await this.firewall.install();
+    }
     this.firewallCheckedAt = performance.now();
-    if (added) this.log?.info({ network: this.name, bridge: this.firewall.bridge, added }, "installed host firewall rules of the preview bridge");
+    if (added || removed) this.log?.info({ network: this.name, bridge: this.firewall.bridge, added, removed }, "installed host firewall rules of the preview bridge");
   }
 
   /**

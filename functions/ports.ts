@@ -461,3 +461,30 @@ export interface ProjectObjects {
    */
   archiveLog(projectId: ProjectId, containerId: string, log: string): Promise<{ key: string }>;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Strangers on the preview network (security review F2; README "Trusted peers: what is
+// guaranteed"). Reported at start-up and in every sweep plan; never stopped, disconnected or
+// removed: they are not this service's.
+
+/** A container attached to the preview network that is neither a preview of this instance nor at a trusted peer's address. */
+export interface NetworkStranger {
+  containerId: string;
+  /** Its name, without the leading "/". */
+  name: string;
+  /** Its IPv4 address on the preview network ("" when the engine reports none). */
+  address: string;
+}
+
+export interface PreviewNetworkAudit {
+  /** The network's name, for messages. */
+  readonly network: string;
+  /** The strangers attached now; empty when the network does not exist (yet). Reads only. */
+  strangers(): Promise<NetworkStranger[]>;
+}
+
+/** The warning about one stranger, as logs and the sweep's audit log put it. */
+export const strangerWarning = (network: string, s: NetworkStranger): string =>
+  `container ${s.name} (${s.containerId.slice(0, 12)}) at ${s.address || "no address"} is attached to the preview network ${network} ` +
+  `but is neither a preview of this instance nor a trusted peer: with NET_RAW it can forge addresses on that bridge ` +
+  `(ARP poisoning) and tamper with traffic between the router and previews; left alone (not ours): detach it or drop its NET_RAW`;

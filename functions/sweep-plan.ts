@@ -19,11 +19,16 @@
  *              when they became ready) get `preview.idle`, in case an activity event or a
  *              debounce of `track-idle` was lost; see `idleCandidates`.
  * Nothing younger than SWEEP_GRACE is removed or corrected (a launch may be under way).
+ * Strangers: containers attached to the preview network that are neither this instance's
+ * previews nor trusted peers are listed in the plan and recorded as `warn` decisions; nothing
+ * is ever done to them (they are not ours). A failed check is recorded too, never fatal.
  */
 import type { PreviewStatus } from "./lifecycle.js";
 import type {
   ManagedContainer,
+  NetworkStranger,
   PreviewInventory,
+  PreviewNetworkAudit,
   PreviewRecord,
   PreviewStore,
   ProjectDirectory,
@@ -32,7 +37,7 @@ import type {
   SweepLog,
   SweepPass,
 } from "./ports.js";
-import { lastUse } from "./ports.js";
+import { lastUse, strangerWarning } from "./ports.js";
 
 export type SweepAction = "expire" | "orphan" | "correct" | "adopt";
 
@@ -55,6 +60,8 @@ export interface SweepDeps {
   projects: ProjectDirectory | null;
   decisions: SweepLog;
   settings: SweepSettings;
+  /** The preview network's strangers (review F2); absent: not checked. */
+  network?: PreviewNetworkAudit;
   /** The clock (tests). */
   now?: () => number;
 }
@@ -92,6 +99,8 @@ export interface SweepPlan {
   idle: ProjectId[];
   /** Items beyond MAX_ITEMS_PER_RUN, left for the next run. */
   deferred: number;
+  /** Containers on the preview network that are neither ours nor peers (reported only); absent without a network audit. */
+  strangers?: { network: string; found: NetworkStranger[]; error?: string };
 }
 
 /**
@@ -120,7 +129,7 @@ const iso = (ms: number) => new Date(ms).toISOString();
 export async function planSweep(store: PreviewStore, sweep: SweepDeps): Promise<SweepPlan> {
   const now = (sweep.now ?? Date.now)();
   const { retentionMs, graceMs, maxOrphanFraction } = sweep.settings;
-  const [rowList, containerList] = await Promise.all([store.list(), sweep.inventory.list()]);
+  const [rowList, containerList, strangers] = await Promise.all([store.list(), sweep.inventory.list(), checkStrangers(sweep.network)]);
   const rows = new Map(rowList.map((r) => [r.projectId, r]));
   const containers = new Map(containerList.map((c) => [c.projectId, c]));
   const managed = [...new Set([...containerList.map((c) => c.projectId), ...rowList.filter(LIVE_ROW).map((r) => r.projectId)])].sort();
@@ -252,6 +261,7 @@ export async function planSweep(store: PreviewStore, sweep: SweepDeps): Promise<
     guards,
     idle,
     deferred: Math.max(0, all.length - MAX_ITEMS_PER_RUN),
+    ...(strangers ? { strangers } : {}),
   };
 }
 
@@ -268,6 +278,16 @@ export function idleCandidates(rows: readonly PreviewRecord[], now: number, idle
     .sort((a, b) => lastUse(a) - lastUse(b))
     .slice(0, MAX_ITEMS_PER_RUN)
     .map((r) => r.projectId);
+}
+
+/** The strangers on the preview network, or why they could not be listed (never fails the plan). */
+async function checkStrangers(audit: PreviewNetworkAudit | undefined): Promise<SweepPlan["strangers"]> {
+  if (!audit) return undefined;
+  try {
+    return { network: audit.network, found: await audit.strangers() };
+  } catch (err) {
+    return { network: audit.network, found: [], error: err instanceof Error ? err.message : String(err) };
+  }
 }
 
 /** Which pass an action belongs to. */
@@ -310,8 +330,22 @@ export function planDecisions(plan: SweepPlan, runId: string): SweepDecision[] {
     ...plan.guards.map((g) => ({ runId, pass: g.pass, action: "guard", projectId: null, reason: g.reason })),
     ...plan.items.map((i) => ({ runId, pass: PASS_OF[i.action], action: PLANNED[i.action], projectId: i.projectId, reason: i.reason })),
     ...plan.skipped.map((s) => ({ runId, pass: s.pass, action: "skip", projectId: s.projectId, reason: s.reason })),
+    ...strangerDecisions(plan, runId),
     { runId, pass: "run" as const, action: "summary", projectId: null, reason: JSON.stringify(summarize(plan, false)) },
   ];
+}
+
+/**
+ * The `warn` decision about the preview network's strangers (or the failed check): ONE per run
+ * (the audit log keeps one decision per run, pass, action and project), naming every stranger.
+ */
+export function strangerDecisions(plan: Pick<SweepPlan, "strangers">, runId: string): SweepDecision[] {
+  const check = plan.strangers;
+  if (!check) return [];
+  const warn = (reason: string): SweepDecision[] => [{ runId, pass: "run", action: "warn", projectId: null, reason }];
+  if (check.error) return warn(`could not list the containers on the preview network ${check.network}: ${check.error}`);
+  if (!check.found.length) return [];
+  return warn(check.found.map((s) => strangerWarning(check.network, s)).join("; "));
 }
 
 /** `fn` over `items`, at most `limit` at a time, results in order. */

@@ -9,7 +9,9 @@
  *                each planned removal, correction and adoption, each skip and guard trip with its
  *                reason, and the run's summary (idempotent: a retried step records nothing twice).
  *                Its output is the items to dispatch, the guards, the counts and the first
- *                SKIPS_SHOWN skips: bounded whatever the number of skips.
+ *                SKIPS_SHOWN skips: bounded whatever the number of skips. Containers on the
+ *                preview network that are neither ours nor trusted peers are logged and recorded
+ *                as `warn` decisions (review F2), never touched.
  *   dispatch-N   one `previews.sweep.item` event per preview, in chunks of DISPATCH_CHUNK per
  *                step; each event's id is derived from this run, the action and the project, so
  *                a replayed step's events are deduplicated by Inngest.
@@ -36,7 +38,7 @@ import { cron, type Inngest } from "inngest";
 import { previewIdle, previewsSweepItem, previewsSweepRequested, SweepRequestData } from "../inngest.config.js";
 import { RETRIES, parseEventData, permanent, type PreviewDeps } from "./deps.js";
 import { countOnce } from "./metrics.js";
-import type { SweepRunCounts } from "./ports.js";
+import { strangerWarning, type SweepRunCounts } from "./ports.js";
 import { planDecisions, planSweep, summarize, type SweepDeps, type SweepPlan, type SweepSummary } from "./sweep-plan.js";
 
 /** Events per dispatch step (one send request). */
@@ -97,6 +99,9 @@ export function createSweepPreviews(inngest: Inngest, deps: PreviewDeps, sweep: 
         countOnce(deps.metrics, `sweep:${runId}`, (m) => m.sweepFinished(sweepCounts(summary)));
         return { ...summary, items: plan.items, skipped: plan.skipped, guards: plan.guards };
       }
+      // Strangers on the preview network (review F2): reported, never touched.
+      for (const s of plan.strangers?.found ?? []) logger.warn({ network: plan.strangers!.network, containerId: s.containerId, name: s.name, address: s.address, sweepRunId: runId }, strangerWarning(plan.strangers!.network, s));
+      if (plan.strangers?.error) logger.warn({ network: plan.strangers.network, err: plan.strangers.error, sweepRunId: runId }, "could not list the containers on the preview network");
       for (const guard of plan.guards) logger.error({ pass: guard.pass, reason: guard.reason, sweepRunId: runId }, "sweep guard tripped: pass skipped");
 
       for (let i = 0; i < plan.items.length; i += DISPATCH_CHUNK) {

@@ -13,13 +13,15 @@ import { createDockerClient } from "../docker/client.js";
 import { DockerPreviewRuntime } from "../docker/docker-runtime.js";
 import { DockerPreviewInventory } from "../docker/inventory.js";
 import { HostFirewall, runIptables, type IptablesRunner } from "../docker/host-firewall.js";
-import { bridgeName, egressDeny, previewUser, trustedPeers } from "../docker/isolation.js";
+import { DockerNetworkAudit } from "../docker/network-audit.js";
+import { bridgeName, egressDeny, previewUser } from "../docker/isolation.js";
 import { assertImagePresent } from "../docker/preview-image.js";
 import type { PreviewSettings } from "../docker/settings.js";
 import Anthropic from "@anthropic-ai/sdk";
 import { ClaudeDiagnoser, claudeClientOptions } from "../diagnosis/claude.js";
 import { createDiagnosisFunctions, createFunctions, createSweepFunctions, type SweepDeps } from "../functions/index.js";
 import { planSweep } from "../functions/sweep-plan.js";
+import { strangerWarning, type PreviewNetworkAudit } from "../functions/ports.js";
 import { connect, openDatabaseInBackground } from "../sql/connect.js";
 import type { Database } from "../sql/database.js";
 import { SqlPreviewStore } from "../sql/preview-store.js";
@@ -110,15 +112,28 @@ async function sweepDeps(
     log.info("sweep: no project source (PROJECTS_DATABASE_URL=none, or unset with embedded state): orphans are managed containers without a row");
   }
   const { projects: _source, ...sweepSettings } = config.sweep;
+  const inventory = new DockerPreviewInventory(docker, settings, log);
   return {
     sweep: {
-      inventory: new DockerPreviewInventory(docker, settings, log),
+      inventory,
+      // Strangers on the preview network (review F2): in each sweep plan and its audit log.
+      network: new DockerNetworkAudit(docker, settings, inventory, log),
       projects,
       decisions: new SqlSweepLog(db),
       settings: { ...sweepSettings, idleTimeoutMs: config.activity.idleTimeoutMs },
     },
     projectsDb,
   };
+}
+
+/** Logs one warning per container on the preview network that is neither ours nor a trusted peer. */
+async function warnStrangers(audit: PreviewNetworkAudit | undefined, log: Logger): Promise<void> {
+  if (!audit) return;
+  try {
+    for (const s of await audit.strangers()) log.warn({ network: audit.network, containerId: s.containerId, name: s.name, address: s.address }, strangerWarning(audit.network, s));
+  } catch (err) {
+    log.warn({ err, network: audit.network }, "could not list the containers on the preview network");
+  }
 }
 
 /**
@@ -200,7 +215,9 @@ export async function hostFirewallNotice(
       msg: "host firewall rules managed externally (PREVIEW_HOST_FIREWALL=external); not checked from this process (that needs root in the host's network namespace): the keeper's health check verifies them (`preview-firewall status`)",
     };
   }
-  const firewall = HostFirewall.forBridge(bridge, egressDeny(settings), run, trustedPeers(settings));
+  // The bridge's own rules only: a trusted peer's rules name its current bridge port, which the
+  // keeper looks up (and its health check verifies); from here they could only be guessed.
+  const firewall = HostFirewall.forBridge(bridge, egressDeny(settings), run, []);
   let present: boolean[];
   try {
     present = await firewall.status();
@@ -279,6 +296,9 @@ async function serveWith(config: Config, log: Logger, db: Database): Promise<Run
     ...(config.maxRunningPreviews !== null ? { capacity: { store: activity, max: config.maxRunningPreviews } } : {}),
   };
   const { sweep, projectsDb } = await sweepDeps(config, log, db, docker, settings);
+  // Strangers on the preview network (review F2), once the network is checked: warned about at
+  // start-up (and in every sweep plan), never touched. Docker may be down: not a reason not to serve.
+  void networkReady.then(() => warnStrangers(sweep.network, log));
   const functions = [...createFunctions(inngest, deps), ...createSweepFunctions(inngest, deps, sweep), ...diagnosisFunctions(config, inngest, store, runtime, log)];
   const tracker = new ActivityTracker(activity, (events) => inngest.send(events), config.activity, log).start();
   const previews = new PreviewRoutes({

@@ -15,6 +15,9 @@ command -v pg_ctlcluster >/dev/null 2>&1 || need_pkgs+=(postgresql)
 # docker-compose 1.29 (Debian): test/compose.int.test.ts validates docker-compose*.yml with
 # `docker-compose config` (it pulls in python3-yaml, which the test reads the output with).
 command -v docker-compose >/dev/null 2>&1 || need_pkgs+=(docker-compose)
+# gcc with static glibc: test/isolation/trusted-peers.int.test.ts builds its spoofing program.
+command -v gcc >/dev/null 2>&1 || need_pkgs+=(gcc)
+dpkg -s libc6-dev >/dev/null 2>&1 || need_pkgs+=(libc6-dev)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   log "installing ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -159,9 +159,10 @@ describe("docker-compose config (Debian's docker-compose 1.29)", () => {
     const allowed = Object.entries(env).filter(([, v]) => v !== "0").map(([k]) => k).sort();
     expect(allowed).toEqual(["CONTAINERS", "EVENTS", "PING", "VERSION"]);
     for (const k of ["EXEC", "IMAGES", "NETWORKS", "VOLUMES", "BUILD", "SECRETS", "SWARM", "SYSTEM", "AUTH"]) expect(env[k], k).toBe("0");
-    // Only the service (the trusted controller) and the proxy hold the socket.
+    // Only the service (the trusted controller), the firewall keeper (to find the trusted peers'
+    // bridge ports) and the proxy hold the socket.
     const holders = Object.entries(dev.services).filter(([, s]) => JSON.stringify(s.volumes ?? []).includes("docker.sock")).map(([n]) => n).sort();
-    expect(holders).toEqual(["docker-api", "previews"]);
+    expect(holders).toEqual(["docker-api", "firewall", "previews"]);
   });
 
   it("the previews network is what the service requires, and the trusted peers agree everywhere", () => {
@@ -189,6 +190,8 @@ describe("docker-compose config (Debian's docker-compose 1.29)", () => {
     const fw = dev.services.firewall!;
     for (const cmd of [fw.command, fw.healthcheck!.test]) {
       expect(flag(cmd as string[], "--bridge")).toBe(env.PREVIEW_BRIDGE);
+      // The network: the keeper asks the engine which container holds each peer's address on it.
+      expect(flag(cmd as string[], "--network")).toBe(env.PREVIEW_NETWORK);
       expect(flag(cmd as string[], "--peers")).toBe(env.PREVIEW_TRUSTED_PEERS);
       expect(flag(cmd as string[], "--deny")).toBe(env.PREVIEW_EGRESS_DENY);
     }
@@ -197,6 +200,8 @@ describe("docker-compose config (Debian's docker-compose 1.29)", () => {
     expect(fw.user).toBe("0:0");
     expect(fw.cap_drop).toEqual(["ALL"]);
     expect([...fw.cap_add!].sort()).toEqual(["NET_ADMIN", "NET_RAW"]);
+    // The host's pid namespace: it reads /proc/<peer pid>/net to find the peer's bridge port.
+    expect(fw.pid).toBe("host");
     // The keeper manages the rules: the service is told so (no "nobody installs them" warning).
     expect(env.PREVIEW_HOST_FIREWALL).toBe("external");
     expect(loadConfig(env, "/srv/previews").preview.hostFirewall).toBe("external");
@@ -287,7 +292,8 @@ describe("docker-compose config (Debian's docker-compose 1.29)", () => {
 
   it("the firewall keeper binds the host's xtables lock in long syntax (a missing file fails the start, never becomes a directory)", () => {
     const vols = dev.services.firewall!.volumes!;
-    expect(vols).toEqual([{ type: "bind", source: "/run/xtables.lock", target: "/run/xtables.lock" }]);
+    expect(vols).toContainEqual({ type: "bind", source: "/run/xtables.lock", target: "/run/xtables.lock" });
+    expect(vols.filter((v) => JSON.stringify(v).includes("xtables"))).toHaveLength(1);
   });
 
   it("Inngest: health check with curl (current debian-slim images) or wget (older ones), state writable on the volume", () => {

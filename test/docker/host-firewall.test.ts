@@ -116,39 +116,72 @@ describe("HostFirewall", () => {
 });
 
 describe("trusted peers", () => {
-  it("adds one ACCEPT per peer: from that address, within the bridge, TCP 3000, new connections only", () => {
-    const rules = previewFirewallRules("sbp-a", ["169.254.0.0/16"], ["172.29.0.2", "172.29.0.3"]);
-    expect(rules).toHaveLength(4);
-    expect(rules.slice(2)).toEqual(
-      ["172.29.0.2", "172.29.0.3"].map((peer) => ({
-        chain: "DOCKER-USER",
-        spec: ["-s", `${peer}/32`, "-i", "sbp-a", "-o", "sbp-a", "-p", "tcp", "-m", "tcp", "--dport", "3000", "-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", firewallComment("sbp-a"), "-j", "ACCEPT"],
-      })),
-    );
-    // Nothing is opened towards a peer: no rule names a peer as destination.
-    expect(rules.some((r) => r.spec.includes("-d") && r.spec[r.spec.indexOf("-d") + 1]!.startsWith("172.29.0."))).toBe(false);
+  const C = firewallComment("sbp-a");
+  const bound = (peer: string, port: string) => [
+    { chain: "DOCKER-USER", spec: ["-s", `${peer}/32`, "-i", "sbp-a", "-o", "sbp-a", "-m", "physdev", "!", "--physdev-in", port, "-m", "comment", "--comment", C, "-j", "DROP"] },
+    { chain: "DOCKER-USER", spec: ["-d", `${peer}/32`, "-i", "sbp-a", "-o", "sbp-a", "-m", "physdev", "!", "--physdev-out", port, "-m", "comment", "--comment", C, "-j", "DROP"] },
+    {
+      chain: "DOCKER-USER",
+      spec: ["-s", `${peer}/32`, "-i", "sbp-a", "-o", "sbp-a", "-p", "tcp", "-m", "tcp", "--dport", "3000", "-m", "physdev", "--physdev-in", port, "-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", C, "-j", "ACCEPT"],
+    },
+  ];
+
+  it("binds each peer's ACCEPT to its bridge port (TCP 3000, new connections), and drops its address from or to any other port", () => {
+    const rules = previewFirewallRules("sbp-a", ["169.254.0.0/16"], [
+      { address: "172.29.0.2", port: "veth1111111" },
+      { address: "172.29.0.3", port: "veth2222222" },
+    ]);
+    expect(rules.slice(2)).toEqual([...bound("172.29.0.2", "veth1111111"), ...bound("172.29.0.3", "veth2222222")]);
+    // Nothing is opened towards a peer: the only rules naming a peer as destination DROP.
+    expect(rules.filter((r) => r.spec.includes("-d") && r.spec[r.spec.indexOf("-d") + 1]!.startsWith("172.29.0.")).every((r) => r.spec.at(-1) === "DROP")).toBe(true);
+  });
+
+  it("fails closed for a peer whose port is unknown: no ACCEPT, its address dropped within the bridge", () => {
+    const rules = previewFirewallRules("sbp-a", [], [{ address: "172.29.0.2", port: null }]);
+    expect(rules.slice(1)).toEqual([{ chain: "DOCKER-USER", spec: ["-s", "172.29.0.2/32", "-i", "sbp-a", "-o", "sbp-a", "-m", "comment", "--comment", C, "-j", "DROP"] }]);
+    expect(rules.some((r) => r.spec.at(-1) === "ACCEPT")).toBe(false);
+  });
+
+  it("sync replaces the rules of a peer whose port changed, keeps everything else, and converges", async () => {
+    const ipt = fakeIptables({ INPUT: [], "DOCKER-USER": ["-s 172.29.0.2/32 -j ACCEPT", "-j RETURN"] });
+    const fw = (port: string | null) => HostFirewall.forBridge("sbp-a", ["169.254.0.0/16"], ipt.run, [{ address: "172.29.0.2", port }]);
+    expect(await fw("vethaaaaaaa").sync()).toEqual({ added: 5, removed: 0 });
+    const ours = () => ipt.chains.get("DOCKER-USER")!.filter((r) => r.includes(C));
+    expect(ours().filter((r) => r.includes("vethaaaaaaa"))).toHaveLength(3);
+    // The peer restarted: new port; the old port's rules go, the REJECT stays.
+    expect(await fw("vethbbbbbbb").sync()).toEqual({ added: 3, removed: 3 });
+    expect(ours().some((r) => r.includes("vethaaaaaaa"))).toBe(false);
+    expect(ours()[0]).toContain("--physdev-in vethbbbbbbb -m conntrack --ctstate NEW");
+    expect(ours().filter((r) => r.includes("REJECT"))).toHaveLength(1);
+    expect(await fw("vethbbbbbbb").sync()).toEqual({ added: 0, removed: 0 });
+    // The peer is gone: only the fail-closed DROP is left for its address.
+    expect(await fw(null).sync()).toEqual({ added: 1, removed: 3 });
+    expect(ours().filter((r) => r.includes("172.29.0.2"))).toEqual([`-s 172.29.0.2/32 -i sbp-a -o sbp-a -m comment --comment "${C}" -j DROP`]);
+    // A rule without our comment is never touched.
+    expect(ipt.chains.get("DOCKER-USER")).toContain("-s 172.29.0.2/32 -j ACCEPT");
   });
 
   it("keeps the ACCEPT rules above its REJECT rules (a denied range may hold the preview subnet), also when a REJECT is added later", async () => {
     const ipt = fakeIptables();
-    const peers = ["172.29.0.2"];
-    expect(await HostFirewall.forBridge("sbp-a", ["10.0.0.0/8"], ipt.run, peers).install()).toBe(3);
+    const peers = [{ address: "172.29.0.2", port: "vethaaaaaaa" }];
+    expect(await HostFirewall.forBridge("sbp-a", ["10.0.0.0/8"], ipt.run, peers).install()).toBe(5);
     const ours = () => ipt.chains.get("DOCKER-USER")!.filter((r) => r.includes(firewallComment("sbp-a")));
-    expect(ours().map((r) => r.split(" -j ")[1])).toEqual(["ACCEPT", "REJECT --reject-with icmp-port-unreachable"]);
+    expect(ours()[0]).toContain("-j ACCEPT");
+    expect(ours().at(-1)).toContain("-j REJECT");
     // A wider deny list later (e.g. 172.16.0.0/12, which holds the preview subnet): its REJECT
     // is inserted on top, and the ACCEPT is moved back above it.
     const wider = HostFirewall.forBridge("sbp-a", ["10.0.0.0/8", "172.16.0.0/12"], ipt.run, peers);
     expect(await wider.install()).toBe(1);
     expect(ours()[0]).toContain("-j ACCEPT");
-    expect(ours()).toHaveLength(3);
-    expect(await wider.status()).toEqual([true, true, true, true]);
+    expect(ours()).toHaveLength(5);
+    expect(await wider.status()).toEqual([true, true, true, true, true, true]);
     // Converged: nothing moves on the next install.
     const before = [...ipt.chains.get("DOCKER-USER")!];
     expect(await wider.install()).toBe(0);
     expect(ipt.chains.get("DOCKER-USER")).toEqual(before);
     expect(ipt.chains.get("DOCKER-USER")!.at(-1)).toBe("-j RETURN");
-    // remove finds the ACCEPT rules by their comment like the others.
-    expect(await wider.remove()).toBe(4);
+    // remove finds the peer rules by their comment like the others.
+    expect(await wider.remove()).toBe(6);
   });
 });
 

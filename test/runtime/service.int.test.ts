@@ -9,6 +9,7 @@ import { mkdir, mkdtemp, rm, stat, symlink, writeFile } from "node:fs/promises";
 import net from "node:net";
 import type { AddressInfo } from "node:net";
 import os from "node:os";
+import { Writable } from "node:stream";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { pino } from "pino";
@@ -169,6 +170,49 @@ describe("startService", () => {
     } finally {
       await docker.getContainer(`preview-${id}`).remove({ force: true }).catch(() => undefined);
       await docker.getNetwork(network).remove().catch(() => undefined);
+    }
+  });
+
+  it("warns at start-up about a container on the preview network that is neither a preview nor a trusted peer, and leaves it alone (review F2)", async () => {
+    const docker = testDocker();
+    const vars = env(path.join(tmp, "strangers"));
+    // A first start creates the service's preview network.
+    await (await start(vars)).close();
+    const stranger = await docker.createContainer({
+      name: `sbpt-stranger-${randomBytes(3).toString("hex")}`,
+      Image: stubImage(inject("testRunId")),
+      Cmd: ["/bin/busybox", "sleep", "120"],
+      Labels: { "sitebuilder.test-run": inject("testRunId") },
+      HostConfig: { NetworkMode: vars.PREVIEW_NETWORK },
+    });
+    try {
+      await stranger.start();
+      const lines: string[] = [];
+      const sink = new Writable({ write: (chunk: Buffer, _enc, done) => (lines.push(chunk.toString()), done()) });
+      const service = await startService(loadConfig(vars), pino({ level: "warn" }, sink));
+      running.push(service);
+      const deadline = Date.now() + 15_000;
+      // pino's writes may carry several lines (or part of one): parse the whole text line by line.
+      const parsed = () =>
+        lines
+          .join("")
+          .split("\n")
+          .flatMap((l) => {
+            try {
+              return [JSON.parse(l) as { msg: string; containerId?: string; network?: string }];
+            } catch {
+              return [];
+            }
+          });
+      const warning = () => parsed().find((l) => l.containerId === stranger.id);
+      while (!warning() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      expect(warning(), lines.join("")).toMatchObject({ network: vars.PREVIEW_NETWORK, msg: expect.stringContaining("neither a preview of this instance nor a trusted peer") });
+      // Reported, never touched: it still runs on the network.
+      const info = await stranger.inspect();
+      expect(info.State.Running).toBe(true);
+      expect(Object.keys(info.NetworkSettings.Networks)).toEqual([vars.PREVIEW_NETWORK]);
+    } finally {
+      await stranger.remove({ force: true });
     }
   });
 

@@ -171,9 +171,14 @@ describe("npm run build, then node on the output", () => {
       await waitFor("the first round", () => (out.text().includes("rule(s) in place") ? true : undefined), 15_000, out.text);
       expect(status().status).toBe(0);
       expect(ours()).toHaveLength(3);
+      // No container holds the peer's address (no such network here): the peer's rule is the
+      // fail-closed DROP, no ACCEPT (its bridge port is unknown), and the keeper says why.
+      expect(ours().filter((l) => l.endsWith("-j ACCEPT"))).toEqual([]);
+      expect(out.text()).toContain("trusted peer 10.77.0.2: bridge port not found (no running container holds it)");
       // A firewall reload drops the peer's rule: the next round puts it back.
-      const accept = ours().find((l) => l.endsWith("-j ACCEPT"))!;
-      expect(spawnSync("iptables", ["-w", "5", ...accept.replace(/^-A /, "-D ").split(" ").map((t) => t.replace(/^"(.*)"$/, "$1"))]).status).toBe(0);
+      const peerRule = ours().find((l) => l.includes("-s 10.77.0.2/32"))!;
+      expect(peerRule).toMatch(/-j DROP$/);
+      expect(spawnSync("iptables", ["-w", "5", ...peerRule.replace(/^-A /, "-D ").split(" ").map((t) => t.replace(/^"(.*)"$/, "$1"))]).status).toBe(0);
       expect(status().status).toBe(1);
       // The round logs once its rule is in (the log line can trail the rule itself).
       await waitFor("the rule back", () => (out.text().includes("1 rule(s) added") ? true : undefined), 10_000, out.text);
