@@ -5,6 +5,7 @@
  * `removeServiceNetwork` removes that network at the end (only it, by its unique name).
  */
 import { randomBytes } from "node:crypto";
+import path from "node:path";
 import Docker from "dockerode";
 import { inject } from "vitest";
 import { stubImage } from "./docker.js";
@@ -23,4 +24,22 @@ export async function removeServiceNetwork(): Promise<void> {
   const docker = new Docker();
   const networks = await docker.listNetworks({ filters: { name: [NETWORK] } }).catch(() => []);
   for (const n of networks.filter((x) => x.Name === NETWORK)) await docker.getNetwork(n.Id).remove().catch(() => undefined);
+}
+
+/**
+ * The whole environment of a test's service: any free port on loopback, silent, its state and
+ * storage under `dir`, Inngest's dev mode at `inngestUrl` (a stand-in), its own network; `extra`
+ * last, so a test overrides any of it.
+ */
+export function serviceEnv(dir: string, inngestUrl: string, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    PORT: "0",
+    HOST: "127.0.0.1",
+    LOG_LEVEL: "silent",
+    DATA_PATH: path.join(dir, "data"),
+    STORAGE_PATH: path.join(dir, "storage"),
+    INNGEST_DEV: inngestUrl,
+    ...serviceNetworkEnv(),
+    ...extra,
+  };
 }

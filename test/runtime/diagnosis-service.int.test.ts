@@ -15,7 +15,7 @@ import { startService, type RunningService } from "../../runtime/service.js";
 import { SqlPreviewStore } from "../../sql/preview-store.js";
 import { startInngestStandIn, type InngestStandIn } from "../helpers/inngest-server.js";
 import { startMessagesApi, type MessagesApi } from "../helpers/messages-api.js";
-import { removeServiceNetwork, serviceNetworkEnv } from "../helpers/service-env.js";
+import { removeServiceNetwork, serviceEnv } from "../helpers/service-env.js";
 
 const KEY = "sk-ant-api03-service-test-0123456789abcdef";
 let tmp: string;
@@ -39,16 +39,7 @@ afterAll(async () => {
 
 async function start(name: string, extra: Record<string, string> = {}): Promise<RunningService> {
   const dir = path.join(tmp, name);
-  const vars = {
-    PORT: "0",
-    HOST: "127.0.0.1",
-    LOG_LEVEL: "silent",
-    DATA_PATH: path.join(dir, "data"),
-    STORAGE_PATH: path.join(dir, "storage"),
-    INNGEST_DEV: standIn.url,
-    ...serviceNetworkEnv(),
-    ...extra,
-  };
+  const vars = serviceEnv(dir, standIn.url, extra);
   const service = await startService(loadConfig(vars), pino({ level: "silent" }));
   running.push(service);
   return service;

@@ -16,7 +16,7 @@ import { startService, type RunningService } from "../../runtime/service.js";
 import { SqlActivityStore } from "../../sql/activity-store.js";
 import { SqlPreviewStore } from "../../sql/preview-store.js";
 import { startInngestStandIn, type InngestStandIn } from "../helpers/inngest-server.js";
-import { removeServiceNetwork, serviceNetworkEnv } from "../helpers/service-env.js";
+import { removeServiceNetwork, serviceEnv } from "../helpers/service-env.js";
 
 const TOKEN = "api-token-0123456789abcdef";
 const SECRET = "link-secret-for-tests-0123456789abcdef";
@@ -30,19 +30,12 @@ let gated: RunningService; // PREVIEW_ACCESS=token (the default with API_TOKEN)
 
 async function start(name: string, extra: Record<string, string>): Promise<RunningService> {
   const dir = path.join(tmp, name);
-  const config = loadConfig({
-    PORT: "0",
-    HOST: "127.0.0.1",
-    LOG_LEVEL: "silent",
-    DATA_PATH: path.join(dir, "data"),
-    STORAGE_PATH: path.join(dir, "storage"),
-    INNGEST_DEV: standIn.url,
+  const config = loadConfig(serviceEnv(dir, standIn.url, {
     PREVIEW_DOMAIN: DOMAIN,
     ACTIVITY_EVENT_INTERVAL: "1s",
     ACTIVITY_FLUSH_INTERVAL: "100ms",
-    ...serviceNetworkEnv(),
     ...extra,
-  });
+  }));
   const service = await startService(config, pino({ level: "silent" }));
   const store = new SqlPreviewStore(service.db);
   for (const id of ["p1", "p2", "p11", "11", "1"]) {

@@ -18,7 +18,7 @@ import { loadConfig } from "../../runtime/config.js";
 import { SHUTDOWN_GRACE_MS, startService, type RunningService } from "../../runtime/service.js";
 import { SqlPreviewStore } from "../../sql/preview-store.js";
 import { SITE_SCRIPTS, stubImage, testDocker } from "../helpers/docker.js";
-import { removeServiceNetwork, serviceNetworkEnv } from "../helpers/service-env.js";
+import { removeServiceNetwork, serviceEnv } from "../helpers/service-env.js";
 import { runFunction, startInngestStandIn, type InngestStandIn } from "../helpers/inngest-server.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -53,16 +53,7 @@ async function freePort(): Promise<number> {
 }
 
 function env(dir: string, extra: Record<string, string> = {}): Record<string, string> {
-  return {
-    PORT: "0", // any free port
-    HOST: "127.0.0.1",
-    LOG_LEVEL: "silent",
-    DATA_PATH: path.join(dir, "data"),
-    STORAGE_PATH: path.join(dir, "storage"),
-    INNGEST_DEV: standIn.url,
-    ...serviceNetworkEnv(),
-    ...extra,
-  };
+  return serviceEnv(dir, standIn.url, extra);
 }
 
 async function start(vars: Record<string, string>): Promise<RunningService> {
