@@ -3,6 +3,7 @@
  * next sweep converges, and nothing is wrongly removed. The restart happens on a PRIVATE dockerd
  * (test/helpers/private-dockerd.ts), never on the shared engine; the state is a real Postgres.
  */
+import { readFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ProjectId } from "../../functions/ports.js";
 import { TEST_LABEL, stubImage } from "../helpers/docker.js";
@@ -13,7 +14,11 @@ import { inject } from "vitest";
 
 let dockerd: PrivateDockerd;
 let env: SweepTestEnv;
+/** The shared engine's default bridge (its interface index), as found before the private engine started. */
+const docker0 = () => readFile("/sys/class/net/docker0/ifindex", "utf8").then((s) => s.trim(), () => null);
+let docker0Before: string | null = null;
 beforeAll(async () => {
+  docker0Before = await docker0();
   dockerd = await startPrivateDockerd();
   const runId = inject("testRunId");
   await buildStubImage(dockerd.docker, stubImage(runId), { [TEST_LABEL]: runId });
@@ -32,6 +37,13 @@ async function recordRunning(id: ProjectId, containerId: string) {
   await env.store.apply(id, "launch", { reason: "seed", claim: "seed" });
   await env.store.apply(id, "ready", { reason: "seed", claim: "seed", containerId, url: `http://${id}.preview.localhost` });
 }
+
+describe("a private engine", () => {
+  it("leaves the shared engine's default bridge alone (a dockerd with --bridge=none deletes docker0 of its network namespace)", async () => {
+    await dockerd.restart();
+    expect(await docker0()).toBe(docker0Before);
+  }, 120_000);
+});
 
 describe("dockerd restarted in the middle of a sweep", () => {
   it("the next run converges and nothing is wrongly removed", async () => {

@@ -2,7 +2,11 @@
  * A Docker engine of the test's own, for faults the shared engine must never see (a restart in
  * the middle of a sweep): `dockerd` on its own socket, data root and exec root (so its own
  * containerd) under a temporary folder, no default bridge, no iptables rules, and an address
- * pool of its own (10.213.0.0/16) so its networks never overlap the shared engine's. Nothing can
+ * pool of its own (10.213.0.0/16) so its networks never overlap the shared engine's. It runs in a
+ * network namespace of its own (`nsenter --net`; not `ip netns exec`, whose fresh /sys hides the
+ * cgroup mounts dockerd needs): a dockerd started with `--bridge=none` deletes
+ * the interface `docker0` of its namespace at start, which in the host's namespace is the shared
+ * engine's default bridge (measured: every later build with a RUN step then failed on this machine). Nothing can
  * be pulled: images are built there `FROM scratch` (test/helpers/stub-image.ts). Only this
  * process's daemon is ever signalled (by the pid it spawned); `destroy` removes what the test
  * left in it, stops it and deletes the folder.
@@ -47,6 +51,8 @@ export async function startPrivateDockerd(): Promise<PrivateDockerd> {
   const dir = await mkdtemp(path.join(os.tmpdir(), "sbp-test-dockerd-"));
   const socket = path.join(dir, "d.sock");
   const docker = new Docker({ socketPath: socket });
+  const netns = `sbp-dockerd-${path.basename(dir).slice(-6).toLowerCase()}`;
+  await run("ip", ["netns", "add", netns]);
   let child: ChildProcess | null = null;
   let exited: Promise<void> = Promise.resolve();
 
@@ -62,7 +68,8 @@ export async function startPrivateDockerd(): Promise<PrivateDockerd> {
       "--ip-masq=false",
       "--default-address-pool=base=10.213.0.0/16,size=24",
     ];
-    const proc = spawn("dockerd", args, { stdio: ["ignore", log, log] });
+    // nsenter execs dockerd (same pid): signals reach the daemon itself.
+    const proc = spawn("nsenter", [`--net=/run/netns/${netns}`, "dockerd", ...args], { stdio: ["ignore", log, log] });
     closeSync(log);
     child = proc;
     exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
@@ -90,6 +97,7 @@ export async function startPrivateDockerd(): Promise<PrivateDockerd> {
     await stop();
     await unmountUnder(dir);
     await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+    await run("ip", ["netns", "del", netns]).catch(() => undefined);
     throw err;
   });
   return {
@@ -116,6 +124,7 @@ export async function startPrivateDockerd(): Promise<PrivateDockerd> {
         await stop();
         await unmountUnder(dir);
         await rm(dir, { recursive: true, force: true });
+        await run("ip", ["netns", "del", netns]).catch(() => undefined);
       })();
       return destroyed;
     },
