@@ -179,7 +179,7 @@ describe("npm run build, then node on the output", () => {
       const peerRule = ours().find((l) => l.includes("-s 10.77.0.2/32"))!;
       expect(peerRule).toMatch(/-j DROP$/);
       expect(spawnSync("iptables", ["-w", "5", ...peerRule.replace(/^-A /, "-D ").split(" ").map((t) => t.replace(/^"(.*)"$/, "$1"))]).status).toBe(0);
-      expect(status().status).toBe(1);
+      // (No status check here: a round every second may already have put it back, a CI flake.)
       // The round logs once its rule is in (the log line can trail the rule itself).
       await waitFor("the rule back", () => (out.text().includes("1 rule(s) added") ? true : undefined), 10_000, out.text);
       expect(status().status).toBe(0);
