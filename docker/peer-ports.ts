@@ -106,12 +106,11 @@ async function pidOf(docker: Docker, containerId: string): Promise<number> {
 async function bridgePorts(lookup: PeerPortLookup): Promise<Map<string, number>> {
   const sys = path.join(lookup.sysRoot ?? "/sys", "class", "net");
   const names = await readdir(path.join(sys, lookup.bridge, "brif")).catch(() => [] as string[]);
+  const number = async (name: string, file: string) => Number((await readFile(path.join(sys, name, file), "utf8").catch(() => "")).trim());
+  // Every firewall check reads two small files per port (one per preview): all at once, not one after another.
+  const read = await Promise.all(names.map(async (name) => [name, ...(await Promise.all([number(name, "iflink"), number(name, "ifindex")]))] as const));
   const ports = new Map<string, number>();
-  for (const name of names) {
-    const iflink = Number((await readFile(path.join(sys, name, "iflink"), "utf8").catch(() => "")).trim());
-    // A port whose iflink is its own ifindex has no other end (not a veth): never a container's.
-    const ifindex = Number((await readFile(path.join(sys, name, "ifindex"), "utf8").catch(() => "")).trim());
-    if (Number.isInteger(iflink) && iflink > 0 && iflink !== ifindex) ports.set(name, iflink);
-  }
+  // A port whose iflink is its own ifindex has no other end (not a veth): never a container's.
+  for (const [name, iflink, ifindex] of read) if (Number.isInteger(iflink) && iflink > 0 && iflink !== ifindex) ports.set(name, iflink);
   return ports;
 }
