@@ -97,12 +97,8 @@ export class ObjectSites implements ProjectObjects {
     const wanted = manifestObjects(entries, byKey);
     return withDir(this.openProject(projectId), async (project) => {
       const site = await project.dir("site").catch((err: unknown) => {
-        const code = errno(err);
-        if (code === "ENOENT") return null;
-        if (code === "ELOOP" || code === "ENOTDIR") {
-          throw new PermanentError(`storage: refusing to hydrate ${project.show("site")}: it is ${code === "ELOOP" ? "a symbolic link" : "not a directory"}`, { cause: err });
-        }
-        throw new Error(`storage: open ${project.show("site")} failed: ${(err as Error).message}`, { cause: err });
+        if (errno(err) === "ENOENT") return null;
+        throw openFailure(err, project.show("site"), project.show("site"));
       });
       const current = site ? await withDir(site, (d) => stampOf(d)) : null;
       const manifest = await readManifest(project);
@@ -188,11 +184,7 @@ export class ObjectSites implements ProjectObjects {
     const id = assertProjectId(projectId);
     await mkdir(this.projectsRoot, { recursive: true });
     const refuse = (shown: string) => (err: unknown) => {
-      const code = errno(err);
-      if (code === "ELOOP" || code === "ENOTDIR") {
-        throw new PermanentError(`storage: refusing to hydrate through ${shown}: it is ${code === "ELOOP" ? "a symbolic link" : "not a directory"}`, { cause: err });
-      }
-      throw new Error(`storage: open ${shown} failed: ${(err as Error).message}`, { cause: err });
+      throw openFailure(err, shown, `through ${shown}`);
     };
     return withDir(AnchoredDir.open(this.projectsRoot).catch(refuse(this.projectsRoot)), async (projects) => {
       await mkdir(projects.at(id)).catch((err: unknown) => {
@@ -270,6 +262,18 @@ export class ObjectSites implements ProjectObjects {
     }
     return written;
   }
+}
+
+/**
+ * Why a folder on the way to the site folder could not be opened: a link or not a folder is
+ * refused (permanent); anything else may pass (retryable). `what` words the refusal.
+ */
+function openFailure(err: unknown, shown: string, what: string): Error {
+  const code = errno(err);
+  if (code === "ELOOP" || code === "ENOTDIR") {
+    return new PermanentError(`storage: refusing to hydrate ${what}: it is ${code === "ELOOP" ? "a symbolic link" : "not a directory"}`, { cause: err });
+  }
+  return new Error(`storage: open ${shown} failed: ${(err as Error).message}`, { cause: err });
 }
 
 /**
