@@ -190,7 +190,7 @@ export class PreviewContainers {
     for (let look = 0; "unknown" in mounted && look < MOUNT_LOOKS; look++) {
       const now = await this.find(projectId, "verify the mount of");
       if (!now?.State.Running || now.State.Pid !== info.State.Pid) return { mount: "unverified", reason: "the container exited right after its start" };
-      await new Promise((resolve) => setTimeout(resolve, MOUNT_LOOK_INTERVAL_MS));
+      await sleep(MOUNT_LOOK_INTERVAL_MS);
       mounted = await mountedFolder(info.State.Pid, info.Id, APP_DIR, this.settings.procPath);
     }
     if ("identity" in mounted && mounted.identity === site) return { mount: "verified" };
