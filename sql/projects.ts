@@ -34,19 +34,20 @@ export class SqlProjectDirectory implements ProjectDirectory {
     try {
       // One statement: whether the table exists and has deleted_at is read first (a missing
       // table is an error here, never "no projects").
-      const [shape] = await this.db.query<{ present: boolean; soft: boolean; soft_type: string | null }>(
+      // (`soft_type` is null when there is no deleted_at column.)
+      const [shape] = await this.db.query<{ present: boolean; soft_type: string | null }>(
         `select to_regclass($1::text) is not null as present,
-                exists (select 1 from pg_attribute where attrelid = to_regclass($1::text) and attname = 'deleted_at' and not attisdropped) as soft,
                 (select format_type(atttypid, null) from pg_attribute where attrelid = to_regclass($1::text) and attname = 'deleted_at' and not attisdropped) as soft_type`,
         [this.quoted],
       );
       if (!shape?.present) throw new MissingProjectsTableError(`database: ${action} failed: table ${this.table} does not exist`);
+      const soft = shape.soft_type !== null;
       // Only a time says when a project was deleted; a boolean or text column would be guessed at
       // (false or '' read as "set"), so it is refused: the sweep then skips the orphan pass.
-      if (shape.soft && !SOFT_DELETE_TYPES.has(shape.soft_type ?? "")) {
+      if (soft && !SOFT_DELETE_TYPES.has(shape.soft_type ?? "")) {
         throw new MissingProjectsTableError(`database: ${action} failed: column deleted_at of table ${this.table} is ${shape.soft_type}, not a timestamp or date; refusing to guess which projects are deleted`);
       }
-      const live = shape.soft ? "deleted_at is null" : "true";
+      const live = soft ? "deleted_at is null" : "true";
       const [any] = await this.db.query<{ any: boolean }>(`select exists (select 1 from ${this.quoted} where ${live}) as any`);
       // Compared without case: preview ids are lower-case DNS labels, and an orchestrator that
       // stores `Proj-A1` but sends `proj-a1` must not have its preview read as an orphan. The
