@@ -40,7 +40,7 @@ const ROUND_WAIT_MS = 5_000;
 const POLL_MS = 200;
 
 /** The reason recorded on an evicted preview. */
-export const evictionReason = (projectId: ProjectId, max: number) => `evicted: MAX_RUNNING_PREVIEWS=${max} reached, making room for ${projectId}`;
+const evictionReason = (projectId: ProjectId, max: number) => `evicted: MAX_RUNNING_PREVIEWS=${max} reached, making room for ${projectId}`;
 
 /** One admission round (the body of an `admit-N` step). */
 export async function admitOrEvict(deps: PreviewDeps, projectId: ProjectId, runId: string): Promise<Admitted> {
