@@ -23,6 +23,7 @@
  *      so the next round tries again; a launch gives up after READY_TIMEOUT.
  * The launch that was overtaken (its row is no longer its `starting`) takes nothing.
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import type { PreviewDeps } from "./deps.js";
 import type { ProjectId } from "./ports.js";
 
@@ -38,10 +39,8 @@ export type Admitted =
 const ROUND_WAIT_MS = 5_000;
 const POLL_MS = 200;
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
 /** The reason recorded on an evicted preview. */
-export const evictionReason = (projectId: ProjectId, max: number) => `evicted: MAX_RUNNING_PREVIEWS=${max} reached, making room for ${projectId}`;
+const evictionReason = (projectId: ProjectId, max: number) => `evicted: MAX_RUNNING_PREVIEWS=${max} reached, making room for ${projectId}`;
 
 /** One admission round (the body of an `admit-N` step). */
 export async function admitOrEvict(deps: PreviewDeps, projectId: ProjectId, runId: string): Promise<Admitted> {

@@ -47,12 +47,12 @@ export async function recordFailure(deps: PreviewDeps, ctx: FailureContext, kind
   // The run failed, whatever was recorded: counted once per failed run, where the failure
   // handler (a run of its own, replayed per step like any other) ends; see functions/metrics.ts.
   // `count: false`: a caller that counts the failure as its own (sweep-item).
-  if (opts.count !== false) {
-    const failedRun = ctx.event.data.run_id ?? ctx.runId ?? "unknown";
-    countOnce(deps.metrics, `${kind}-failed:${failedRun}`, (m) => FAILED[kind](m));
-  }
+  if (opts.count !== false) countOnce(deps.metrics, `${kind}-failed:${failedRunOf(ctx)}`, (m) => FAILED[kind](m));
   return result;
 }
+
+/** The run that failed (the key its failure is counted under), else the failure handler's own. */
+export const failedRunOf = (ctx: FailureContext): string => ctx.event.data.run_id ?? ctx.runId ?? "unknown";
 
 async function recordFailureSteps(deps: PreviewDeps, ctx: FailureContext, kind: keyof typeof FAILURES) {
   const { event, step, logger } = ctx;

@@ -34,7 +34,7 @@ import type { Inngest } from "inngest";
 import * as v from "valibot";
 import { previewRemoved, previewStopped, previewsSweepItem, SweepItemData } from "../inngest.config.js";
 import { ONE_RUN_PER_PROJECT, PER_PROJECT, RETRIES, parseEventData, permanent, type PreviewDeps } from "./deps.js";
-import { recordFailure, type FailureContext } from "./failure.js";
+import { failedRunOf, recordFailure, type FailureContext } from "./failure.js";
 import { countOnce } from "./metrics.js";
 import type { ProjectId } from "./ports.js";
 import { PASS_OF, formatAge, type SweepAction, type SweepDeps } from "./sweep-plan.js";
@@ -79,7 +79,7 @@ export async function recordSweepItemFailure(deps: PreviewDeps, sweep: SweepDeps
   ctx.logger.warn({ projectId: item.projectId, action: item.action, sweepRunId: item.sweepRunId, reason: message }, "sweep item failed");
   // Counted as the item's outcome, not as a remove-preview failure (functions/metrics.ts).
   const result = item.action === "orphan" ? await recordFailure(deps, ctx, "remove", { count: false }) : { recorded: true as const, projectId: item.projectId };
-  countOnce(deps.metrics, `sweep-item-failed:${ctx.event.data.run_id ?? ctx.runId ?? "unknown"}`, (m) => m.sweepItemFinished(item.action, "failed"));
+  countOnce(deps.metrics, `sweep-item-failed:${failedRunOf(ctx)}`, (m) => m.sweepItemFinished(item.action, "failed"));
   return result;
 }
 

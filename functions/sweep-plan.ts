@@ -271,7 +271,7 @@ export async function planSweep(store: PreviewStore, sweep: SweepDeps): Promise<
  * them: the sweep sends them `preview.idle` in case an activity event or a debounce was lost.
  * `idleMs` undefined: no idle pass. At most MAX_ITEMS_PER_RUN, the longest idle first.
  */
-export function idleCandidates(rows: readonly PreviewRecord[], now: number, idleMs: number | undefined): ProjectId[] {
+function idleCandidates(rows: readonly PreviewRecord[], now: number, idleMs: number | undefined): ProjectId[] {
   if (idleMs === undefined) return [];
   return rows
     .filter((r) => r.status === "running" && now - lastUse(r) >= idleMs)
@@ -339,7 +339,7 @@ export function planDecisions(plan: SweepPlan, runId: string): SweepDecision[] {
  * The `warn` decision about the preview network's strangers (or the failed check): ONE per run
  * (the audit log keeps one decision per run, pass, action and project), naming every stranger.
  */
-export function strangerDecisions(plan: Pick<SweepPlan, "strangers">, runId: string): SweepDecision[] {
+function strangerDecisions(plan: Pick<SweepPlan, "strangers">, runId: string): SweepDecision[] {
   const check = plan.strangers;
   if (!check) return [];
   const warn = (reason: string): SweepDecision[] => [{ runId, pass: "run", action: "warn", projectId: null, reason }];

@@ -26,7 +26,7 @@ import { RETRIES, formatDuration, parseProjectEvent, permanent, type PreviewDeps
 import { lastUse } from "./ports.js";
 
 /** Default IDLE_TIMEOUT. */
-export const DEFAULT_IDLE_TIMEOUT_MS = 3_600_000;
+const DEFAULT_IDLE_TIMEOUT_MS = 3_600_000;
 
 /**
  * Slack for the clocks of the host that flushed the activity and of the database: a use that
@@ -35,7 +35,7 @@ export const DEFAULT_IDLE_TIMEOUT_MS = 3_600_000;
 const CLOCK_SKEW_MS = 1_000;
 
 /** Inngest's debounce period: whole seconds (the SDK takes a time string). */
-export const debouncePeriod = (ms: number): `${number}s` => `${Math.max(1, Math.ceil(ms / 1000))}s`;
+const debouncePeriod = (ms: number): `${number}s` => `${Math.max(1, Math.ceil(ms / 1000))}s`;
 
 export function createTrackIdle(inngest: Inngest, deps: PreviewDeps) {
   const idleMs = deps.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;

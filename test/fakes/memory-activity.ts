@@ -4,13 +4,12 @@
  * existing rows are marked; a slot 1..max per holding preview). The integration tier proves the
  * SQL store agrees.
  */
-import type { ActivityMark, ActivityStore, Admission, CapacityStore, ProjectId } from "../../functions/ports.js";
+import { lastUse, type ActivityMark, type ActivityStore, type Admission, type CapacityStore, type ProjectId } from "../../functions/ports.js";
 import type { MemoryPreviewStore } from "./memory-store.js";
 
 const HOLDING = new Set(["starting", "running", "stopping", "removing"]);
 
 export class MemoryActivityStore implements ActivityStore, CapacityStore {
-  readonly activity = new Map<string, Date>();
   readonly slots = new Map<string, number>();
   readonly writes: ActivityMark[][] = [];
 
@@ -19,17 +18,13 @@ export class MemoryActivityStore implements ActivityStore, CapacityStore {
   async recordActivity(marks: readonly ActivityMark[]): Promise<void> {
     this.writes.push([...marks]);
     for (const m of marks) {
-      if (!this.previews.rows.has(m.projectId)) continue;
-      const prev = this.activity.get(m.projectId);
-      if (!prev || prev < m.at) {
-        this.activity.set(m.projectId, m.at);
-        this.previews.rows.get(m.projectId)!.lastActivityAt = m.at;
-      }
+      const row = this.previews.rows.get(m.projectId);
+      if (row && (!row.lastActivityAt || row.lastActivityAt < m.at)) row.lastActivityAt = m.at;
     }
   }
 
   async lastActivity(projectId: ProjectId): Promise<Date | null> {
-    return this.previews.rows.has(projectId) ? (this.activity.get(projectId) ?? null) : null;
+    return this.previews.rows.get(projectId)?.lastActivityAt ?? null;
   }
 
   async admit(projectId: ProjectId, claim: string, max: number): Promise<Admission> {
@@ -47,11 +42,9 @@ export class MemoryActivityStore implements ActivityStore, CapacityStore {
         return { admitted: true, slot: s };
       }
     }
-    const lastUse = (id: string) => Math.max(this.previews.rows.get(id)!.updatedAt.getTime(), this.activity.get(id)?.getTime() ?? 0);
     const victims = [...this.previews.rows.values()]
       .filter((r) => r.status === "running" && r.projectId !== projectId)
-      .map((r) => r.projectId)
-      .sort((a, b) => lastUse(a) - lastUse(b) || a.localeCompare(b));
-    return { admitted: false, full: true, victim: victims[0] ?? null, holders: this.slots.size + unslotted };
+      .sort((a, b) => lastUse(a) - lastUse(b) || a.projectId.localeCompare(b.projectId));
+    return { admitted: false, full: true, victim: victims[0]?.projectId ?? null, holders: this.slots.size + unslotted };
   }
 }

@@ -14,13 +14,17 @@ afterEach(async () => {
   env = null;
 });
 
-async function setup(max: number) {
-  env = await createUnitEnv({ readyTimeoutMs: 2_000 });
+/** MAX_RUNNING_PREVIEWS = `max` for `env`: the functions read their deps when they run, so it applies from here on. */
+function withCapacity(env: UnitEnv, max: number): MemoryActivityStore {
   const activity = new MemoryActivityStore(env.store);
-  // The functions read their deps when they run: capacity applies from here on.
   env.deps.capacity = { store: activity, max };
   env.deps.activity = activity;
-  return { env, activity };
+  return activity;
+}
+
+async function setup(max: number) {
+  env = await createUnitEnv({ readyTimeoutMs: 2_000 });
+  return { env, activity: withCapacity(env, max) };
 }
 
 describe("launch-preview with MAX_RUNNING_PREVIEWS", () => {
@@ -51,9 +55,7 @@ describe("launch-preview with MAX_RUNNING_PREVIEWS", () => {
     // Two previews launched while the cap was off: running, without a slot.
     const a = await env.runningPreview("a");
     const b = await env.runningPreview("b");
-    const activity = new MemoryActivityStore(env.store);
-    env.deps.capacity = { store: activity, max: 1 };
-    env.deps.activity = activity;
+    const activity = withCapacity(env, 1);
     await activity.recordActivity([{ projectId: b, at: new Date(Date.now() + 1_000) }]);
     const c = newProjectId("c");
     env.site.sites.add(c);
@@ -72,10 +74,9 @@ describe("launch-preview with MAX_RUNNING_PREVIEWS", () => {
   });
 
   it("every slot held by a preview still starting: the launch waits, then fails naming the cap", async () => {
-    const { env } = await setup(1);
+    const { env, activity } = await setup(1);
     // A launch of another project in progress holds the only slot.
     env.store.seed("holder", "starting", { claim: "other-run" });
-    const { activity } = { activity: env.deps.capacity!.store as MemoryActivityStore };
     activity.slots.set("holder", 1);
     const p = newProjectId("late");
     env.site.sites.add(p);

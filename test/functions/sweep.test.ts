@@ -220,6 +220,18 @@ describe("planSweep", () => {
   });
 });
 
+/** One `sweep-previews` run of `w`, its functions served over real HTTP at /api/inngest and driven by `standIn`. */
+async function sweepOverHttp(standIn: InngestStandIn, w: World) {
+  const inngest = createInngest(inngestSettings({ dev: standIn.url }), pino({ level: "silent" }));
+  const functions = [...createFunctions(inngest, w.deps), ...createSweepFunctions(inngest, w.deps, w.sweep)];
+  const host = await listen(createApp({ inngest, functions, store: w.store, runtime: w.runtime, apiToken: null }));
+  try {
+    return await standIn.run({ serveUrl: `${host.url}/api/inngest`, fnId: "previews-sweep-previews", event: { name: "previews.sweep.requested", data: {} } });
+  } finally {
+    await host.close();
+  }
+}
+
 describe("sweep-previews at 10,000 previews, through /api/inngest", () => {
   let standIn: InngestStandIn;
   beforeAll(async () => {
@@ -232,27 +244,20 @@ describe("sweep-previews at 10,000 previews, through /api/inngest", () => {
   it("stays within 1,000 steps per run, 4 MB per step output and small event batches", async () => {
     const w = world();
     for (let i = 0; i < 10_000; i++) preview(w, `project-with-a-longish-id-${String(i).padStart(5, "0")}`, { stoppedAgoMs: 25 * HOUR });
-    const inngest = createInngest(inngestSettings({ dev: standIn.url }), pino({ level: "silent" }));
-    const functions = [...createFunctions(inngest, w.deps), ...createSweepFunctions(inngest, w.deps, w.sweep)];
-    const host = await listen(createApp({ inngest, functions, store: w.store, runtime: w.runtime, apiToken: null }));
-    try {
-      const run = await standIn.run({ serveUrl: `${host.url}/api/inngest`, fnId: "previews-sweep-previews", event: { name: "previews.sweep.requested", data: {} } });
-      expect(run.outcome).toBe("completed");
-      expect(run.steps.length).toBeLessThanOrEqual(1_000);
-      expect(run.steps.map((s) => s.name)).toEqual(["plan", ...Array.from({ length: 20 }, (_, i) => `dispatch-${i + 1}`)]);
-      const largest = Math.max(...run.steps.map((s) => JSON.stringify(s.data ?? null).length));
-      expect(largest).toBeLessThan(4 * 1024 * 1024);
-      expect(JSON.stringify(run.result).length).toBeLessThan(4 * 1024 * 1024);
-      const items = standIn.eventsNamed("previews.sweep.item").filter((e) => e.data.sweepRunId === run.runId);
-      expect(items).toHaveLength(10_000);
-      expect(new Set(items.map((e) => e.id)).size).toBe(10_000);
-      // 500 events per send request: well under Inngest's request size limits.
-      expect(JSON.stringify(items.slice(0, 500)).length).toBeLessThan(256 * 1024);
-      expect(w.log.entries.filter((e) => e.action === "remove")).toHaveLength(10_000);
-      expect(run.result).toMatchObject({ previews: 10_000, expired: { remove: 10_000 }, deferred: 0 });
-    } finally {
-      await host.close();
-    }
+    const run = await sweepOverHttp(standIn, w);
+    expect(run.outcome).toBe("completed");
+    expect(run.steps.length).toBeLessThanOrEqual(1_000);
+    expect(run.steps.map((s) => s.name)).toEqual(["plan", ...Array.from({ length: 20 }, (_, i) => `dispatch-${i + 1}`)]);
+    const largest = Math.max(...run.steps.map((s) => JSON.stringify(s.data ?? null).length));
+    expect(largest).toBeLessThan(4 * 1024 * 1024);
+    expect(JSON.stringify(run.result).length).toBeLessThan(4 * 1024 * 1024);
+    const items = standIn.eventsNamed("previews.sweep.item").filter((e) => e.data.sweepRunId === run.runId);
+    expect(items).toHaveLength(10_000);
+    expect(new Set(items.map((e) => e.id)).size).toBe(10_000);
+    // 500 events per send request: well under Inngest's request size limits.
+    expect(JSON.stringify(items.slice(0, 500)).length).toBeLessThan(256 * 1024);
+    expect(w.log.entries.filter((e) => e.action === "remove")).toHaveLength(10_000);
+    expect(run.result).toMatchObject({ previews: 10_000, expired: { remove: 10_000 }, deferred: 0 });
   });
 });
 
@@ -264,11 +269,8 @@ describe("sweep-previews sends preview.idle for idle previews, through /api/inng
     for (let i = 0; i < 600; i++) preview(w, `idle-${i}`);
     preview(w, "busy");
     w.store.rows.get("busy")!.lastActivityAt = new Date(NOW - 60_000);
-    const inngest = createInngest(inngestSettings({ dev: standIn.url }), pino({ level: "silent" }));
-    const functions = [...createFunctions(inngest, w.deps), ...createSweepFunctions(inngest, w.deps, w.sweep)];
-    const host = await listen(createApp({ inngest, functions, store: w.store, runtime: w.runtime, apiToken: null }));
     try {
-      const run = await standIn.run({ serveUrl: `${host.url}/api/inngest`, fnId: "previews-sweep-previews", event: { name: "previews.sweep.requested", data: {} } });
+      const run = await sweepOverHttp(standIn, w);
       expect(run.outcome).toBe("completed");
       expect(run.steps.map((s) => s.name)).toEqual(["plan", "stop-idle-1", "stop-idle-2"]);
       const idle = standIn.eventsNamed("preview.idle");
@@ -277,7 +279,6 @@ describe("sweep-previews sends preview.idle for idle previews, through /api/inng
       expect(new Set(idle.map((e) => e.id)).size).toBe(600);
       expect(run.result).toMatchObject({ idle: { stop: 600 } });
     } finally {
-      await host.close();
       await standIn.close();
     }
   });

@@ -12,6 +12,7 @@ import { FakeRuntime, FakeSiteFiles } from "../fakes/fake-runtime.js";
 import { MemoryActivityStore } from "../fakes/memory-activity.js";
 import { MemoryPreviewStore } from "../fakes/memory-store.js";
 import { inngestSettings, startInngestStandIn, type InngestStandIn } from "../helpers/inngest-server.js";
+import { newProjectId } from "../helpers/unit-env.js";
 
 const IDLE_MS = 60_000;
 let server: InngestStandIn;
@@ -34,13 +35,11 @@ function setup() {
 }
 
 const ago = (ms: number) => new Date(Date.now() - ms);
-let n = 0;
-const id = () => `idle-${process.pid}-${++n}`;
 
 describe("track-idle", () => {
   it("emits preview.idle for a running preview unused for IDLE_TIMEOUT", async () => {
     const t = setup();
-    const p = id();
+    const p = newProjectId("idle");
     t.store.seed(p, "running", { updatedAt: ago(2 * IDLE_MS) });
     await t.activity.recordActivity([{ projectId: p, at: ago(IDLE_MS + 5_000) }]);
     const { result, error } = await t.run(p);
@@ -51,7 +50,7 @@ describe("track-idle", () => {
 
   it("a preview nobody opened stops IDLE_TIMEOUT after it became ready (triggered by preview.ready)", async () => {
     const t = setup();
-    const p = id();
+    const p = newProjectId("idle");
     t.store.seed(p, "running", { updatedAt: ago(IDLE_MS + 1_500) });
     expect((await t.run(p, "preview.ready")).result).toEqual({ projectId: p, idle: true });
     expect(t.idleSent(p)).toBe(1);
@@ -59,7 +58,7 @@ describe("track-idle", () => {
 
   it("sends nothing when the preview was used within the window", async () => {
     const t = setup();
-    const p = id();
+    const p = newProjectId("idle");
     t.store.seed(p, "running", { updatedAt: ago(10 * IDLE_MS) });
     await t.activity.recordActivity([{ projectId: p, at: ago(IDLE_MS / 2) }]);
     expect((await t.run(p)).result).toMatchObject({ projectId: p, idle: false, why: expect.stringMatching(/^used \d+(ms|s) ago$/) });
@@ -68,7 +67,7 @@ describe("track-idle", () => {
 
   it("sends nothing when the preview became ready within the window, whatever its older activity", async () => {
     const t = setup();
-    const p = id();
+    const p = newProjectId("idle");
     t.store.seed(p, "running", { updatedAt: ago(IDLE_MS / 3) });
     await t.activity.recordActivity([{ projectId: p, at: ago(5 * IDLE_MS) }]);
     expect((await t.run(p)).result).toMatchObject({ idle: false });
@@ -77,7 +76,7 @@ describe("track-idle", () => {
 
   it.each(["stopped", "starting", "stopping", "failed", "removed"] as const)("sends nothing for a preview that is %s", async (status) => {
     const t = setup();
-    const p = id();
+    const p = newProjectId("idle");
     t.store.seed(p, status, { updatedAt: ago(10 * IDLE_MS) });
     expect((await t.run(p)).result).toEqual({ projectId: p, idle: false, why: `status ${status}` });
     expect(t.idleSent(p)).toBe(0);
@@ -85,7 +84,7 @@ describe("track-idle", () => {
 
   it("sends nothing for a project without a preview", async () => {
     const t = setup();
-    const p = id();
+    const p = newProjectId("idle");
     expect((await t.run(p)).result).toEqual({ projectId: p, idle: false, why: "status none" });
   });
 
