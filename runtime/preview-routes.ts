@@ -87,6 +87,13 @@ function headerReader(c: Context): (name: string) => string | undefined {
   return (name) => c.req.header(name);
 }
 
+/** Sets `key` as the map's newest entry; beyond `max` entries the oldest is forgotten. */
+function setNewest<K, V>(map: Map<K, V>, key: K, value: V, max: number): void {
+  map.delete(key);
+  map.set(key, value);
+  if (map.size > max) map.delete(map.keys().next().value!);
+}
+
 /** A row's version, as the wake bookkeeping compares them: its status and when it last changed. */
 const versionOf = (row: PreviewRecord) => `${row.status}@${row.updatedAt.getTime()}`;
 
@@ -166,9 +173,7 @@ export class PreviewRoutes {
     try {
       const row = await this.deps.store.get(projectId);
       const live = hasPreview(row);
-      this.#known.delete(projectId);
-      this.#known.set(projectId, { live, until: Date.now() + (live ? KNOWN_TTL_MS : UNKNOWN_TTL_MS) });
-      if (this.#known.size > KNOWN_MEMORY) this.#known.delete(this.#known.keys().next().value!);
+      setNewest(this.#known, projectId, { live, until: Date.now() + (live ? KNOWN_TTL_MS : UNKNOWN_TTL_MS) }, KNOWN_MEMORY);
       return live;
     } finally {
       this.#lookups--;
@@ -272,9 +277,7 @@ export class PreviewRoutes {
     // Running (Traefik has not picked the container up yet) or failed right after a wake of this
     // page: the wake is still the one sent; only a later visit may ask again.
     if (row.status !== "stopped" && this.#recentlyWoken(projectId)) return;
-    this.#woken.delete(projectId);
-    this.#woken.set(projectId, { version, at: Date.now() });
-    if (this.#woken.size > WAKE_MEMORY) this.#woken.delete(this.#woken.keys().next().value!);
+    setNewest(this.#woken, projectId, { version, at: Date.now() }, WAKE_MEMORY);
     try {
       await this.deps.requestLaunch(projectId);
       this.deps.log?.info({ projectId, status: row.status }, "wake: preview.requested sent");
