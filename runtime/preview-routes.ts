@@ -181,12 +181,13 @@ export class PreviewRoutes {
   }
 
   /**
-   * The wake page, as a middleware in front of everything: requests whose `Host` is under the
-   * preview domain are the catch-all router's; everything else goes on to the API.
+   * The wake page, as a middleware in front of everything but forward-auth (its route comes
+   * first and always answers, so it never gets here): requests whose `Host` is under the preview
+   * domain are the catch-all router's; everything else goes on to the API.
    */
   wake: MiddlewareHandler = async (c, next) => {
     const host = headerReader(c)("host");
-    if (!isPreviewHost(host, this.deps.domain) || c.req.path === FORWARD_AUTH_PATH) return next();
+    if (!isPreviewHost(host, this.deps.domain)) return next();
     c.header("Cache-Control", "no-store");
     const projectId = this.#projectOf(host);
     if (!projectId) return c.html(NOT_FOUND_PAGE, 404);
