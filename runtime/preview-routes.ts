@@ -186,13 +186,14 @@ export class PreviewRoutes {
    * domain are the catch-all router's; everything else goes on to the API.
    */
   wake: MiddlewareHandler = async (c, next) => {
-    const host = headerReader(c)("host");
+    const header = headerReader(c);
+    const host = header("host");
     if (!isPreviewHost(host, this.deps.domain)) return next();
     c.header("Cache-Control", "no-store");
     const projectId = this.#projectOf(host);
     if (!projectId) return c.html(NOT_FOUND_PAGE, 404);
     const url = new URL(c.req.url);
-    const gate = this.gate(projectId, host!.trim(), url.pathname + url.search, c.req.header("x-forwarded-proto"), c.req.header("cookie"));
+    const gate = this.gate(projectId, host!.trim(), url.pathname + url.search, header("x-forwarded-proto"), header("cookie"));
     if (gate.allow === false) return c.html(UNAUTHORIZED_PAGE, 401);
     if (gate.allow === "redirect") {
       if (gate.cookie) c.header("Set-Cookie", gate.cookie);
