@@ -186,6 +186,21 @@ const duration = (name: string, fallback: string, min: number, max: number, exam
     v.maxValue(max, `${name} must be at most ${formatMs(max)}`),
   );
 
+/** A trimmed variable parsed by `parse`, whose `{ error }` becomes the variable's issue. */
+const parsedBy = <T extends object>(parse: (raw: string) => T | { error: string }) =>
+  v.pipe(
+    v.string(),
+    v.trim(),
+    v.rawTransform<string, T>(({ dataset, addIssue, NEVER }) => {
+      const parsed = parse(dataset.value);
+      if ("error" in parsed) {
+        addIssue({ message: parsed.error });
+        return NEVER;
+      }
+      return parsed;
+    }),
+  );
+
 function formatMs(ms: number): string {
   if (ms >= 3_600_000 && ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
   if (ms >= 60_000 && ms % 60_000 === 0) return `${ms / 60_000}m`;
@@ -230,21 +245,7 @@ const EnvFields = v.object({
     v.pipe(v.string(), v.check((s) => path.posix.isAbsolute(s), "STORAGE_HOST_PATH must be an absolute path")),
   ),
 
-  DOCKER_HOST: v.optional(
-    v.pipe(
-      v.string(),
-      v.trim(),
-      v.rawTransform(({ dataset, addIssue, NEVER }) => {
-        const parsed = parseDockerHost(dataset.value);
-        if ("error" in parsed) {
-          addIssue({ message: parsed.error });
-          return NEVER;
-        }
-        return parsed;
-      }),
-    ),
-    DEFAULT_DOCKER_HOST,
-  ),
+  DOCKER_HOST: v.optional(parsedBy(parseDockerHost), DEFAULT_DOCKER_HOST),
   DOCKER_TLS_VERIFY: v.pipe(v.optional(v.string(), ""), v.transform(tlsVerifyOn)),
   DOCKER_CERT_PATH: v.optional(v.pipe(v.string(), v.minLength(1))),
   // The SSH agent holding the key for an ssh:// DOCKER_HOST (set by ssh-agent; a socket path).
@@ -405,20 +406,7 @@ const EnvFields = v.object({
 
   // Object storage (issue 9; README "Object storage"). Every MINIO_* unset: off, the local site
   // folder is the only copy. MINIO_ENDPOINT set: the keys are required (checked below).
-  MINIO_ENDPOINT: v.optional(
-    v.pipe(
-      v.string(),
-      v.trim(),
-      v.rawTransform(({ dataset, addIssue, NEVER }) => {
-        const parsed = parseMinioEndpoint(dataset.value);
-        if ("error" in parsed) {
-          addIssue({ message: parsed.error });
-          return NEVER;
-        }
-        return parsed;
-      }),
-    ),
-  ),
+  MINIO_ENDPOINT: v.optional(parsedBy(parseMinioEndpoint)),
   MINIO_ACCESS_KEY: optionalString,
   MINIO_SECRET_KEY: optionalString,
   MINIO_USE_SSL: v.optional(

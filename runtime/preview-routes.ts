@@ -87,6 +87,13 @@ function headerReader(c: Context): (name: string) => string | undefined {
   return (name) => c.req.header(name);
 }
 
+/** Sets `key` as the map's newest entry; beyond `max` entries the oldest is forgotten. */
+function setNewest<K, V>(map: Map<K, V>, key: K, value: V, max: number): void {
+  map.delete(key);
+  map.set(key, value);
+  if (map.size > max) map.delete(map.keys().next().value!);
+}
+
 /** A row's version, as the wake bookkeeping compares them: its status and when it last changed. */
 const versionOf = (row: PreviewRecord) => `${row.status}@${row.updatedAt.getTime()}`;
 
@@ -166,9 +173,7 @@ export class PreviewRoutes {
     try {
       const row = await this.deps.store.get(projectId);
       const live = hasPreview(row);
-      this.#known.delete(projectId);
-      this.#known.set(projectId, { live, until: Date.now() + (live ? KNOWN_TTL_MS : UNKNOWN_TTL_MS) });
-      if (this.#known.size > KNOWN_MEMORY) this.#known.delete(this.#known.keys().next().value!);
+      setNewest(this.#known, projectId, { live, until: Date.now() + (live ? KNOWN_TTL_MS : UNKNOWN_TTL_MS) }, KNOWN_MEMORY);
       return live;
     } finally {
       this.#lookups--;
@@ -176,17 +181,19 @@ export class PreviewRoutes {
   }
 
   /**
-   * The wake page, as a middleware in front of everything: requests whose `Host` is under the
-   * preview domain are the catch-all router's; everything else goes on to the API.
+   * The wake page, as a middleware in front of everything but forward-auth (its route comes
+   * first and always answers, so it never gets here): requests whose `Host` is under the preview
+   * domain are the catch-all router's; everything else goes on to the API.
    */
   wake: MiddlewareHandler = async (c, next) => {
-    const host = headerReader(c)("host");
-    if (!isPreviewHost(host, this.deps.domain) || c.req.path === FORWARD_AUTH_PATH) return next();
+    const header = headerReader(c);
+    const host = header("host");
+    if (!isPreviewHost(host, this.deps.domain)) return next();
     c.header("Cache-Control", "no-store");
     const projectId = this.#projectOf(host);
     if (!projectId) return c.html(NOT_FOUND_PAGE, 404);
     const url = new URL(c.req.url);
-    const gate = this.gate(projectId, host!.trim(), url.pathname + url.search, c.req.header("x-forwarded-proto"), c.req.header("cookie"));
+    const gate = this.gate(projectId, host!.trim(), url.pathname + url.search, header("x-forwarded-proto"), header("cookie"));
     if (gate.allow === false) return c.html(UNAUTHORIZED_PAGE, 401);
     if (gate.allow === "redirect") {
       if (gate.cookie) c.header("Set-Cookie", gate.cookie);
@@ -272,9 +279,7 @@ export class PreviewRoutes {
     // Running (Traefik has not picked the container up yet) or failed right after a wake of this
     // page: the wake is still the one sent; only a later visit may ask again.
     if (row.status !== "stopped" && this.#recentlyWoken(projectId)) return;
-    this.#woken.delete(projectId);
-    this.#woken.set(projectId, { version, at: Date.now() });
-    if (this.#woken.size > WAKE_MEMORY) this.#woken.delete(this.#woken.keys().next().value!);
+    setNewest(this.#woken, projectId, { version, at: Date.now() }, WAKE_MEMORY);
     try {
       await this.deps.requestLaunch(projectId);
       this.deps.log?.info({ projectId, status: row.status }, "wake: preview.requested sent");

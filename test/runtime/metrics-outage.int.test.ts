@@ -15,7 +15,7 @@ import { startService, type RunningService } from "../../runtime/service.js";
 import { createPrivateCluster, type PrivateCluster } from "../helpers/postgres.js";
 import { metricValue } from "../helpers/metrics-text.js";
 import { startInngestStandIn, type InngestStandIn } from "../helpers/inngest-server.js";
-import { removeServiceNetwork, serviceNetworkEnv } from "../helpers/service-env.js";
+import { removeServiceNetwork, serviceEnv } from "../helpers/service-env.js";
 
 const QUERY_TIMEOUT_MS = 500;
 /** Loose: about METRICS_QUERY_TIMEOUT, far below DATABASE_TIMEOUT (10 s) and a scrape timeout. */
@@ -52,17 +52,7 @@ async function scrape(base: string): Promise<{ ms: number; text: string }> {
 describe("GET /metrics with a hung database", () => {
   it("answers within METRICS_QUERY_TIMEOUT without the status gauge, then recovers", async () => {
     service = await startService(
-      loadConfig({
-        PORT: "0",
-        HOST: "127.0.0.1",
-        LOG_LEVEL: "silent",
-        DATABASE_URL: cluster.url,
-        DATA_PATH: path.join(tmp, "data"),
-        STORAGE_PATH: path.join(tmp, "storage"),
-        INNGEST_DEV: standIn.url,
-        METRICS_QUERY_TIMEOUT: `${QUERY_TIMEOUT_MS}ms`,
-        ...serviceNetworkEnv(),
-      }),
+      loadConfig(serviceEnv(tmp, standIn.url, { DATABASE_URL: cluster.url, METRICS_QUERY_TIMEOUT: `${QUERY_TIMEOUT_MS}ms` })),
       pino({ level: "silent" }),
     );
     const base = `http://127.0.0.1:${service.port}`;

@@ -13,13 +13,13 @@ import os from "node:os";
 import path from "node:path";
 import { Writable } from "node:stream";
 import { pino } from "pino";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../runtime/config.js";
 import { startService, type RunningService } from "../../runtime/service.js";
-import { SITE_SCRIPTS, stubImage, testDocker } from "../helpers/docker.js";
+import { SITE_SCRIPTS, testDocker } from "../helpers/docker.js";
 import { runFunction, startInngestStandIn, type InngestStandIn } from "../helpers/inngest-server.js";
 import { metricValue } from "../helpers/metrics-text.js";
-import { removeServiceNetwork, serviceNetworkEnv } from "../helpers/service-env.js";
+import { removeServiceNetwork, serviceEnv } from "../helpers/service-env.js";
 
 const TOKEN = "metrics-token-0123456789abcdef";
 
@@ -39,18 +39,14 @@ beforeAll(async () => {
       done();
     },
   });
-  const config = loadConfig({
-    PORT: "0",
-    HOST: "127.0.0.1",
-    LOG_LEVEL: "info",
-    DATA_PATH: path.join(tmp, "data"),
-    STORAGE_PATH: path.join(tmp, "storage"),
-    INNGEST_DEV: standIn.url,
-    READY_TIMEOUT: "60s",
-    API_TOKEN: TOKEN,
-    PREVIEW_LINK_SECRET: "metrics-link-secret-0123456789abcdef012345",
-    ...serviceNetworkEnv(),
-  });
+  const config = loadConfig(
+    serviceEnv(tmp, standIn.url, {
+      LOG_LEVEL: "info",
+      READY_TIMEOUT: "60s",
+      API_TOKEN: TOKEN,
+      PREVIEW_LINK_SECRET: "metrics-link-secret-0123456789abcdef012345",
+    }),
+  );
   service = await startService(config, pino({ level: "info" }, sink));
   base = `http://127.0.0.1:${service.port}`;
 }, 60_000);

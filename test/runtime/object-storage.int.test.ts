@@ -12,11 +12,12 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { pino } from "pino";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../runtime/config.js";
 import { startService, type RunningService } from "../../runtime/service.js";
 import { listAll } from "../../storage/object-store.js";
-import { SITE_SCRIPTS, stubImage, testDocker } from "../helpers/docker.js";
+import { SITE_SCRIPTS, testDocker } from "../helpers/docker.js";
+import { serviceEnv } from "../helpers/service-env.js";
 import { runFunction, startInngestStandIn, type InngestStandIn } from "../helpers/inngest-server.js";
 import { startS3rver, type S3rver } from "../helpers/s3rver.js";
 
@@ -52,23 +53,17 @@ describe("the service with MINIO_* set", () => {
       await s3.store.client.putObject(s3.bucket, `projects/${id}/site/${name}`, Buffer.from(body), Buffer.byteLength(body));
     }
     service = await startService(
-      loadConfig({
-        PORT: "0",
-        HOST: "127.0.0.1",
-        LOG_LEVEL: "silent",
-        DATA_PATH: path.join(tmp, "data"),
-        STORAGE_PATH: path.join(tmp, "storage"),
-        INNGEST_DEV: standIn.url,
-        PREVIEW_IMAGE: stubImage(inject("testRunId")),
-        PREVIEW_NETWORK: network,
-        PREVIEW_HOST_FIREWALL: "off",
-        PREVIEW_ROUTING: "port",
-        READY_TIMEOUT: "60s",
-        MINIO_ENDPOINT: `http://127.0.0.1:${s3.port}`,
-        MINIO_ACCESS_KEY: s3.settings.accessKey,
-        MINIO_SECRET_KEY: s3.settings.secretKey,
-        MINIO_BUCKET: s3.bucket,
-      }),
+      loadConfig(
+        serviceEnv(tmp, standIn.url, {
+          PREVIEW_NETWORK: network,
+          PREVIEW_ROUTING: "port",
+          READY_TIMEOUT: "60s",
+          MINIO_ENDPOINT: `http://127.0.0.1:${s3.port}`,
+          MINIO_ACCESS_KEY: s3.settings.accessKey,
+          MINIO_SECRET_KEY: s3.settings.secretKey,
+          MINIO_BUCKET: s3.bucket,
+        }),
+      ),
       pino({ level: "silent" }),
     );
     const serveUrl = `http://127.0.0.1:${service.port}/api/inngest`;
