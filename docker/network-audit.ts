@@ -10,7 +10,7 @@
  */
 import type Docker from "dockerode";
 import type { Logger } from "pino";
-import type { NetworkStranger, PreviewInventory, PreviewNetworkAudit } from "../functions/ports.js";
+import type { ManagedContainer, NetworkStranger, PreviewInventory, PreviewNetworkAudit } from "../functions/ports.js";
 import { dockerError, statusOf } from "./errors.js";
 import { trustedPeers } from "./isolation.js";
 import type { PreviewSettings } from "./settings.js";
@@ -28,7 +28,7 @@ export class DockerNetworkAudit implements PreviewNetworkAudit {
     return this.settings.network;
   }
 
-  async strangers(): Promise<NetworkStranger[]> {
+  async strangers(listed?: readonly Pick<ManagedContainer, "containerId">[]): Promise<NetworkStranger[]> {
     const name = this.settings.network;
     let info: Docker.NetworkInspectInfo;
     try {
@@ -39,7 +39,7 @@ export class DockerNetworkAudit implements PreviewNetworkAudit {
     }
     const attached = Object.entries(info.Containers ?? {});
     if (!attached.length) return [];
-    const ours = new Set((await this.inventory.list()).map((c) => c.containerId));
+    const ours = new Set((listed ?? (await this.inventory.list())).map((c) => c.containerId));
     const peers = new Set(trustedPeers(this.settings));
     const strangers: NetworkStranger[] = [];
     for (const [containerId, endpoint] of attached) {

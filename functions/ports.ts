@@ -479,8 +479,12 @@ export interface NetworkStranger {
 export interface PreviewNetworkAudit {
   /** The network's name, for messages. */
   readonly network: string;
-  /** The strangers attached now; empty when the network does not exist (yet). Reads only. */
-  strangers(): Promise<NetworkStranger[]>;
+  /**
+   * The strangers attached now; empty when the network does not exist (yet). Reads only.
+   * `ours`: this instance's previews as the caller already listed them (the sweep plan has the
+   * inventory's list); absent, the audit lists them itself.
+   */
+  strangers(ours?: readonly Pick<ManagedContainer, "containerId">[]): Promise<NetworkStranger[]>;
 }
 
 /** The warning about one stranger, as logs and the sweep's audit log put it. */

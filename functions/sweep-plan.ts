@@ -129,7 +129,9 @@ const iso = (ms: number) => new Date(ms).toISOString();
 export async function planSweep(store: PreviewStore, sweep: SweepDeps): Promise<SweepPlan> {
   const now = (sweep.now ?? Date.now)();
   const { retentionMs, graceMs, maxOrphanFraction } = sweep.settings;
-  const [rowList, containerList, strangers] = await Promise.all([store.list(), sweep.inventory.list(), checkStrangers(sweep.network)]);
+  // One listing of the engine: the strangers check compares the network's endpoints with it.
+  const listing = sweep.inventory.list();
+  const [rowList, containerList, strangers] = await Promise.all([store.list(), listing, checkStrangers(sweep.network, listing)]);
   const rows = new Map(rowList.map((r) => [r.projectId, r]));
   const containers = new Map(containerList.map((c) => [c.projectId, c]));
   const managed = [...new Set([...containerList.map((c) => c.projectId), ...rowList.filter(LIVE_ROW).map((r) => r.projectId)])].sort();
@@ -281,10 +283,10 @@ function idleCandidates(rows: readonly PreviewRecord[], now: number, idleMs: num
 }
 
 /** The strangers on the preview network, or why they could not be listed (never fails the plan). */
-async function checkStrangers(audit: PreviewNetworkAudit | undefined): Promise<SweepPlan["strangers"]> {
+async function checkStrangers(audit: PreviewNetworkAudit | undefined, ours: Promise<readonly ManagedContainer[]>): Promise<SweepPlan["strangers"]> {
   if (!audit) return undefined;
   try {
-    return { network: audit.network, found: await audit.strangers() };
+    return { network: audit.network, found: await audit.strangers(await ours) };
   } catch (err) {
     return { network: audit.network, found: [], error: err instanceof Error ? err.message : String(err) };
   }
