@@ -21,13 +21,12 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { readFile, mkdtemp, rm } from "node:fs/promises";
-import net, { type AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { openDatabase } from "../sql/connect.js";
 import type { DatabaseSettings } from "../sql/settings.js";
-import { createTestDatabase } from "../test/helpers/postgres.js";
+import { createTestDatabase, freeLoopbackPort } from "../test/helpers/postgres.js";
 import { removeServiceNetwork, serviceBaseEnv } from "../test/helpers/service-env.js";
 import { median } from "./common.js";
 
@@ -46,14 +45,6 @@ interface Sample {
 }
 type Phase = "first start" | "idle" | `${number} previews`;
 
-async function freePort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
-  const { port } = probe.address() as AddressInfo;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
-}
-
 async function memoryOf(pid: number): Promise<Sample> {
   const status = await readFile(`/proc/${pid}/status`, "utf8");
   const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? NaN);
@@ -62,7 +53,7 @@ async function memoryOf(pid: number): Promise<Sample> {
 
 /** The service as `npm start` runs it, in ONE process (tsx's CLI would add a parent process). */
 async function startService(env: Record<string, string>): Promise<{ child: ChildProcess; base: string; stop(): Promise<void> }> {
-  const port = await freePort();
+  const port = await freeLoopbackPort();
   const child = spawn(process.execPath, ["--import", "tsx", "runtime/main.ts"], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", ...env, PORT: String(port), HOST: "127.0.0.1" },
