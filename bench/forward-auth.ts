@@ -21,16 +21,17 @@ import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { Worker } from "node:worker_threads";
-import { serve, type ServerType } from "@hono/node-server";
 import { Hono } from "hono";
-import type { AddressInfo } from "node:net";
 import { pino } from "pino";
 import { LinkSigner } from "../runtime/access.js";
 import { loadConfig } from "../runtime/config.js";
 import { startService } from "../runtime/service.js";
 import { SqlPreviewStore } from "../sql/preview-store.js";
 import { startInngestStandIn } from "../test/helpers/inngest-server.js";
+import { listen } from "../test/helpers/http.js";
 import { createTestDatabase } from "../test/helpers/postgres.js";
+import { removeServiceNetwork, serviceBaseEnv } from "../test/helpers/service-env.js";
+import { median } from "./common.js";
 
 const SECONDS = Number(process.env.BENCH_FA_SECONDS ?? 3);
 const ROUNDS = Number(process.env.BENCH_FA_ROUNDS ?? 3);
@@ -111,7 +112,6 @@ function load(url: string, headers: Record<string, string>, rate: number): Promi
   });
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const fmt = (n: number, d = 0) => n.toFixed(d);
 
 const tmp = await mkdtemp(path.join(os.tmpdir(), "sbp-bench-fa-"));
@@ -123,16 +123,9 @@ const database = process.env.BENCH_FA_PGLITE ? null : await createTestDatabase()
 const databaseEnv: Record<string, string> = database ? { DATABASE_URL: database.url, DATABASE_DRIVER: "pg" } : {};
 const service = await startService(
   loadConfig({
-    PORT: "0",
-    HOST: "127.0.0.1",
-    LOG_LEVEL: "silent",
-    DATA_PATH: path.join(tmp, "data"),
-    STORAGE_PATH: path.join(tmp, "storage"),
-    INNGEST_DEV: standIn.url,
+    ...serviceBaseEnv(tmp, standIn.url),
     PREVIEW_ACCESS: "token",
     PREVIEW_LINK_SECRET: SECRET,
-    PREVIEW_NETWORK: `sbp-bench-fa-${process.pid}`,
-    PREVIEW_HOST_FIREWALL: "off",
     ...databaseEnv,
     ...(process.env.ACTIVITY_FLUSH_INTERVAL ? { ACTIVITY_FLUSH_INTERVAL: process.env.ACTIVITY_FLUSH_INTERVAL } : {}),
   }),
@@ -140,9 +133,7 @@ const service = await startService(
 );
 const bare = new Hono();
 bare.get("/bare", (c) => c.body(null, 200));
-const bareServer = await new Promise<ServerType>((resolve) => {
-  const s = serve({ fetch: bare.fetch, port: 0, hostname: "127.0.0.1" }, () => resolve(s));
-});
+const bareServer = await listen(bare);
 
 try {
   const store = new SqlPreviewStore(service.db);
@@ -161,7 +152,7 @@ try {
   const { token } = new LinkSigner(SECRET, 3_600_000).sign("p1");
   const faUrl = `http://127.0.0.1:${service.port}/forward-auth`;
   const faHeaders = { "x-forwarded-host": HOST, "x-forwarded-method": "GET", "x-forwarded-proto": "http", "x-forwarded-uri": "/", cookie: `preview_access=${token}` };
-  const bareUrl = `http://127.0.0.1:${(bareServer.address() as AddressInfo).port}/bare`;
+  const bareUrl = `${bareServer.url}/bare`;
 
   // Sanity: the hot path really is the gated one.
   const check = await fetch(faUrl, { headers: faHeaders });
@@ -215,17 +206,11 @@ try {
   await service.activity.flush();
   console.log(`activity events sent during the bench: ${standIn.eventsNamed("preview.activity").length} (coalesced per ACTIVITY_EVENT_INTERVAL)`);
 } finally {
-  await new Promise<void>((resolve) => {
-    (bareServer as { closeAllConnections?: () => void }).closeAllConnections?.();
-    bareServer.close(() => resolve());
-  });
+  await bareServer.close();
   await service.close();
   await database?.drop();
   await standIn.close();
   await rm(tmp, { recursive: true, force: true });
   // The service created its own preview network at start-up: remove it (it holds nothing).
-  const Docker = (await import("dockerode")).default;
-  const docker = new Docker();
-  const nets = await docker.listNetworks({ filters: { name: [`sbp-bench-fa-${process.pid}`] } }).catch(() => []);
-  for (const n of nets.filter((x) => x.Name === `sbp-bench-fa-${process.pid}`)) await docker.getNetwork(n.Id).remove().catch(() => undefined);
+  await removeServiceNetwork();
 }

@@ -14,22 +14,20 @@
  *
  * pg: a scratch database on the test server (TEST_PG_URL, the 5432 cluster; see
  * test/helpers/postgres.ts), dropped at the end. The only Docker object is the service's own
- * preview network (a unique `sbp-bench-mem-*` name), removed by name at the end.
+ * preview network (test/helpers/service-env.ts: a unique name), removed by name at the end.
  *
  * The process runs TypeScript through tsx's loader (`node --import tsx`), as `npm start` does:
  * the loader's own memory is in both drivers' figures.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { randomBytes } from "node:crypto";
 import { readFile, mkdtemp, rm } from "node:fs/promises";
-import net, { type AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import Docker from "dockerode";
 import { openDatabase } from "../sql/connect.js";
 import type { DatabaseSettings } from "../sql/settings.js";
-import { createTestDatabase } from "../test/helpers/postgres.js";
+import { createTestDatabase, freeLoopbackPort } from "../test/helpers/postgres.js";
+import { removeServiceNetwork, serviceBaseEnv } from "../test/helpers/service-env.js";
 import { median } from "./common.js";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
@@ -39,7 +37,6 @@ const PREVIEWS = Number(process.env.BENCH_MEMORY_PREVIEWS ?? 1000);
 const SETTLE_MS = Number(process.env.BENCH_MEMORY_SETTLE_MS ?? 4000);
 /** BENCH_MEMORY_DRIVERS: "pglite,pg" (default) or one of them (a ratio needs both). */
 const DRIVERS = (process.env.BENCH_MEMORY_DRIVERS ?? "pglite,pg").split(",").map((d) => d.trim()) as Driver[];
-const NETWORK = `sbp-bench-mem-${randomBytes(4).toString("hex")}`;
 
 type Driver = "pglite" | "pg";
 interface Sample {
@@ -47,14 +44,6 @@ interface Sample {
   anonMb: number;
 }
 type Phase = "first start" | "idle" | `${number} previews`;
-
-async function freePort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
-  const { port } = probe.address() as AddressInfo;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
-}
 
 async function memoryOf(pid: number): Promise<Sample> {
   const status = await readFile(`/proc/${pid}/status`, "utf8");
@@ -64,7 +53,7 @@ async function memoryOf(pid: number): Promise<Sample> {
 
 /** The service as `npm start` runs it, in ONE process (tsx's CLI would add a parent process). */
 async function startService(env: Record<string, string>): Promise<{ child: ChildProcess; base: string; stop(): Promise<void> }> {
-  const port = await freePort();
+  const port = await freeLoopbackPort();
   const child = spawn(process.execPath, ["--import", "tsx", "runtime/main.ts"], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", ...env, PORT: String(port), HOST: "127.0.0.1" },
@@ -134,12 +123,8 @@ async function measure(driver: Driver): Promise<Record<Phase, Sample>> {
       ? { driver: "pg", url: database!.url, dataPath: tmp, neonWsProxy: null, timeoutMs: 10_000 }
       : { driver: "pglite", url: null, dataPath: path.join(tmp, "data"), neonWsProxy: null, timeoutMs: 10_000 };
   const env: Record<string, string> = {
+    ...serviceBaseEnv(tmp, "http://127.0.0.1:9"), // Inngest dev mode; nothing is sent while idle
     LOG_LEVEL: "warn",
-    DATA_PATH: path.join(tmp, "data"),
-    STORAGE_PATH: path.join(tmp, "storage"),
-    INNGEST_DEV: "http://127.0.0.1:9", // dev mode; nothing is sent while idle
-    PREVIEW_NETWORK: NETWORK,
-    PREVIEW_HOST_FIREWALL: "off",
     ...(database ? { DATABASE_URL: database.url } : {}),
   };
   const settle = () => new Promise((r) => setTimeout(r, SETTLE_MS));
@@ -185,9 +170,7 @@ async function main() {
       }
     }
   } finally {
-    const docker = new Docker();
-    const networks = await docker.listNetworks({ filters: { name: [NETWORK] } }).catch(() => []);
-    for (const n of networks.filter((x) => x.Name === NETWORK)) await docker.getNetwork(n.Id).remove().catch(() => undefined);
+    await removeServiceNetwork();
   }
   const phases: Phase[] = ["first start", "idle", `${PREVIEWS} previews`];
   const med = (driver: Driver, phase: Phase, key: keyof Sample) => (samples[driver].length ? median(samples[driver].map((s) => s[phase]![key])) : NaN);

@@ -15,7 +15,7 @@ import { HostFirewall } from "../../docker/host-firewall.js";
 import { BRIDGE_OPTIONS, bridgeName, previewUser } from "../../docker/isolation.js";
 import type { PreviewSettings } from "../../docker/settings.js";
 import { LocalSiteFiles } from "../../storage/site-files.js";
-import type { StartResult } from "../../functions/ports.js";
+import type { ProbeResult, StartResult } from "../../functions/ports.js";
 
 export const TEST_LABEL = "sitebuilder.test-run";
 /** The stub image of a test run: tagged by run id, so concurrent runs never remove each other's. */
@@ -168,6 +168,15 @@ export async function removeRun(docker: Docker, runId: string): Promise<{ contai
     }
   }
   return { containers: containers.length, networks: networks.length };
+}
+
+/** Probes in short slices, as the workflow does, until the result is not `waiting` (at most `maxSlices`). */
+export async function probeUntilSettled(runtime: DockerPreviewRuntime, id: string, maxSlices = 60): Promise<ProbeResult> {
+  for (let i = 0; i < maxSlices; i++) {
+    const r = await runtime.probeReady(id, 250);
+    if (r.state !== "waiting") return r;
+  }
+  return { state: "waiting" };
 }
 
 export interface ExecResult {

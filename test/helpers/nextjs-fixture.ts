@@ -12,7 +12,7 @@ import { promisify } from "node:util";
 
 const run = promisify(execFile);
 
-export const FIXTURE_DIR = path.resolve(import.meta.dirname, "../fixtures/nextjs-site");
+const FIXTURE_DIR = path.resolve(import.meta.dirname, "../fixtures/nextjs-site");
 const DEPS_SCRIPT = path.resolve(import.meta.dirname, "../../scripts/nextjs-fixture-deps.sh");
 
 /** The text the fixture's page shows (app/page.tsx). */

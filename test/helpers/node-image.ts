@@ -16,7 +16,7 @@ import { BUSYBOX } from "./stub-image.js";
 export const PREVIEW_BASE_DIR = path.resolve(import.meta.dirname, "../../docker/preview-base");
 
 /** Shared libraries (absolute paths, as the loader looks them up) that `ldd` lists for `files`. */
-export function sharedLibraries(files: string[]): string[] {
+function sharedLibraries(files: string[]): string[] {
   const libs = new Set<string>();
   for (const file of files) {
     const out = execFileSync("ldd", [file], { encoding: "utf8" });

@@ -175,7 +175,8 @@ export interface PrivateCluster {
   drop(): Promise<void>;
 }
 
-async function freeLoopbackPort(): Promise<number> {
+/** A loopback port that was free a moment ago (for a process that must be told one). */
+export async function freeLoopbackPort(): Promise<number> {
   const probe = net.createServer();
   await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
   const { port } = probe.address() as net.AddressInfo;

@@ -25,8 +25,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DockerPreviewRuntime } from "../../docker/docker-runtime.js";
 import { HostFirewall, firewallComment, runIptables } from "../../docker/host-firewall.js";
 import { BRIDGE_OPTIONS, UnsafeNetworkError, bridgeName } from "../../docker/isolation.js";
-import { PermanentError, type ProbeResult } from "../../functions/ports.js";
-import { TEST_LABEL, createDockerTestEnv, execIn, probeFromContainer, removeFirewallRules, type DockerTestEnv, type TcpProbe } from "../helpers/docker.js";
+import { PermanentError } from "../../functions/ports.js";
+import { TEST_LABEL, createDockerTestEnv, execIn, probeFromContainer, probeUntilSettled, removeFirewallRules, type DockerTestEnv, type TcpProbe } from "../helpers/docker.js";
 
 const run = promisify(execFile);
 
@@ -40,14 +40,6 @@ function record(from: string, to: string, p: TcpProbe): TcpProbe {
 
 function requireRoot(): void {
   if (process.getuid?.() !== 0) throw new Error("test/isolation needs root (it changes the host firewall and creates a network namespace); run the integration tier as root");
-}
-
-async function probeUntilSettled(runtime: DockerPreviewRuntime, id: string): Promise<ProbeResult> {
-  for (let i = 0; i < 60; i++) {
-    const r = await runtime.probeReady(id, 250);
-    if (r.state !== "waiting") return r;
-  }
-  return { state: "waiting" };
 }
 
 interface Preview {

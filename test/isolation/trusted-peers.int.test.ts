@@ -38,8 +38,7 @@ import { BRIDGE_OPTIONS, UnsafeNetworkError, bridgeName } from "../../docker/iso
 import { DockerPreviewInventory } from "../../docker/inventory.js";
 import { DockerNetworkAudit } from "../../docker/network-audit.js";
 import { resolvePeerPorts } from "../../docker/peer-ports.js";
-import type { ProbeResult } from "../../functions/ports.js";
-import { TEST_LABEL, createDockerTestEnv, execIn, probeFromContainer, removeFirewallRules, type DockerTestEnv } from "../helpers/docker.js";
+import { TEST_LABEL, createDockerTestEnv, execIn, probeFromContainer, probeUntilSettled, removeFirewallRules, type DockerTestEnv } from "../helpers/docker.js";
 
 const run = promisify(execFile);
 const REPO = path.resolve(import.meta.dirname, "../..");
@@ -75,14 +74,6 @@ async function createComposeLikeNetwork(docker: Docker, name: string, bridge: st
     }
   }
   throw new Error(`no free /24 in 10.77.0.0/16 for the test network: ${String(lastError)}`);
-}
-
-async function probeUntilSettled(runtime: DockerPreviewRuntime, id: string): Promise<ProbeResult> {
-  for (let i = 0; i < 60; i++) {
-    const r = await runtime.probeReady(id, 250);
-    if (r.state !== "waiting") return r;
-  }
-  return { state: "waiting" };
 }
 
 interface Box {

@@ -8,9 +8,9 @@
 import { stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { PermanentError, type ProbeResult } from "../../functions/ports.js";
+import { PermanentError } from "../../functions/ports.js";
 import { IsolationSettingError } from "../../docker/isolation.js";
-import { createDockerTestEnv, execIn, type DockerTestEnv } from "../helpers/docker.js";
+import { createDockerTestEnv, execIn, probeUntilSettled, type DockerTestEnv } from "../helpers/docker.js";
 
 const sh = (script: string) => ["/bin/busybox", "sh", "-c", script];
 
@@ -20,14 +20,6 @@ const START_RECORDING_IDENTITY = "/bin/busybox id -u > /tmp/server-uid\n/bin/bus
 /** chown needs root; the suite fails clearly instead of skipping (as the Docker tier does). */
 function requireRoot(): void {
   if (process.getuid?.() !== 0) throw new Error("test/isolation needs root (it chowns site folders and changes the host firewall); run the integration tier as root");
-}
-
-async function probeUntilSettled(env: DockerTestEnv, id: string): Promise<ProbeResult> {
-  for (let i = 0; i < 60; i++) {
-    const r = await env.runtime.probeReady(id, 250);
-    if (r.state !== "waiting") return r;
-  }
-  return { state: "waiting" };
 }
 
 describe("unprivileged previews (default user 1000:1000)", () => {
@@ -44,7 +36,7 @@ describe("unprivileged previews (default user 1000:1000)", () => {
     await writeFile(path.join(siteDir, "start.sh"), START_RECORDING_IDENTITY);
     containerId = (await env.runtime.ensureContainer(id)).containerId;
     await env.start(id);
-    expect(await probeUntilSettled(env, id)).toMatchObject({ state: "ready" });
+    expect(await probeUntilSettled(env.runtime, id)).toMatchObject({ state: "ready" });
   });
   afterAll(async () => {
     await env?.cleanup();
@@ -118,7 +110,7 @@ describe("unprivileged previews: folder preparation and settings", () => {
     const siteDir = await env.writeSite(id, "http", { owner: "root" });
     const { containerId } = await env.runtime.ensureContainer(id);
     await env.start(id);
-    expect(await probeUntilSettled(env, id)).toMatchObject({ state: "ready" });
+    expect(await probeUntilSettled(env.runtime, id)).toMatchObject({ state: "ready" });
     const who = await execIn(env.docker, containerId, sh("/bin/busybox id -u; /bin/busybox id -g"));
     expect(who.stdout.trim().split("\n")).toEqual(["1234", "2345"]);
     const res = await execIn(env.docker, containerId, sh("echo x > /app/new.txt"));
