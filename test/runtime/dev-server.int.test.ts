@@ -10,12 +10,12 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import Docker from "dockerode";
 import { afterAll, describe, expect, inject, it } from "vitest";
 import { stubImage } from "../helpers/docker.js";
+import { freeLoopbackPort } from "../helpers/postgres.js";
 
 const REPO = path.resolve(import.meta.dirname, "../..");
 const TSX = path.join(REPO, "node_modules/tsx/dist/cli.mjs");
@@ -25,14 +25,6 @@ const cleanups: Array<() => Promise<unknown>> = [];
 afterAll(async () => {
   for (const c of cleanups.reverse()) await c().catch(() => undefined);
 }, 60_000);
-
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 /** Starts `npm run dev -- --demo=<id>` in a fresh folder with `fakeNpx` as npx; returns its output so far and a waiter. */
 async function startDev(name: string, fakeNpx: string, extraEnv: Record<string, string> = {}) {
@@ -99,7 +91,7 @@ describe("npm run dev: the bundled Inngest dev server", () => {
   }, 90_000);
 
   it("starts: the dashboard and the launch curl are printed once it answers HTTP", async () => {
-    const port = await freePort();
+    const port = await freeLoopbackPort();
     const server = `http://127.0.0.1:${port}`;
     // exec: the server is npx's own process, in the process group dev.ts stops on exit.
     const fake = `#!/bin/sh\nexec node -e "require('http').createServer((q, r) => r.end('dev server')).listen(${port}, '127.0.0.1')"\n`;

@@ -20,6 +20,7 @@ import { SqlPreviewStore } from "../../sql/preview-store.js";
 import { SITE_SCRIPTS, stubImage, testDocker } from "../helpers/docker.js";
 import { removeServiceNetwork, serviceEnv } from "../helpers/service-env.js";
 import { runFunction, startInngestStandIn, type InngestStandIn } from "../helpers/inngest-server.js";
+import { freeLoopbackPort } from "../helpers/postgres.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const silent = pino({ level: "silent" });
@@ -42,15 +43,6 @@ afterAll(async () => {
   await standIn?.close();
   await rm(tmp, { recursive: true, force: true });
 });
-
-/** A port that was free a moment ago (for the child process, which must be told one). */
-async function freePort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
-  const { port } = probe.address() as AddressInfo;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
-}
 
 function env(dir: string, extra: Record<string, string> = {}): Record<string, string> {
   return serviceEnv(dir, standIn.url, extra);
@@ -298,7 +290,7 @@ describe("runtime/main.ts as a process", () => {
     let port: number | undefined;
     let healthz: Promise<number> | undefined;
     const result = await runMain(
-      { ...env(dir), PORT: String(await freePort()), LOG_LEVEL: "info" },
+      { ...env(dir), PORT: String(await freeLoopbackPort()), LOG_LEVEL: "info" },
       (text, kill) => {
         if (port !== undefined) return;
         for (const line of text.split("\n")) {
