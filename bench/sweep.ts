@@ -2,8 +2,8 @@
  * `npm run bench:sweep` (also run by `npm run bench`): the sweep against the engine's own
  * cleanup, same engine, same container spec, same run.
  *
- *   1. a sweep of 1,000 expired stopped previews (sweep-previews plans and dispatches, then 1,000
- *      sweep-item runs remove them, SWEEP_CONCURRENCY at a time) vs `docker container prune
+ *   1. a sweep of 1,000 expired stopped previews (sweep-previews plans, then removes them in its
+ *      expire steps, 100 per step, SWEEP_CONCURRENCY at a time) vs `docker container prune
  *      --filter label=...` on an identical set of 1,000 stopped containers     (target <= 0.70)
  *   2. a sweep with nothing to do over 1,000 previews (rows, containers, projects)  (target < 1 s)
  * Also the floor: the same containers removed through the API, as many at once as the sweep,
@@ -33,7 +33,7 @@ import { containerSpec } from "../docker/container-spec.js";
 import { DockerPreviewInventory } from "../docker/inventory.js";
 import { DockerPreviewRuntime } from "../docker/docker-runtime.js";
 import { createSweepFunctions, type SweepDeps } from "../functions/index.js";
-import { sweepActions } from "../functions/sweep-item.js";
+import { EXPIRE_CHUNK, expireBatch } from "../functions/sweep-expire.js";
 import { mapBounded, planDecisions, planSweep } from "../functions/sweep-plan.js";
 import { createInngest } from "../runtime/inngest-client.js";
 import { openPg } from "../sql/drivers/pg.js";
@@ -92,38 +92,43 @@ const withRunId = () => {
   return { runId, transformCtx: (ctx: Parameters<typeof mockCtx>[0]) => ({ ...mockCtx(ctx), runId }) };
 };
 
-/** One sweep as the server would run it: sweep-previews, then its items, `concurrency` at a time. */
+/**
+ * One sweep as the server would run it: sweep-previews (which expires in its own steps), then
+ * the items it dispatched (none in this bench), `concurrency` at a time.
+ */
 async function sweepOnce(): Promise<{ items: number; failed: number; summary: unknown }> {
   const { runId, transformCtx } = withRunId();
   const run = await new InngestTestEngine({ function: sweepFn, transformCtx }).execute({ events: [{ name: "inngest/scheduled.timer", data: {} }] });
   if (run.error) throw new Error(`sweep-previews failed: ${JSON.stringify(run.error)}`);
+  const summary = run.result as { expired: { removed?: number; failed?: number; left?: number } };
   const items = standIn.eventsNamed("previews.sweep.item").filter((e) => e.data.sweepRunId === runId);
   const outcomes = await mapBounded(items, sweepDeps.settings.concurrency, async (e) => {
     const item = withRunId();
     return new InngestTestEngine({ function: itemFn, transformCtx: item.transformCtx }).execute({ events: [{ name: e.name, data: e.data }] });
   });
-  return { items: items.length, failed: outcomes.filter((o) => o.error !== undefined).length, summary: run.result };
+  const { removed = 0, failed = 0, left = 0 } = summary.expired;
+  return { items: items.length + removed + failed + left, failed: failed + left + outcomes.filter((o) => o.error !== undefined).length, summary };
 }
 
 /**
- * The same sweep without the test harness: the plan step's and each item step's bodies, called
- * directly (what this service does per step; `@inngest/test` adds ~2.5 ms of CPU per run that
- * neither this service nor the Inngest server spends in production).
+ * The same sweep without the test harness: the plan step's and the expire steps' bodies, called
+ * directly (what this service does per step; `@inngest/test` adds CPU per step that neither
+ * this service nor the Inngest server spends in production).
  */
-const actions = sweepActions({ runtime, store, site: new LocalSiteFiles(storageRoot), readyTimeoutMs: 30_000 }, sweepDeps);
+const previewDeps = { runtime, store, site: new LocalSiteFiles(storageRoot), readyTimeoutMs: 30_000 };
 async function sweepDirect(): Promise<{ items: number; failed: number; summary: unknown }> {
   const runId = `bench-${randomBytes(6).toString("hex")}`;
   const t0 = performance.now();
   const plan = await planSweep(store, sweepDeps);
   await sweepDeps.decisions.record(planDecisions(plan, runId));
   planMs.push(performance.now() - t0);
-  const outcomes = await mapBounded(plan.items, sweepDeps.settings.concurrency, async (item) => {
-    if (item.action === "orphan") throw new Error("the bench plans no orphans");
-    const outcome = await actions[item.action](item.projectId, `item-${runId}-${item.projectId}`, item.containerId);
-    await actions.audit({ ...item, sweepRunId: runId }, outcome);
-    return outcome;
-  });
-  return { items: plan.items.length, failed: outcomes.filter((o) => !o.done).length, summary: plan.items.length };
+  if (plan.items.some((item) => item.action !== "expire")) throw new Error("the bench plans expiries only");
+  let failed = 0;
+  for (let i = 0; i < plan.items.length; i += EXPIRE_CHUNK) {
+    const done = await expireBatch(previewDeps, sweepDeps, plan.items.slice(i, i + EXPIRE_CHUNK), runId);
+    failed += done.failed + done.left;
+  }
+  return { items: plan.items.length, failed, summary: plan.items.length };
 }
 
 let setCounter = 0;

@@ -128,6 +128,18 @@ export type ApplyResult =
 export interface PreviewStore {
   get(projectId: ProjectId): Promise<PreviewRecord | null>;
   list(): Promise<PreviewRecord[]>;
+  /** The rows of these projects (those that exist), in one read: the sweep's expiry batches. */
+  getMany(projectIds: readonly ProjectId[]): Promise<PreviewRecord[]>;
+  /**
+   * The sweep's expiry of many previews at once, as ONE statement: `expire` (see `lifecycle.ts`:
+   * row stays `stopped`, its stop time kept, container id and URL cleared, `reason` recorded,
+   * the claim taken by `claim`) applied to each preview whose row is still exactly as the sweep
+   * read it before removing its container: status `stopped` and `updatedAt` unchanged. Any
+   * write since (a launch's claim, a stop, a remove) refuses it: nothing is written for that
+   * preview. A replay of an applied write is refused (its row moved) or changes nothing.
+   * One result per write, in order, with the status the row had when refused.
+   */
+  expireMany(writes: readonly ExpireWrite[], claim: string): Promise<ExpireResult[]>;
   /**
    * Applies a lifecycle action (see `lifecycle.ts`) as one compare-and-set and appends an audit
    * event when the status changes. Replaying an applied action leaves the row as it is and
@@ -136,6 +148,21 @@ export interface PreviewStore {
   apply(projectId: ProjectId, action: LifecycleAction, fields: TransitionFields): Promise<ApplyResult>;
   /** Throws when the database cannot be reached (readiness probe). */
   ping(): Promise<void>;
+}
+
+/** One expiry of `PreviewStore.expireMany`. */
+export interface ExpireWrite {
+  projectId: ProjectId;
+  reason: string;
+  /** The row's `updatedAt` as read before the container was removed (its version). */
+  readUpdatedAt: Date;
+}
+
+export interface ExpireResult {
+  projectId: ProjectId;
+  applied: boolean;
+  /** The row's status (when refused: the status that refused it; null: no row). */
+  status: PreviewStatus | null;
 }
 
 // ---------------------------------------------------------------------------------------------

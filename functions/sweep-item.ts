@@ -1,6 +1,8 @@
 /**
  * sweep-item: `previews.sweep.item` (sent by sweep-previews, one per preview) -> that preview
- * expired, removed as an orphan, corrected or adopted.
+ * removed as an orphan, corrected or adopted (expiries are batched in sweep-previews' own
+ * steps, see sweep-expire.ts; an `expire` item, as an earlier version sent them, is handled
+ * here as a batch of one).
  *
  * Runs under the per-project concurrency key shared with launch, stop and remove (no step of
  * theirs runs for this project meanwhile) and a function-wide limit (`SWEEP_CONCURRENCY`:
@@ -9,13 +11,8 @@
  * since is touched, and what was not touched is recorded as a skip with its reason.
  *
  * Steps per action:
- *   expire   expire: inspect the container (ours, stopped, older than SWEEP_GRACE, the row still
- *            stopped longer than STOPPED_RETENTION, or without a row, FinishedAt that old), remove
- *            it without force (a container started meanwhile stays), record `expire` (row stays
- *            stopped, container id cleared). Site files stay: the project exists. With object
- *            storage, the container's last log is archived first to
- *            `projects/{id}/logs/{containerId}.log` (best effort: a store that is down does not
- *            keep an expired container; the audit reason says whether it was archived).
+ *   expire   expire: `expirePreviews` (sweep-expire.ts) for this one preview; a failure throws
+ *            (retried, then recorded `failed` by the failure handler).
  *   orphan   verify-orphan (the project is still missing from the source, asked again for this
  *            one id; or without a source, still no row; nothing younger than SWEEP_GRACE), taking
  *            the preview (`remove`, as remove-preview) -> remove-container (only while this run
@@ -37,6 +34,7 @@ import { ONE_RUN_PER_PROJECT, PER_PROJECT, RETRIES, parseEventData, permanent, t
 import { failedRunOf, recordFailure, type FailureContext } from "./failure.js";
 import { countOnce } from "./metrics.js";
 import type { ProjectId } from "./ports.js";
+import { expirePreviews, skip, type Outcome } from "./sweep-expire.js";
 import { PASS_OF, formatAge, type SweepAction, type SweepDeps } from "./sweep-plan.js";
 
 type Item = v.InferOutput<typeof SweepItemData>;
@@ -46,9 +44,6 @@ export function parseSweepItem(event: { name: string; data?: unknown }): Item {
   return parseEventData(SweepItemData, event.name, event.data);
 }
 
-/** What one action did: `done` (with the audit action) or `skip` (with why). */
-type Outcome = { done: false; reason: string } | { done: true; action: string; reason: string; changed?: boolean };
-const skip = (reason: string): Outcome => ({ done: false, reason });
 
 /** Records an outcome of an item under its sweep run (idempotent). */
 function recordOutcome(sweep: SweepDeps, item: Item, outcome: Outcome): Promise<void> {
@@ -93,66 +88,13 @@ export function sweepActions(deps: PreviewDeps, sweep: SweepDeps) {
   const audit = (item: Item, outcome: Outcome) => recordOutcome(sweep, item, outcome);
 
   /**
-   * Object storage: the container's last log, kept before the container goes, as
-   * `projects/{id}/logs/{containerId}.log` (a retry writes the same key). Best effort: returns
-   * what to add to the audit reason.
-   */
-  async function archiveLog(projectId: ProjectId, containerId: string): Promise<string> {
-    const objects = deps.objects;
-    if (!objects) return "";
-    try {
-      const { key } = await objects.archiveLog(projectId, containerId, await deps.runtime.logTail(projectId));
-      return `; last log archived to ${key}`;
-    } catch (err) {
-      return `; last log not archived (${(err as Error).message})`;
-    }
-  }
-
-  /**
-   * `planned`: the id of the container the plan found (ours, stopped, older than the grace): an
-   * id never changes hands, so with a row that still says expired it is removed by that id
-   * without inspecting again (no force: if it runs again it stays; a container that replaced it
-   * is another id and is not touched). Without it (no row: the stop time is Docker's), inspect.
+   * One preview's expiry: the batch of `sweep-expire.ts` with one item (an `expire` item sent by
+   * an earlier version; the benchmark and tests). `planned`: the container the plan found.
+   * Throws what fails (the run is retried), instead of recording it as an outcome.
    */
   async function expire(projectId: ProjectId, runId: string, planned?: string): Promise<Outcome> {
-    const at = now();
-    const row = await deps.store.get(projectId);
-    const rowExpired = row?.status === "stopped" && row.stoppedAt !== null && at - row.stoppedAt.getTime() >= sweep.settings.retentionMs;
-    if (row && !rowExpired) return skip(`row is ${row.status}${row.stoppedAt ? ` since ${row.stoppedAt.toISOString()}` : ""} now`);
-    const retention = `longer than STOPPED_RETENTION ${formatAge(sweep.settings.retentionMs)}`;
-    if (row?.stoppedAt && planned) {
-      const archived = await archiveLog(projectId, planned);
-      const reason = `sweep: container removed, stopped since ${row.stoppedAt.toISOString()} (${retention}); site files kept${archived}`;
-      // The planned id is the row's own container id: ours by construction, removed by id.
-      const outcome = await sweep.inventory.removeStopped(projectId, planned, { recorded: row.containerId === planned });
-      if (outcome === "running") return skip("container runs again; left alone");
-      // Not (or no longer) the project's preview under its name: a replaced or forged id.
-      if (outcome === "replaced") return skip(`container ${planned.slice(0, 12)} is not the project's preview (replaced, or not ours); left alone`);
-      const result = await deps.store.apply(projectId, "expire", { reason, claim: runId, containerId: null, url: null });
-      if (!result.applied) return { done: true, action: "removed", reason: `${reason}; row not recorded (now ${result.row?.status ?? "gone"})` };
-      return { done: true, action: "removed", reason: `${reason} (container ${outcome})` };
-    }
-    const c = await sweep.inventory.inspect(projectId);
-    const since = row?.stoppedAt ? `stopped since ${row.stoppedAt.toISOString()}` : `exited ${c?.finishedAt ? new Date(c.finishedAt).toISOString() : "?"}`;
-    let reason = `sweep: container removed, ${since} (${retention}); site files kept`;
-    let outcome: string;
-    if (!c) {
-      // Gone already (by hand, or this step's earlier attempt removed it and failed to record).
-      if (!row || row.containerId === null) return skip("no container any more");
-      outcome = "absent";
-    } else {
-      if (c.running) return skip(`container is ${c.state} again`);
-      if (at - c.createdAt < sweep.settings.graceMs) return skip(`container created ${new Date(c.createdAt).toISOString()}, younger than SWEEP_GRACE ${formatAge(sweep.settings.graceMs)}`);
-      if (!row && (c.finishedAt === null || at - c.finishedAt < sweep.settings.retentionMs)) return skip(`no row; container stopped less than STOPPED_RETENTION ago`);
-      reason += await archiveLog(projectId, c.containerId);
-      outcome = await sweep.inventory.removeStopped(projectId, c.containerId);
-      if (outcome === "running" || outcome === "replaced") return skip(`container ${outcome === "running" ? "runs again" : "replaced meanwhile"}; left alone`);
-    }
-    if (row) {
-      const result = await deps.store.apply(projectId, "expire", { reason, claim: runId, containerId: null, url: null });
-      if (!result.applied) return { done: true, action: "removed", reason: `${reason}; row not recorded (now ${result.row?.status ?? "gone"})` };
-    }
-    return { done: true, action: "removed", reason: `${reason} (container ${outcome})` };
+    const [outcome] = await expirePreviews(deps, sweep, [{ projectId, ...(planned ? { containerId: planned } : {}) }], runId, { rethrow: true });
+    return outcome!;
   }
 
   async function correct(projectId: ProjectId, runId: string): Promise<Outcome> {

@@ -1,8 +1,9 @@
 /**
  * The sweep's decisions, as a plain function of what the store, the engine and the project
  * source say (no Inngest here): `sweep-previews` runs it in one step and `POST /sweep?dryRun=1`
- * calls it directly. It reads, and never writes: acting is `sweep-item`'s job, one preview per
- * run, under the per-project concurrency key.
+ * calls it directly. It reads, and never writes: acting is `sweep-item`'s job (one preview per
+ * run, under the per-project concurrency key) and, for expiries, `sweep-expire.ts`'s (batched
+ * in sweep-previews' steps).
  *
  * Passes (one item per preview at most; orphan > expire > correct/adopt):
  *   orphans    a preview whose project no longer exists (PROJECTS_TABLE), or, without a project
@@ -47,7 +48,7 @@ export interface SweepSettings {
   retentionMs: number;
   graceMs: number;
   maxOrphanFraction: number;
-  /** How many `sweep-item` runs act at once (bounded parallelism). */
+  /** How many `sweep-item` runs act at once, and removals at once in an expire step (bounded parallelism). */
   concurrency: number;
   /** IDLE_TIMEOUT: running previews unused this long get `preview.idle`; undefined: no idle pass. */
   idleTimeoutMs?: number;

@@ -1,7 +1,7 @@
 /** `PreviewStore` over the `previews` table and its `preview_events` audit log. */
 import { createsRow, fromStatuses, LIFECYCLE, matchesClaim, takesClaim, type LifecycleAction } from "../functions/lifecycle.js";
 import { PermanentError } from "../functions/ports.js";
-import type { ApplyResult, PreviewCounts, PreviewRecord, PreviewStatus, PreviewStore, TransitionFields } from "../functions/ports.js";
+import type { ApplyResult, ExpireResult, ExpireWrite, PreviewCounts, PreviewRecord, PreviewStatus, PreviewStore, TransitionFields } from "../functions/ports.js";
 import { failureKey, type DiagnosisState, type DiagnosisStore, type FailureOf } from "../functions/ports.js";
 import type { ProjectId } from "../functions/project-id.js";
 import type { Database } from "./database.js";
@@ -139,6 +139,36 @@ select false as applied, false as changed, ${COLUMNS} from prev
 where not exists (select 1 from saved)`;
 
 /**
+ * `expireMany`: the sweep's `expire` for a batch, ONE statement. Parameters: $1 project ids,
+ * $2 reasons, $3 the rows' `updated_at` as read (ms since the epoch), $4 the claim.
+ * Applied to a row still `stopped` whose `updated_at` is the one read (a JS Date has ms, the
+ * column µs: within that millisecond). The same columns move as `apply("expire")` moves them;
+ * the status does not change, so no event is appended (as `apply` would not). The last SELECT
+ * reads the rows as they were when the statement began: the status that refused a write.
+ */
+const EXPIRE_MANY_SQL = `
+with input as (
+  select * from unnest($1::text[], $2::text[], $3::bigint[]) as i(project_id, reason, read_ms)
+),
+updated as (
+  update previews as p set
+    reason       = i.reason,
+    url          = null,
+    container_id = null,
+    claim        = $4::text,
+    updated_at   = case when (p.reason, p.url, p.container_id) is not distinct from (i.reason, null::text, null::text)
+                        then p.updated_at else now() end
+  from input i
+  where p.project_id = i.project_id
+    and p.status = 'stopped'
+    and p.updated_at >= timestamptz 'epoch' + i.read_ms * interval '1 millisecond'
+    and p.updated_at <  timestamptz 'epoch' + (i.read_ms + 1) * interval '1 millisecond'
+  returning p.project_id
+)
+select i.project_id, exists (select 1 from updated u where u.project_id = i.project_id) as applied, p.status
+from input i left join previews p on p.project_id = i.project_id`;
+
+/**
  * How often `apply` runs the statement when a creating action finds the row created under it.
  * The second run sees that row (it is committed by then), so 2 suffice unless rows are deleted
  * concurrently; the bound keeps a pathological case from looping.
@@ -207,6 +237,27 @@ export class SqlPreviewStore implements PreviewStore, DiagnosisStore, PreviewCou
   async list(): Promise<PreviewRecord[]> {
     const rows = await this.run("list previews", `select ${COLUMNS} from previews order by project_id`, []);
     return rows.map(toRecord);
+  }
+
+  async getMany(projectIds: readonly ProjectId[]): Promise<PreviewRecord[]> {
+    if (projectIds.length === 0) return [];
+    const rows = await this.run(`get ${projectIds.length} previews`, `select ${COLUMNS} from previews where project_id = any($1::text[]) order by project_id`, [projectIds], true);
+    return rows.map(toRecord);
+  }
+
+  async expireMany(writes: readonly ExpireWrite[], claim: string): Promise<ExpireResult[]> {
+    if (writes.length === 0) return [];
+    const rows = await this.run<{ project_id: string; applied: boolean; status: PreviewStatus | null }>(
+      `expire ${writes.length} previews (${writes.slice(0, 3).map((w) => JSON.stringify(w.projectId)).join(", ")}${writes.length > 3 ? ", ..." : ""})`,
+      EXPIRE_MANY_SQL,
+      [writes.map((w) => w.projectId), writes.map((w) => w.reason), writes.map((w) => w.readUpdatedAt.getTime()), claim],
+      true,
+    );
+    const byId = new Map(rows.map((r) => [r.project_id, r]));
+    return writes.map((w) => {
+      const r = byId.get(w.projectId);
+      return { projectId: w.projectId, applied: r?.applied === true, status: r?.status ?? null };
+    });
   }
 
   /**

@@ -4,7 +4,7 @@
  * an audit event only when the status moves). The integration tier proves the SQL store agrees.
  */
 import { LIFECYCLE, allows, matchesClaim, takesClaim, type LifecycleAction, type PreviewStatus } from "../../functions/lifecycle.js";
-import type { ApplyResult, PreviewCounts, PreviewRecord, PreviewStore, ProjectId, TransitionFields } from "../../functions/ports.js";
+import type { ApplyResult, ExpireResult, ExpireWrite, PreviewCounts, PreviewRecord, PreviewStore, ProjectId, TransitionFields } from "../../functions/ports.js";
 import { failureKey, type DiagnosisState, type DiagnosisStore, type FailureOf } from "../../functions/ports.js";
 
 export class MemoryPreviewStore implements PreviewStore, DiagnosisStore, PreviewCounts {
@@ -24,6 +24,26 @@ export class MemoryPreviewStore implements PreviewStore, DiagnosisStore, Preview
   async list(): Promise<PreviewRecord[]> {
     this.check();
     return [...this.rows.values()].sort((a, b) => a.projectId.localeCompare(b.projectId)).map((r) => ({ ...r }));
+  }
+
+  async getMany(projectIds: readonly ProjectId[]): Promise<PreviewRecord[]> {
+    this.check();
+    return [...new Set(projectIds)].sort().flatMap((id) => (this.rows.has(id) ? [{ ...this.rows.get(id)! }] : []));
+  }
+
+  /** As the SQL statement: `expire` where the row is still stopped with the `updatedAt` read. */
+  async expireMany(writes: readonly ExpireWrite[], claim: string): Promise<ExpireResult[]> {
+    this.check();
+    const before = new Map(writes.map((w) => [w.projectId, this.rows.get(w.projectId)?.status ?? null]));
+    const results: ExpireResult[] = [];
+    for (const w of writes) {
+      const row = this.rows.get(w.projectId);
+      const unchanged = row?.status === "stopped" && row.updatedAt.getTime() === w.readUpdatedAt.getTime();
+      if (unchanged) await this.apply(w.projectId, "expire", { reason: w.reason, claim, containerId: null, url: null });
+      else this.applied.push({ projectId: w.projectId, action: "expire", applied: false });
+      results.push({ projectId: w.projectId, applied: unchanged, status: before.get(w.projectId) ?? null });
+    }
+    return results;
   }
 
   async countByStatus(): Promise<Partial<Record<PreviewStatus, number>>> {

@@ -123,9 +123,9 @@ describe("expired pass", () => {
 
     const run = await env.sweep();
     expect(run.error).toBeUndefined();
-    expect(run.result).toMatchObject({ dryRun: false, expired: { remove: 1 }, orphans: { remove: 0, guard: null } });
-    expect(run.items.map((i) => [i.event.data.projectId, i.event.data.action])).toEqual([[old, "expire"]]);
-    expect(run.items[0]!.error).toBeUndefined();
+    // Expiries are batched in the run's own expire steps: no item event.
+    expect(run.result).toMatchObject({ dryRun: false, expired: { remove: 1, removed: 1, left: 0, failed: 0 }, orphans: { remove: 0, guard: null } });
+    expect(run.items).toEqual([]);
 
     expect(await exists(oldContainer)).toBe(false);
     expect(existsSync(env.docker.site.sitePath(old))).toBe(true); // the project exists: files stay
@@ -148,6 +148,7 @@ describe("expired pass", () => {
     // The next sweep has nothing to do for these.
     const again = await env.sweep();
     expect(again.items).toEqual([]);
+    expect(again.result).toMatchObject({ expired: { remove: 0, removed: 0 } });
   });
 
   it("never removes a container younger than SWEEP_GRACE: skipped and recorded", async () => {
@@ -173,8 +174,12 @@ describe("expired pass", () => {
     await env.backdateStop(recentRow, -25 * HOUR); // stopped "now" on the shifted clock
     await env.addProjects(recentRow);
     const run = await env.sweep();
-    expect(run.items.map((i) => [i.event.data.projectId, i.event.data.action])).toEqual([[id, "expire"]]);
-    expect(run.items[0]!.event.data.reason).toMatch(/^no row; container exited /);
+    expect(run.result).toMatchObject({ expired: { remove: 1, removed: 1 } });
+    const decided = await env.decisions.list({ runId: run.runId, projectId: id });
+    expect(decided.map((d) => [d.action, d.reason])).toEqual([
+      ["remove", expect.stringMatching(/^no row; container exited /)],
+      ["removed", expect.stringMatching(/^sweep: container removed, exited .*\(container removed\)$/)],
+    ]);
     expect(await exists(`preview-${id}`)).toBe(false);
     expect(await env.store.get(id)).toBeNull();
     expect(await exists(`preview-${recentRow}`)).toBe(true);

@@ -10,6 +10,7 @@ import { pino } from "pino";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { FailureContext } from "../../functions/failure.js";
 import { createFunctions, createSweepFunctions, type PreviewDeps, type SweepDeps } from "../../functions/index.js";
+import { expirePreviews } from "../../functions/sweep-expire.js";
 import { recordSweepItemFailure } from "../../functions/sweep-item.js";
 import { MAX_ITEMS_PER_RUN, planSweep } from "../../functions/sweep-plan.js";
 import { PermanentError } from "../../functions/ports.js";
@@ -243,21 +244,120 @@ describe("sweep-previews at 10,000 previews, through /api/inngest", () => {
 
   it("stays within 1,000 steps per run, 4 MB per step output and small event batches", async () => {
     const w = world();
-    for (let i = 0; i < 10_000; i++) preview(w, `project-with-a-longish-id-${String(i).padStart(5, "0")}`, { stoppedAgoMs: 25 * HOUR });
+    // 5,000 expired (batched in the run's own expire steps) and 5,000 recorded running whose
+    // container is gone (one sweep-item event each): both ways of acting at scale.
+    for (let i = 0; i < 5_000; i++) preview(w, `project-with-a-longish-id-${String(i).padStart(5, "0")}`, { stoppedAgoMs: 25 * HOUR });
+    for (let i = 5_000; i < 10_000; i++) {
+      const id = `project-with-a-longish-id-${String(i).padStart(5, "0")}`;
+      preview(w, id);
+      w.runtime.containers.delete(id);
+    }
     const run = await sweepOverHttp(standIn, w);
     expect(run.outcome).toBe("completed");
     expect(run.steps.length).toBeLessThanOrEqual(1_000);
-    expect(run.steps.map((s) => s.name)).toEqual(["plan", ...Array.from({ length: 20 }, (_, i) => `dispatch-${i + 1}`)]);
+    expect(run.steps.map((s) => s.name)).toEqual([
+      "plan",
+      ...Array.from({ length: 10 }, (_, i) => `dispatch-${i + 1}`),
+      ...Array.from({ length: 50 }, (_, i) => `expire-${i + 1}`),
+    ]);
     const largest = Math.max(...run.steps.map((s) => JSON.stringify(s.data ?? null).length));
     expect(largest).toBeLessThan(4 * 1024 * 1024);
     expect(JSON.stringify(run.result).length).toBeLessThan(4 * 1024 * 1024);
     const items = standIn.eventsNamed("previews.sweep.item").filter((e) => e.data.sweepRunId === run.runId);
-    expect(items).toHaveLength(10_000);
-    expect(new Set(items.map((e) => e.id)).size).toBe(10_000);
+    expect(items).toHaveLength(5_000);
+    expect(new Set(items.map((e) => e.data.action))).toEqual(new Set(["correct"]));
+    expect(new Set(items.map((e) => e.id)).size).toBe(5_000);
     // 500 events per send request: well under Inngest's request size limits.
     expect(JSON.stringify(items.slice(0, 500)).length).toBeLessThan(256 * 1024);
-    expect(w.log.entries.filter((e) => e.action === "remove")).toHaveLength(10_000);
-    expect(run.result).toMatchObject({ previews: 10_000, expired: { remove: 10_000 }, deferred: 0 });
+    // Every expiry planned, acted on and recorded: 5,000 containers gone, rows cleared.
+    expect(w.log.entries.filter((e) => e.action === "remove")).toHaveLength(5_000);
+    expect(w.log.entries.filter((e) => e.pass === "expired" && e.action === "removed")).toHaveLength(5_000);
+    expect([...w.store.rows.values()].filter((r) => r.status === "stopped" && r.containerId === null)).toHaveLength(5_000);
+    expect(w.runtime.containers.size).toBe(0);
+    expect(run.result).toMatchObject({ previews: 10_000, expired: { remove: 5_000, removed: 5_000, left: 0, failed: 0 }, reconcile: { correct: 5_000 }, deferred: 0 });
+  });
+});
+
+describe("expire batches (sweep-expire.ts, unit): no per-project key, so every race is checked", () => {
+  const expired = (w: World, ...ids: string[]) => {
+    for (const id of ids) preview(w, id, { stoppedAgoMs: 25 * HOUR });
+    return ids.map((projectId) => ({ projectId, containerId: cid(projectId) }));
+  };
+
+  it("removes and records the batch in one read and one write; the rows keep their stop time, lose their container", async () => {
+    const w = world();
+    const items = expired(w, "a", "b", "c");
+    let reads = 0;
+    const getMany = w.store.getMany.bind(w.store);
+    w.store.getMany = async (ids) => (reads++, getMany(ids));
+    const outcomes = await expirePreviews(w.deps, w.sweep, items, "sweep-run");
+    expect(outcomes).toEqual(items.map(() => expect.objectContaining({ done: true, action: "removed", reason: expect.stringMatching(/\(container removed\)$/) })));
+    expect(reads).toBe(1);
+    expect(w.runtime.containers.size).toBe(0);
+    for (const id of ["a", "b", "c"]) {
+      expect(w.store.rows.get(id)).toMatchObject({ status: "stopped", containerId: null, url: null, claim: "sweep-run", stoppedAt: new Date(NOW - 25 * HOUR) });
+    }
+  });
+
+  it("a launch that claims between the read and the removal: its row is not rewritten, and the audit says so", async () => {
+    const w = world();
+    const items = expired(w, "raced", "calm");
+    const remove = w.inventory.removeStopped.bind(w.inventory);
+    w.inventory.removeStopped = async (projectId, containerId, opts) => {
+      // The launch's ensure-container step, between this batch's read and its removal.
+      if (projectId === "raced") expect((await w.store.apply("raced", "launch", { reason: "launch", claim: "launch-run" })).applied).toBe(true);
+      return remove(projectId, containerId, opts);
+    };
+    const [raced, calm] = await expirePreviews(w.deps, w.sweep, items, "sweep-run");
+    // The stopped container went (the launch's start-container creates it again: launch tests).
+    expect(raced).toEqual({ done: true, action: "removed", reason: expect.stringMatching(/; row not recorded \(now starting\)$/) });
+    expect(w.store.rows.get("raced")).toMatchObject({ status: "starting", claim: "launch-run", containerId: cid("raced") });
+    expect(calm).toMatchObject({ done: true, action: "removed" });
+    expect(w.store.rows.get("calm")).toMatchObject({ status: "stopped", containerId: null });
+  });
+
+  it("a preview launched before the read is left alone; a running container is never removed", async () => {
+    const w = world();
+    const items = expired(w, "launched", "restarted");
+    await w.store.apply("launched", "launch", { reason: "launch", claim: "launch-run" });
+    w.runtime.containers.get("restarted")!.running = true; // started by hand, row still stopped
+    const outcomes = await expirePreviews(w.deps, w.sweep, items, "sweep-run");
+    expect(outcomes).toEqual([
+      { done: false, reason: "row is starting now" },
+      { done: false, reason: "container runs again; left alone" },
+    ]);
+    expect([...w.runtime.containers.keys()].sort()).toEqual(["launched", "restarted"]);
+    expect(w.store.rows.get("restarted")).toMatchObject({ status: "stopped", containerId: cid("restarted") });
+  });
+
+  it("one container the engine refuses is a `failed` outcome; the others are removed and recorded", async () => {
+    const w = world();
+    const items = expired(w, "a", "bad", "c");
+    const remove = w.inventory.removeStopped.bind(w.inventory);
+    w.inventory.removeStopped = async (projectId, containerId, opts) => {
+      if (projectId === "bad") throw new Error("docker: remove container preview-bad failed: 500 driver failed");
+      return remove(projectId, containerId, opts);
+    };
+    const outcomes = await expirePreviews(w.deps, w.sweep, items, "sweep-run");
+    expect(outcomes.map((o) => (o.done ? o.action : "skip"))).toEqual(["removed", "failed", "removed"]);
+    expect(outcomes[1]).toMatchObject({ reason: "sweep expire failed: docker: remove container preview-bad failed: 500 driver failed" });
+    expect(w.store.rows.get("bad")).toMatchObject({ status: "stopped", containerId: cid("bad") });
+    expect([...w.runtime.containers.keys()]).toEqual(["bad"]);
+  });
+
+  it("the database failing at the write throws (the step is retried); the retry converges", async () => {
+    const w = world();
+    const items = expired(w, "a", "b");
+    const expireMany = w.store.expireMany.bind(w.store);
+    w.store.expireMany = async () => {
+      throw new Error("database: connection terminated");
+    };
+    await expect(expirePreviews(w.deps, w.sweep, items, "sweep-run")).rejects.toThrow(/connection terminated/);
+    expect(w.runtime.containers.size).toBe(0); // removed, not recorded
+    w.store.expireMany = expireMany;
+    const outcomes = await expirePreviews(w.deps, w.sweep, items, "sweep-run");
+    expect(outcomes).toEqual(items.map(() => expect.objectContaining({ done: true, action: "removed", reason: expect.stringMatching(/\(container absent\)$/) })));
+    for (const id of ["a", "b"]) expect(w.store.rows.get(id)).toMatchObject({ status: "stopped", containerId: null });
   });
 });
 

@@ -67,6 +67,40 @@ describe.each(drivers)("SqlPreviewStore on %s", (driver) => {
     expect(await store.events(id)).toEqual([{ type: "starting", reason: "pipeline.step7", at: row.updatedAt }]);
   });
 
+  it("expireMany: one statement; applied where the row is still as read (stopped, same updatedAt), refused with its status elsewhere", async () => {
+    const [a, b, c, gone] = [newId("exp"), newId("exp"), newId("exp"), newId("exp")];
+    for (const id of [a, b, c]) {
+      await walk(id, ["launch", "ready", "stop", "stopped"]);
+      await store.apply(id, "ready", { reason: "never" }); // refused: stays stopped
+      await t.db.query("update previews set container_id = $2, url = 'http://x' where project_id = $1", [id, `cid-${id}`]);
+    }
+    const read = new Map((await store.getMany([a, b, c, gone])).map((r) => [r.projectId, r]));
+    expect([...read.keys()].sort()).toEqual([a, b, c].sort());
+    // Since the read: b launched again, c written (stopped again, same status, new updated_at).
+    await store.apply(b, "launch", { reason: "relaunch", claim: "launch-run" });
+    await t.db.query("update previews set reason = 'touched', updated_at = now() + interval '1 second' where project_id = $1", [c]);
+    const writes = [a, b, c].map((id) => ({ projectId: id, reason: `expired ${id}`, readUpdatedAt: read.get(id)!.updatedAt }));
+    const eventsBefore = await store.events(a);
+    const results = await store.expireMany([...writes, { projectId: gone, reason: "x", readUpdatedAt: new Date() }], "sweep-run");
+    expect(results).toEqual([
+      { projectId: a, applied: true, status: "stopped" },
+      { projectId: b, applied: false, status: "starting" },
+      { projectId: c, applied: false, status: "stopped" },
+      { projectId: gone, applied: false, status: null },
+    ]);
+    const rowA = await store.get(a);
+    expect(rowA).toMatchObject({ status: "stopped", reason: `expired ${a}`, containerId: null, url: null, claim: "sweep-run", stoppedAt: read.get(a)!.stoppedAt });
+    expect(rowA!.updatedAt.getTime()).toBeGreaterThan(read.get(a)!.updatedAt.getTime());
+    expect(await store.events(a)).toEqual(eventsBefore); // the status did not move: no event
+    expect(await store.get(b)).toMatchObject({ status: "starting", claim: "launch-run", containerId: `cid-${b}` });
+    expect(await store.get(c)).toMatchObject({ status: "stopped", reason: "touched", containerId: `cid-${c}` });
+    // A replay: a's row moved since the read, so it is refused and nothing changes.
+    expect((await store.expireMany(writes.slice(0, 1), "sweep-run"))[0]).toEqual({ projectId: a, applied: false, status: "stopped" });
+    expect(await store.get(a)).toEqual(rowA);
+    expect(await store.expireMany([], "sweep-run")).toEqual([]);
+    expect(await store.getMany([])).toEqual([]);
+  });
+
   it("an action that cannot create a row leaves a missing project missing", async () => {
     for (const action of LIFECYCLE_ACTIONS.filter((a) => !allows(a, null))) {
       const id = newId("missing");
