@@ -8,7 +8,7 @@ import { randomBytes } from "node:crypto";
 import type Docker from "dockerode";
 import type { ContainerInspectInfo } from "dockerode";
 import type { Logger } from "pino";
-import type { EnsuredContainer, FolderIdentity, RemoveOutcome, StartResult, StopOutcome } from "../functions/ports.js";
+import { ContainerGoneError, type EnsuredContainer, type FolderIdentity, type RemoveOutcome, type StartResult, type StopOutcome } from "../functions/ports.js";
 import { assertProjectId, type ProjectId } from "../functions/project-id.js";
 import { APP_DIR, containerSpec, outdatedBy } from "./container-spec.js";
 import { DockerPermanentError, DockerRetryableError, ForeignContainerError, dockerError, failureMessage, statusOf } from "./errors.js";
@@ -161,8 +161,10 @@ export class PreviewContainers {
 
   /**
    * Starts the container; already running is success. Only `ensure` creates: a container removed
-   * since then (by a remove that slipped in, or by hand) must not come back behind that remove's
-   * back, so a missing container is permanent. Then compares what the container mounted at
+   * since then (by a remove that slipped in, by hand, or by a sweep's expiry) never comes back
+   * from here; a missing container is `ContainerGoneError` (permanent, and told apart from every
+   * other refusal), so the caller, which knows whether it still holds the preview, decides
+   * whether to create it again. Then compares what the container mounted at
    * `APP_DIR` with `site` (see `mounted-folder.ts`): another directory means the site folder was
    * swapped while the engine resolved the path, and the container is killed before it runs on.
    */
@@ -227,11 +229,9 @@ export class PreviewContainers {
     }
   }
 
-  private gone(projectId: ProjectId, cause?: unknown): DockerPermanentError {
-    return new DockerPermanentError(failureMessage("start", `container ${containerName(projectId)}`, "it no longer exists"), {
-      ...(cause === undefined ? {} : { cause }),
-      status: 404,
-    });
+  private gone(projectId: ProjectId, cause?: unknown): ContainerGoneError {
+    const message = failureMessage("start", `container ${containerName(projectId)}`, "it no longer exists");
+    return new ContainerGoneError(message, cause === undefined ? undefined : { cause });
   }
 
   /** Stops the container; stopped or missing is an outcome. */

@@ -10,3 +10,13 @@ export class PermanentError extends Error {
 }
 
 export const isPermanent = (err: unknown): err is PermanentError => err instanceof PermanentError;
+
+/**
+ * The container a verb was asked to act on no longer exists under its name (removed by hand, or
+ * expired by a sweep, since it was found). Permanent for the adapter, which never re-creates
+ * behind a caller's back; the workflow decides whether creating it again is right (launch-preview
+ * does so while its run holds the preview). `PreviewRuntime.start` throws it.
+ */
+export class ContainerGoneError extends PermanentError {
+  override name = "ContainerGoneError";
+}

@@ -21,7 +21,12 @@
  *                      keeps concurrent launches from overshooting the cap
  *   start-container    when it is not running yet, while this run holds the preview; the site
  *                      folder is verified again right before the start that mounts it, and what
- *                      the container mounted is compared with it right after
+ *                      the container mounted is compared with it right after. A container gone
+ *                      since ensure-container (removed by hand, or expired by a sweep, which
+ *                      does not take this project's concurrency key) is created again (the same
+ *                      find-or-create) and started, once per attempt: gone again, the step
+ *                      fails retryably; a foreign container under the name is still refused.
+ *                      record-running then records the id that actually runs (the probe's)
  *   wait-ready-N       probe HTTP for a bounded slice (at most 30 s) ...
  *   pause-N            ... then sleep and probe again, until READY_TIMEOUT: no call request is held
  *                      open for minutes, every probe shows in the dashboard, and a shutdown ends a
@@ -61,7 +66,7 @@ import {
 } from "./deps.js";
 import { recordFailure, stopBestEffort, type FailureContext } from "./failure.js";
 import { countOnce } from "./metrics.js";
-import { PermanentError, type Hydration, type ProjectId } from "./ports.js";
+import { ContainerGoneError, PermanentError, type FolderIdentity, type Hydration, type ProjectId, type StartResult } from "./ports.js";
 
 /** Pause between two readiness slices. */
 const PAUSE = "1s";
@@ -168,7 +173,7 @@ export function createLaunchPreview(inngest: Inngest, deps: PreviewDeps) {
             // mismatch). Where it cannot see that, the path is checked again right after.
             const before = await deps.site.check(projectId);
             if (!before.ok) throw new PermanentError(before.reason);
-            const start = await deps.runtime.start(projectId, before.folder);
+            const start = await startOrCreateAgain(before.folder);
             if (start.mount === "unverified") {
               logger.warn({ projectId, reason: start.reason }, "the mounted site folder could not be compared with the checked one; checking its path again");
               const after = await deps.site.check(projectId);
@@ -239,6 +244,36 @@ export function createLaunchPreview(inngest: Inngest, deps: PreviewDeps) {
         claim.claimed ? m.launchFinished("ready", (recorded.at - claim.at) / 1000) : m.launchFinished("already_running", null),
       );
       return { projectId, url, containerId };
+
+      /**
+       * `runtime.start`, and when the container is gone under its name (removed since
+       * ensure-container: by hand, or expired by a sweep, whose expiry does not wait for this
+       * project's concurrency key), the same find-or-create as ensure-container, then the start
+       * again. Only called while this run holds the preview (start-container checks first), so a
+       * stop or remove that ran meanwhile is never undone. At most once per attempt: a container
+       * gone again is a retryable failure of the step (its next attempt starts over), never a
+       * loop. A foreign container under the name stays a refusal (`ensureContainer` and `start`
+       * both refuse it for good), never replaced.
+       */
+      async function startOrCreateAgain(folder: FolderIdentity): Promise<StartResult> {
+        try {
+          return await deps.runtime.start(projectId, folder);
+        } catch (err) {
+          if (!(err instanceof ContainerGoneError)) throw err;
+        }
+        const again = await deps.runtime.ensureContainer(projectId);
+        logger.warn(
+          { projectId, oldContainerId: claim.outcome === "claimed" ? claim.containerId : null, containerId: again.containerId },
+          "container vanished since ensure-container (removed by hand or expired by a sweep); created again",
+        );
+        try {
+          return await deps.runtime.start(projectId, folder);
+        } catch (err) {
+          if (!(err instanceof ContainerGoneError)) throw err;
+          // Not a PermanentError: the step is retried (and creates it again, once, per attempt).
+          throw new Error(`${err.message} (vanished again right after it was created again, ${again.containerId}); the step will be retried`, { cause: err });
+        }
+      }
 
       function superseded(id: ProjectId, status: string | null) {
         logger.info({ projectId: id, status }, "launch overtaken by a stop or remove");

@@ -37,6 +37,9 @@ export type FolderIdentity = string;
 
 export type StartResult = { mount: "verified" } | { mount: "unverified"; reason: string };
 
+// The container vanished between two verbs (see `PreviewRuntime.start`): the workflow decides.
+export { ContainerGoneError } from "./errors.js";
+
 export type StopOutcome = "stopped" | "already-stopped" | "absent";
 export type RemoveOutcome = "removed" | "absent";
 
@@ -48,7 +51,9 @@ export interface PreviewRuntime {
    */
   ensureContainer(projectId: ProjectId): Promise<EnsuredContainer>;
   /**
-   * Starts the container; already running is success. A missing container is permanent. Then
+   * Starts the container; already running is success. A container missing under its name (the
+   * name maps to nothing, or to another container than the one found) throws
+   * `ContainerGoneError`: this never creates one; the caller decides whether to. Then
    * checks that what the container mounted as its site is `site` (the identity `SiteFiles.check`
    * returned right before): a folder swapped while the engine resolved the mount path is a
    * `PermanentError`, and the container is killed at once. `mount` says whether that could be

@@ -12,7 +12,7 @@ import { createDockerTestEnv, TEST_LABEL, type DockerTestEnv } from "../helpers/
 import { DockerPreviewRuntime } from "../../docker/docker-runtime.js";
 import { DockerPermanentError, ForeignContainerError } from "../../docker/errors.js";
 import { LABELS } from "../../docker/labels.js";
-import { PermanentError, isPermanent, type ProbeResult } from "../../functions/ports.js";
+import { ContainerGoneError, PermanentError, isPermanent, type ProbeResult } from "../../functions/ports.js";
 import { InvalidProjectIdError } from "../../functions/project-id.js";
 
 async function httpGet(url: string): Promise<{ status: number; body: string }> {
@@ -179,6 +179,8 @@ describe("DockerPreviewRuntime on a real engine (traefik routing)", () => {
     await env.docker.getContainer(first.containerId).remove({ force: true });
     const err = await failure(env.start(id));
     expect(err).toBeInstanceOf(PermanentError);
+    // Told apart from every other refusal: the workflow decides whether to create it again.
+    expect(err).toBeInstanceOf(ContainerGoneError);
     expect((err as Error).message).toBe(`docker: start container preview-${id} failed: it no longer exists`);
     await expect(env.docker.getContainer(`preview-${id}`).inspect()).rejects.toMatchObject({ statusCode: 404 });
   });

@@ -16,7 +16,7 @@ import type {
   StartResult,
   StopOutcome,
 } from "../../functions/ports.js";
-import { PermanentError } from "../../functions/ports.js";
+import { ContainerGoneError, PermanentError } from "../../functions/ports.js";
 
 export type Behaviour = "answers" | "exits" | "silent";
 type Method = "ensureContainer" | "start" | "probeReady" | "logTail" | "stop" | "remove" | "ping";
@@ -76,10 +76,21 @@ export class FakeRuntime implements PreviewRuntime {
    */
   readonly mounts = new Map<string, FolderIdentity | "unknown">();
 
+  /**
+   * How many of the project's next starts find its container removed just before them (by hand,
+   * or by a sweep's expiry, between ensure-container and start-container).
+   */
+  readonly vanishBeforeStart = new Map<string, number>();
+
   async start(projectId: ProjectId, site: FolderIdentity): Promise<StartResult> {
     this.enter("start", projectId);
+    const vanish = this.vanishBeforeStart.get(projectId) ?? 0;
+    if (vanish > 0 && !this.containers.get(projectId)?.foreign) {
+      this.vanishBeforeStart.set(projectId, vanish - 1);
+      this.containers.delete(projectId);
+    }
     const c = this.ours(projectId, "start");
-    if (!c) throw new PermanentError(`docker: start container preview-${projectId} failed: it no longer exists`);
+    if (!c) throw new ContainerGoneError(`docker: start container preview-${projectId} failed: it no longer exists`);
     c.running = this.behaviour.get(projectId) !== "exits";
     const mounted = this.mounts.get(projectId) ?? site;
     if (mounted === "unknown") return { mount: "unverified", reason: "fake: no view of the container's processes" };

@@ -272,6 +272,72 @@ describe("launch-preview (unit)", () => {
     expect(env.runtime.containers.get(id)).toMatchObject({ foreign: true, running: true });
   });
 
+  describe("a container gone between ensure-container and start-container (removed by hand, or expired by a sweep)", () => {
+    /** A stopped preview: its container exists, stopped, so ensure-container reuses it. */
+    async function stoppedPreview(prefix: string) {
+      const id = project(prefix);
+      await env.launch(id);
+      await env.stop(id);
+      expect(row(id)?.status).toBe("stopped");
+      return { id, oldId: env.runtime.containers.get(id)!.id };
+    }
+
+    it("gone once: created again and started in the same step; ready, recorded with the new container's id", async () => {
+      const { id, oldId } = await stoppedPreview("gone1");
+      const ensures = env.runtime.count("ensureContainer");
+      const starts = env.runtime.count("start");
+      env.runtime.vanishBeforeStart.set(id, 1);
+      const run = await env.launch(id);
+      expect(run.error).toBeUndefined();
+      const newId = env.runtime.containers.get(id)!.id;
+      expect(newId).not.toBe(oldId);
+      expect(run.result).toEqual({ projectId: id, url: `http://${id}.preview.localhost`, containerId: newId });
+      expect(row(id)).toMatchObject({ status: "running", containerId: newId });
+      expect(env.emitted("preview.ready", id).at(-1)).toEqual({ projectId: id, url: `http://${id}.preview.localhost`, containerId: newId });
+      expect(env.emitted("preview.failed", id)).toEqual([]);
+      // One find-or-create in ensure-container, one more in start-container; two starts.
+      expect(env.runtime.count("ensureContainer") - ensures).toBe(2);
+      expect(env.runtime.count("start") - starts).toBe(2);
+      expect(running(id)).toBe(true);
+    });
+
+    it("gone again right after it was created again: a retryable failure of the step, no loop", async () => {
+      const { id } = await stoppedPreview("gone2");
+      const ensures = env.runtime.count("ensureContainer");
+      const starts = env.runtime.count("start");
+      env.runtime.vanishBeforeStart.set(id, 2);
+      const run = await env.launch(id);
+      // @inngest/test does not retry a step: a retryable failure ends the run as if out of retries.
+      expect(run.error).toMatchObject({ message: expect.stringMatching(/it no longer exists \(vanished again right after it was created again, c\d+-/) });
+      expect((run.error as Error).name).not.toBe("NonRetriableError");
+      expect(env.runtime.count("ensureContainer") - ensures).toBe(2);
+      expect(env.runtime.count("start") - starts).toBe(2);
+      expect(row(id)).toMatchObject({ status: "failed", reason: expect.stringContaining("vanished again") });
+      // What the step's next attempt would do: nothing vanishes any more, it comes up.
+      expect((await env.launch(id)).error).toBeUndefined();
+      expect(row(id)?.status).toBe("running");
+    });
+
+    it("a foreign container under the name in that window is refused for good, never replaced", async () => {
+      const { id } = await stoppedPreview("gonefor");
+      const start = env.runtime.start.bind(env.runtime);
+      env.runtime.start = async (projectId, site) => {
+        if (projectId === id) env.runtime.plantForeign(id);
+        return start(projectId, site);
+      };
+      const ensures = env.runtime.count("ensureContainer");
+      try {
+        const run = await env.launch(id);
+        expect(run.error).toMatchObject({ name: "NonRetriableError", message: expect.stringContaining("not managed by this service") });
+      } finally {
+        env.runtime.start = start;
+      }
+      expect(env.runtime.count("ensureContainer") - ensures).toBe(1);
+      expect(env.runtime.containers.get(id)).toMatchObject({ id: `foreign-${id}`, foreign: true, running: true });
+      expect(row(id)).toMatchObject({ status: "failed", reason: expect.stringContaining("not managed by this service") });
+    });
+  });
+
   it.each([["../x"], ["A"], ["a.b"], [""], [42]])("refuses projectId %j before any port is called", async (bad) => {
     const calls = env.runtime.calls.length + env.site.calls.length;
     const rows = env.store.rows.size;

@@ -20,6 +20,7 @@ import { createFunctions, type PreviewDeps } from "../../functions/index.js";
 import type { PreviewRuntime } from "../../functions/ports.js";
 import { createApp } from "../../runtime/app.js";
 import { createInngest, type InngestSettings } from "../../runtime/inngest-client.js";
+import { TEST_LABEL } from "../helpers/docker.js";
 import { listen } from "../helpers/http.js";
 import {
   inngestSettings,
@@ -217,6 +218,30 @@ describe.each([{ checkpointing: false }, { checkpointing: true }])("/api/inngest
     expect(await env.store.get(id)).toMatchObject({ status: "running", containerId: created.containerId });
   });
 
+  it("a container removed between ensure-container and start-container (by hand, or a sweep's expiry) is created again: ready, with the new id", async () => {
+    const id = env.docker.projectId("gone");
+    await env.docker.writeSite(id);
+    let removed: string | null = null;
+    const result = await run("launch-preview", launchEvent(id), {
+      onStep: async (step) => {
+        if (step.name !== "ensure-container") return;
+        removed = (step.data as { containerId: string }).containerId;
+        await env.docker.docker.getContainer(removed).remove({ v: true });
+      },
+    });
+    expect(result.outcome).toBe("completed");
+    expectTransport(result);
+    expect(names(result).slice(0, 2)).toEqual(["ensure-container", "start-container"]);
+    expect(result.steps.filter((s) => s.op === "StepFailed" || s.op === "StepError")).toEqual([]);
+    const info = await container(id).inspect();
+    expect(removed).not.toBeNull();
+    expect(info.Id).not.toBe(removed);
+    expect(info.State.Running).toBe(true);
+    expect(result.result).toMatchObject({ projectId: id, containerId: info.Id });
+    expect(await env.store.get(id)).toMatchObject({ status: "running", containerId: info.Id });
+    expect(env.emitted("preview.ready", id)).toEqual([{ projectId: id, containerId: info.Id, url: `http://${id}.preview.localhost` }]);
+  });
+
   describe("failures end recorded by the failure handler, over HTTP", () => {
     /** The run failed for good, its handler recorded it: row failed, one preview.failed. */
     async function expectRecordedFailure(result: RunResult, id: string, reason: string | RegExp) {
@@ -240,18 +265,36 @@ describe.each([{ checkpointing: false }, { checkpointing: true }])("/api/inngest
       await expect(container(id).inspect()).rejects.toMatchObject({ statusCode: 404 });
     });
 
-    it("a step failed for good: start-container refused for good (container gone behind the service's back)", async () => {
-      const id = env.docker.projectId("gone");
+    it("a step failed for good: start-container refused for good (a foreign container took the name behind the service's back)", async () => {
+      const id = env.docker.projectId("foreign");
       await env.docker.writeSite(id);
-      const result = await run("launch-preview", launchEvent(id), {
-        onStep: async (step) => {
-          if (step.name === "ensure-container") await container(id).remove({ force: true });
-        },
-      });
-      const failed = result.steps.find((s) => s.name === "start-container");
-      expect(failed).toMatchObject({ op: "StepFailed", error: { message: expect.stringContaining("no longer exists") } });
-      expect(names(result)).toEqual(["ensure-container", "start-container"]);
-      await expectRecordedFailure(result, id, /no longer exists/);
+      let foreignId: string | null = null;
+      try {
+        const result = await run("launch-preview", launchEvent(id), {
+          onStep: async (step) => {
+            if (step.name !== "ensure-container") return;
+            await container(id).remove({ v: true });
+            const foreign = await env.docker.docker.createContainer({
+              name: `preview-${id}`,
+              Image: env.docker.image,
+              Cmd: ["/bin/busybox", "sleep", "3600"],
+              Labels: { [TEST_LABEL]: env.docker.runId },
+              HostConfig: { NetworkMode: env.docker.options.network, Init: true },
+            });
+            foreignId = foreign.id;
+          },
+        });
+        const failed = result.steps.find((s) => s.name === "start-container");
+        expect(failed).toMatchObject({ op: "StepFailed", error: { message: expect.stringContaining("refusing to touch it") } });
+        expect(names(result)).toEqual(["ensure-container", "start-container"]);
+        await expectRecordedFailure(result, id, /is not managed by .*refusing to touch it/);
+        // Never replaced, never started.
+        const info = await container(id).inspect();
+        expect(info.Id).toBe(foreignId);
+        expect(info.State.Running).toBe(false);
+      } finally {
+        if (foreignId) await env.docker.docker.getContainer(foreignId).remove({ force: true }).catch(() => undefined);
+      }
     });
 
     it("a step out of retries: every attempt of start-container fails (engine unreachable)", async () => {
