@@ -34,8 +34,12 @@ import type { PreviewDeps } from "./deps.js";
 import type { ExpireWrite, PreviewRecord, ProjectId } from "./ports.js";
 import { formatAge, mapBounded, type SweepDeps } from "./sweep-plan.js";
 
-/** Previews per `expire-N` step: ~10 steps for 1,000 previews, 100 for 10,000 (Inngest allows 1,000). */
-export const EXPIRE_CHUNK = 100;
+/**
+ * Previews per `expire-N` step: 4 steps for 1,000 previews, 40 for 10,000 (Inngest allows 1,000).
+ * Each step ends when its slowest removal does, so fewer, larger steps leave the engine idle
+ * less often (measured: 100 per step cost a few per cent more); a step of 250 takes ~0.6 s.
+ */
+export const EXPIRE_CHUNK = 250;
 
 /** What one action on one preview did: `done` (with the audit action) or `skip` (with why). */
 export type Outcome = { done: false; reason: string } | { done: true; action: string; reason: string; changed?: boolean };

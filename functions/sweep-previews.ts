@@ -32,11 +32,11 @@
  *     event's `projectId`. It also isolates failures (one that fails is retried on its own).
  *   - Expiries, the bulk of any sweep (every preview stopped a day), are batched in this run's
  *     own steps: the per-project run cost three statements per preview, which on a busy
- *     engine host made the sweep ~1.3x the raw removals where batches cost ~1.05x
+ *     engine host made the sweep 1.2-1.4x the raw removals where batches cost ~1.0x
  *     (`npm run bench:sweep`). Why a batch is safe without the per-project key is in
  *     sweep-expire.ts (in short: rows read again, no forced removal, a launch that loses its
  *     stopped container re-creates it, and rows changed since the read are not written).
- * Limits at 10,000 previews: this run has at most 1 + 20 + 20 + 100 = 141 steps (Inngest allows
+ * Limits at 10,000 previews: this run has at most 1 + 20 + 20 + 40 = 81 steps (Inngest allows
  * 1,000); its largest step output is the plan (at most MAX_ITEMS_PER_RUN items of ~250 bytes:
  * 2.3 MB measured at 10,000, of the 4 MB allowed); each dispatch request carries 500 events
  * (~220 KB), and each `sweep-item` run has at most 6 steps. `SWEEP_CONCURRENCY` bounds how many

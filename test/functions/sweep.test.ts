@@ -10,7 +10,7 @@ import { pino } from "pino";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { FailureContext } from "../../functions/failure.js";
 import { createFunctions, createSweepFunctions, type PreviewDeps, type SweepDeps } from "../../functions/index.js";
-import { expirePreviews } from "../../functions/sweep-expire.js";
+import { EXPIRE_CHUNK, expirePreviews } from "../../functions/sweep-expire.js";
 import { recordSweepItemFailure } from "../../functions/sweep-item.js";
 import { MAX_ITEMS_PER_RUN, planSweep } from "../../functions/sweep-plan.js";
 import { PermanentError } from "../../functions/ports.js";
@@ -258,7 +258,7 @@ describe("sweep-previews at 10,000 previews, through /api/inngest", () => {
     expect(run.steps.map((s) => s.name)).toEqual([
       "plan",
       ...Array.from({ length: 10 }, (_, i) => `dispatch-${i + 1}`),
-      ...Array.from({ length: 50 }, (_, i) => `expire-${i + 1}`),
+      ...Array.from({ length: 5_000 / EXPIRE_CHUNK }, (_, i) => `expire-${i + 1}`),
     ]);
     const largest = Math.max(...run.steps.map((s) => JSON.stringify(s.data ?? null).length));
     expect(largest).toBeLessThan(4 * 1024 * 1024);
