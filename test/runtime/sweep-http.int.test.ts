@@ -1,8 +1,9 @@
 /**
  * The sweep over real HTTP: the sync registers `sweep-previews` (cron and
  * `previews.sweep.requested`) and `sweep-item` (per-project key + bounded parallelism); a sweep
- * and its items run through `/api/inngest` driven as the Inngest server drives them (checkpointing
- * on, as production); and `POST /sweep` (API token, `?dryRun=1`). Real engine and Postgres.
+ * (its expire steps) and an item run through `/api/inngest` driven as the Inngest server drives
+ * them (checkpointing on, as production); and `POST /sweep` (API token, `?dryRun=1`). Real
+ * engine and Postgres.
  */
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -73,7 +74,7 @@ describe("sync", () => {
 });
 
 describe("a sweep through /api/inngest", () => {
-  it("plans, records, dispatches, and its items remove what expired", async () => {
+  it("plans, records and removes what expired in its own expire step", async () => {
     const expired = await env.stoppedPreview("http-exp");
     await env.backdateStop(expired, 25 * HOUR);
     const kept = await env.stoppedPreview("http-keep");
@@ -81,18 +82,29 @@ describe("a sweep through /api/inngest", () => {
 
     const sweep = await env.inngestServer.run({ serveUrl, fnId: "previews-sweep-previews", event: { name: "previews.sweep.requested", data: {} }, checkpointing: true });
     expect(sweep.outcome).toBe("completed");
-    expect(sweep.steps.map((s) => s.name)).toEqual(["plan", "dispatch-1"]);
-    expect(sweep.result).toMatchObject({ dryRun: false, previews: 2, expired: { remove: 1 }, orphans: { remove: 0, guard: null } });
-    const items = env.inngestServer.eventsNamed("previews.sweep.item").filter((e) => e.data.sweepRunId === sweep.runId);
-    expect(items).toEqual([expect.objectContaining({ id: `sweep-${sweep.runId}-expire-${expired}`, data: expect.objectContaining({ projectId: expired, action: "expire" }) })]);
+    expect(sweep.steps.map((s) => s.name)).toEqual(["plan", "expire-1"]);
+    expect(sweep.result).toMatchObject({ dryRun: false, previews: 2, expired: { remove: 1, removed: 1, left: 0, failed: 0 }, orphans: { remove: 0, guard: null } });
+    expect(env.inngestServer.eventsNamed("previews.sweep.item").filter((e) => e.data.sweepRunId === sweep.runId)).toEqual([]);
+    expect(await exists(expired)).toBe(false);
+    expect(await exists(kept)).toBe(true);
+    expect(await env.store.get(expired)).toMatchObject({ status: "stopped", containerId: null, claim: sweep.runId });
+    const decided = await env.decisions.list({ runId: sweep.runId, projectId: expired });
+    expect(decided.map((d) => d.action)).toEqual(["remove", "removed"]);
+    expect(env.inngestServer.unhandled).toEqual([]);
+  });
 
-    const item = await env.inngestServer.run({ serveUrl, fnId: "previews-sweep-item", event: { name: items[0]!.name, data: items[0]!.data }, checkpointing: true });
+  it("an `expire` item (as an earlier version sent them) is still handled by sweep-item, as a batch of one", async () => {
+    const expired = await env.stoppedPreview("http-old");
+    await env.backdateStop(expired, 25 * HOUR);
+    await env.addProjects(expired);
+    const containerId = (await env.store.get(expired))!.containerId!;
+    const data = { projectId: expired, action: "expire", sweepRunId: "sweep-of-an-earlier-version", reason: "planned", containerId };
+    const item = await env.inngestServer.run({ serveUrl, fnId: "previews-sweep-item", event: { name: "previews.sweep.item", data }, checkpointing: true });
     expect(item.outcome).toBe("completed");
     expect(item.steps.map((s) => s.name)).toEqual(["expire"]);
     expect(await exists(expired)).toBe(false);
-    expect(await exists(kept)).toBe(true);
     expect(await env.store.get(expired)).toMatchObject({ status: "stopped", containerId: null });
-    expect(env.inngestServer.unhandled).toEqual([]);
+    expect((await env.decisions.list({ runId: "sweep-of-an-earlier-version" })).map((d) => d.action)).toEqual(["removed"]);
   });
 });
 
