@@ -30,6 +30,12 @@ const DEFAULT_STOP_TIMEOUT_SECONDS = 10;
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const ensured = (info: ContainerInspectInfo): EnsuredContainer => ({ containerId: info.Id, running: info.State.Running });
+/**
+ * Being removed: it will never start again, and its name is freed once the removal ends. While a
+ * removal without force is in progress the engine answers a start with 409 "marked for removal"
+ * (or 404 "network not found", once its endpoint is gone), not 404 "no such container".
+ */
+const dying = (info: ContainerInspectInfo): boolean => info.State.Status === "removing";
 
 /** How often, and how far apart, an unreadable mount is looked at again before it is refused (~0.5 s). */
 const MOUNT_LOOKS = 10;
@@ -80,7 +86,12 @@ export class PreviewContainers {
    * gives the name to one create and 409 to the others, which adopt the winner.
    */
   async ensure(projectId: ProjectId): Promise<EnsuredContainer> {
-    const existing = await this.find(projectId, "create");
+    let existing = await this.find(projectId, "create");
+    if (existing && dying(existing)) {
+      // Being removed (a sweep's expiry, a remove): wait for the name to be free, then create.
+      await this.untilGone(projectId, existing.Id, "create");
+      existing = await this.find(projectId, "create");
+    }
     if (existing) {
       // A container of an earlier version (or other settings) is not started with a weaker spec.
       const stale = outdatedBy(existing, containerSpec(projectId, this.settings, ""));
@@ -171,6 +182,10 @@ export class PreviewContainers {
   async start(projectId: ProjectId, site: FolderIdentity): Promise<StartResult> {
     const info = await this.find(projectId, "start");
     if (!info) throw this.gone(projectId);
+    if (dying(info)) {
+      await this.untilGone(projectId, info.Id, "start");
+      throw this.gone(projectId);
+    }
     if (!info.State.Running) {
       // The engine attaches by network name at start: check (and recreate, if it is gone) the
       // network it would join, so a network replaced by one that does not isolate is refused here.
@@ -214,11 +229,16 @@ export class PreviewContainers {
     } catch (err) {
       const status = statusOf(err);
       if (status === 304) return; // already started
-      if (status === 404) {
-        // Either the container is gone, or the network it is attached to is.
+      if (status === 404 || status === 409) {
+        // 404: the container is gone, or the network it is attached to is. 409: it is being
+        // removed ("marked for removal"), or another refusal of the engine's.
         const now = await this.find(projectId, "start");
         if (!now || now.Id !== containerId) throw this.gone(projectId, err);
-        if (mayRecreateNetwork && !(await this.network.exists())) {
+        if (dying(now)) {
+          await this.untilGone(projectId, containerId, "start");
+          throw this.gone(projectId, err);
+        }
+        if (status === 404 && mayRecreateNetwork && !(await this.network.exists())) {
           // Deleted behind our back. The engine attaches by name at start: a new network of
           // that name will do.
           await this.network.ensure();
@@ -226,6 +246,25 @@ export class PreviewContainers {
         }
       }
       throw dockerError("start", `container ${name}`, err);
+    }
+  }
+
+  /**
+   * Waits (bounded, CONVERGE_MS) until the dying container `containerId` no longer holds the
+   * project's name; still there after that is retryable (the engine is slow, not wrong).
+   */
+  private async untilGone(projectId: ProjectId, containerId: string, action: string): Promise<void> {
+    const deadline = Date.now() + CONVERGE_MS;
+    let backoff = BACKOFF_FIRST_MS;
+    for (;;) {
+      const now = await this.find(projectId, action);
+      if (!now || now.Id !== containerId) return;
+      if (!dying(now)) return; // the removal failed and left it: the caller goes on with it
+      if (Date.now() + backoff > deadline) {
+        throw new DockerRetryableError(failureMessage(action, `container ${containerName(projectId)}`, `it (${containerId.slice(0, 12)}) is being removed and still was after ${CONVERGE_MS / 1000}s`));
+      }
+      await sleep(backoff);
+      backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
     }
   }
 

@@ -95,6 +95,9 @@ export class DockerPreviewInventory implements PreviewInventory {
         if (!now) return "absent";
         if (now.Id !== containerId) return "replaced";
         if (RUNNING_STATES.has(now.State.Status)) return "running";
+        // Someone else's removal of it (remove-preview, a re-create of an outdated spec) is under
+        // way: it is going, which is what the expiry wanted.
+        if (now.State.Status === "removing") return "absent";
       }
       throw dockerError("remove", `container ${containerName(id)}`, err);
     }
