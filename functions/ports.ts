@@ -143,8 +143,12 @@ export interface PreviewStore {
    * write since (a launch's claim, a stop, a remove) refuses it: nothing is written for that
    * preview. A replay of an applied write is refused (its row moved) or changes nothing.
    * One result per write, in order, with the status the row had when refused.
+   * `audit`: each write's outcome goes to the sweep's audit log (`SweepLog`) under that run, in
+   * the same statement (so a removal is never recorded on the row without its audit entry, or
+   * the reverse): `removed` with `auditReason` when applied, with `reason` and "row not recorded
+   * (now <status>)" when refused.
    */
-  expireMany(writes: readonly ExpireWrite[], claim: string): Promise<ExpireResult[]>;
+  expireMany(writes: readonly ExpireWrite[], claim: string, audit?: { runId: string }): Promise<ExpireResult[]>;
   /**
    * Applies a lifecycle action (see `lifecycle.ts`) as one compare-and-set and appends an audit
    * event when the status changes. Replaying an applied action leaves the row as it is and
@@ -161,6 +165,8 @@ export interface ExpireWrite {
   reason: string;
   /** The row's `updatedAt` as read before the container was removed (its version). */
   readUpdatedAt: Date;
+  /** The audit entry's reason when applied (default `reason`). */
+  auditReason?: string;
 }
 
 export interface ExpireResult {
@@ -323,7 +329,9 @@ export interface SweepDecision {
 
 /**
  * The sweep's audit log (append-only). Recording the same decision of the same run twice (a
- * retried step) keeps one entry.
+ * retried step) keeps one entry. A `skip` is not recorded after an outcome (removed, corrected,
+ * adopted, failed) of the same run, pass and project: it is a retried step finding its own work
+ * done (or overtaken since), which must not read as "did nothing".
  */
 export interface SweepLog {
   record(decisions: readonly SweepDecision[]): Promise<void>;

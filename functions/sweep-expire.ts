@@ -15,7 +15,9 @@
  *      forged id is never removed). With object storage its last log is archived first (best
  *      effort). Site files stay: the project exists;
  *   3. record `expire` for every row read in step 1 in one statement (`expireMany`), each only
- *      while its row is still exactly as read (stopped, `updatedAt` unchanged).
+ *      while its row is still exactly as read (stopped, `updatedAt` unchanged), with its audit
+ *      entry in the same statement: a retried step never finds a removal recorded on the row
+ *      but missing from the audit (and then, say, a launch since, recorded as a mere skip).
  *
  * Without the per-project concurrency key (a batch spans projects), a launch can claim a preview
  * between steps 1 and 2. What keeps that safe:
@@ -64,10 +66,17 @@ interface Acted {
 /**
  * Expires `items` (see the header) under `claim` (the acting run). Outcomes in the order of
  * `items`. `rethrow`: a failure of one preview throws instead of being its outcome (a run of
- * one, retried by Inngest).
+ * one, retried by Inngest). `audit`: the outcomes of the rows written go to the audit log in the
+ * same statement as the write (see `PreviewStore.expireMany`); `audited` says which.
  */
-export async function expirePreviews(deps: PreviewDeps, sweep: SweepDeps, items: readonly ExpireItem[], claim: string, opts: { rethrow?: boolean } = {}): Promise<Outcome[]> {
-  if (items.length === 0) return [];
+export async function expirePreviews(
+  deps: PreviewDeps,
+  sweep: SweepDeps,
+  items: readonly ExpireItem[],
+  claim: string,
+  opts: { rethrow?: boolean; audit?: { runId: string } } = {},
+): Promise<{ outcomes: Outcome[]; audited: boolean[] }> {
+  if (items.length === 0) return { outcomes: [], audited: [] };
   const at = (sweep.now ?? Date.now)();
   const { retentionMs, graceMs } = sweep.settings;
   const retention = `longer than STOPPED_RETENTION ${formatAge(retentionMs)}`;
@@ -75,13 +84,17 @@ export async function expirePreviews(deps: PreviewDeps, sweep: SweepDeps, items:
 
   /**
    * Object storage: the container's last log, kept before the container goes, as
-   * `projects/{id}/logs/{containerId}.log` (a retry writes the same key). Best effort: returns
-   * what to add to the audit reason.
+   * `projects/{id}/logs/{containerId}.log`. Only while that container is the one under the name
+   * (the log is read by name): a retried step whose container is already gone must not write an
+   * empty log over the one archived, nor a container created since under the name have its log
+   * kept under another's id. Best effort: returns what to add to the audit reason.
    */
   async function archiveLog(projectId: ProjectId, containerId: string): Promise<string> {
     const objects = deps.objects;
     if (!objects) return "";
     try {
+      const current = await sweep.inventory.inspect(projectId);
+      if (current?.containerId !== containerId) return "; no log archived (the container is no longer there)";
       const { key } = await objects.archiveLog(projectId, containerId, await deps.runtime.logTail(projectId));
       return `; last log archived to ${key}`;
     } catch (err) {
@@ -92,7 +105,7 @@ export async function expirePreviews(deps: PreviewDeps, sweep: SweepDeps, items:
   async function act({ projectId, containerId: planned }: ExpireItem, row: PreviewRecord | null): Promise<Acted> {
     const rowExpired = row?.status === "stopped" && row.stoppedAt !== null && at - row.stoppedAt.getTime() >= retentionMs;
     if (row && !rowExpired) return { outcome: skip(`row is ${row.status}${row.stoppedAt ? ` since ${row.stoppedAt.toISOString()}` : ""} now`) };
-    const write = (reason: string): ExpireWrite | undefined => (row ? { projectId, reason, readUpdatedAt: row.updatedAt } : undefined);
+    const write = (reason: string, suffix: string): ExpireWrite | undefined => (row ? { projectId, reason, readUpdatedAt: row.updatedAt, auditReason: reason + suffix } : undefined);
     if (row?.stoppedAt && planned) {
       const reason = `sweep: container removed, stopped since ${row.stoppedAt.toISOString()} (${retention}); site files kept${await archiveLog(projectId, planned)}`;
       // The row's own container id is ours by construction: removed by id (one engine call).
@@ -100,7 +113,7 @@ export async function expirePreviews(deps: PreviewDeps, sweep: SweepDeps, items:
       const removed = await sweep.inventory.removeStopped(projectId, planned, { recorded: row.containerId === planned });
       if (removed === "running") return { outcome: skip("container runs again; left alone") };
       if (removed === "replaced") return { outcome: skip(`container ${planned.slice(0, 12)} is not the project's preview (replaced, or not ours); left alone`) };
-      return { outcome: { done: true, action: "removed", reason }, write: write(reason), suffix: ` (container ${removed})` };
+      return { outcome: { done: true, action: "removed", reason }, write: write(reason, ` (container ${removed})`), suffix: ` (container ${removed})` };
     }
     const c = await sweep.inventory.inspect(projectId);
     const since = row?.stoppedAt ? `stopped since ${row.stoppedAt.toISOString()}` : `exited ${c?.finishedAt ? new Date(c.finishedAt).toISOString() : "?"}`;
@@ -118,7 +131,7 @@ export async function expirePreviews(deps: PreviewDeps, sweep: SweepDeps, items:
       removed = await sweep.inventory.removeStopped(projectId, c.containerId);
       if (removed === "running" || removed === "replaced") return { outcome: skip(`container ${removed === "running" ? "runs again" : "replaced meanwhile"}; left alone`) };
     }
-    return { outcome: { done: true, action: "removed", reason }, write: write(reason), suffix: ` (container ${removed})` };
+    return { outcome: { done: true, action: "removed", reason }, write: write(reason, ` (container ${removed})`), suffix: ` (container ${removed})` };
   }
 
   const acted = await mapBounded(items, sweep.settings.concurrency, (item) =>
@@ -128,14 +141,16 @@ export async function expirePreviews(deps: PreviewDeps, sweep: SweepDeps, items:
     }),
   );
   const writes = acted.flatMap((a) => (a.write ? [a.write] : []));
-  const recorded = new Map((await deps.store.expireMany(writes, claim)).map((r) => [r.projectId, r]));
-  return acted.map(({ outcome, write, suffix = "" }) => {
+  const recorded = new Map((await deps.store.expireMany(writes, claim, opts.audit)).map((r) => [r.projectId, r]));
+  // The same reasons the statement recorded (applied: auditReason; refused: with the status).
+  const outcomes = acted.map(({ outcome, write, suffix = "" }): Outcome => {
     if (!outcome.done) return outcome;
     if (!write) return { ...outcome, reason: outcome.reason + suffix };
     const r = recorded.get(write.projectId);
     if (r?.applied) return { ...outcome, reason: outcome.reason + suffix };
     return { ...outcome, reason: `${outcome.reason}; row not recorded (now ${r?.status ?? "gone"})` };
   });
+  return { outcomes, audited: acted.map((a) => opts.audit !== undefined && a.write !== undefined) };
 }
 
 /** What an expire step did: counts, and the first NOTES_SHOWN previews left alone or failed. */
@@ -156,9 +171,12 @@ export interface ExpireBatchResult extends ExpiryCounts {
  * every outcome recorded in the audit log under that run, pass `expired` (idempotent).
  */
 export async function expireBatch(deps: PreviewDeps, sweep: SweepDeps, items: readonly ExpireItem[], runId: string): Promise<ExpireBatchResult> {
-  const outcomes = await expirePreviews(deps, sweep, items, runId);
+  const { outcomes, audited } = await expirePreviews(deps, sweep, items, runId, { audit: { runId } });
   const actionOf = (o: Outcome) => (o.done ? o.action : "skip");
-  await sweep.decisions.record(items.map((item, k) => ({ runId, pass: "expired" as const, action: actionOf(outcomes[k]!), projectId: item.projectId, reason: outcomes[k]!.reason })));
+  // The rows written were audited with their write; the rest (skips, failures, containers
+  // without a row) here. A skip after this run's own earlier outcome is not recorded (SweepLog).
+  const rest = items.flatMap((item, k) => (audited[k] ? [] : [{ runId, pass: "expired" as const, action: actionOf(outcomes[k]!), projectId: item.projectId, reason: outcomes[k]!.reason }]));
+  await sweep.decisions.record(rest);
   const result: ExpireBatchResult = { removed: 0, left: 0, failed: 0, notes: [], outcomes };
   outcomes.forEach((o, k) => {
     const outcome = actionOf(o);

@@ -93,8 +93,8 @@ export function sweepActions(deps: PreviewDeps, sweep: SweepDeps) {
    * Throws what fails (the run is retried), instead of recording it as an outcome.
    */
   async function expire(projectId: ProjectId, runId: string, planned?: string): Promise<Outcome> {
-    const [outcome] = await expirePreviews(deps, sweep, [{ projectId, ...(planned ? { containerId: planned } : {}) }], runId, { rethrow: true });
-    return outcome!;
+    const { outcomes } = await expirePreviews(deps, sweep, [{ projectId, ...(planned ? { containerId: planned } : {}) }], runId, { rethrow: true });
+    return outcomes[0]!;
   }
 
   async function correct(projectId: ProjectId, runId: string): Promise<Outcome> {

@@ -140,7 +140,8 @@ where not exists (select 1 from saved)`;
 
 /**
  * `expireMany`: the sweep's `expire` for a batch, ONE statement. Parameters: $1 project ids,
- * $2 reasons, $3 the rows' `updated_at` as read (ms since the epoch), $4 the claim.
+ * $2 reasons, $3 the rows' `updated_at` as read (ms since the epoch), $4 the claim, $5 the sweep
+ * run to audit under (null: no audit), $6 the audit reasons when applied.
  * Applied to a row still `stopped` whose `updated_at` is the one read (a JS Date has ms, the
  * column µs: within that millisecond). The same columns move as `apply("expire")` moves them;
  * the status does not change, so no event is appended (as `apply` would not). The last SELECT
@@ -148,7 +149,7 @@ where not exists (select 1 from saved)`;
  */
 const EXPIRE_MANY_SQL = `
 with input as (
-  select * from unnest($1::text[], $2::text[], $3::bigint[]) as i(project_id, reason, read_ms)
+  select * from unnest($1::text[], $2::text[], $3::bigint[], $6::text[]) as i(project_id, reason, read_ms, audit_reason)
 ),
 updated as (
   update previews as p set
@@ -164,9 +165,22 @@ updated as (
     and p.updated_at >= timestamptz 'epoch' + i.read_ms * interval '1 millisecond'
     and p.updated_at <  timestamptz 'epoch' + (i.read_ms + 1) * interval '1 millisecond'
   returning p.project_id
+),
+outcome as (
+  select i.project_id, i.reason, i.audit_reason, p.status,
+         exists (select 1 from updated u where u.project_id = i.project_id) as applied
+  from input i left join previews p on p.project_id = i.project_id
+),
+audited as (
+  insert into sweep_decisions (run_id, pass, action, project_id, reason)
+  select $5::text, 'expired', 'removed', o.project_id,
+         case when o.applied then o.audit_reason
+              else o.reason || '; row not recorded (now ' || coalesce(o.status, 'gone') || ')' end
+  from outcome o
+  where $5::text is not null
+  on conflict do nothing
 )
-select i.project_id, exists (select 1 from updated u where u.project_id = i.project_id) as applied, p.status
-from input i left join previews p on p.project_id = i.project_id`;
+select project_id, applied, status from outcome`;
 
 /**
  * How often `apply` runs the statement when a creating action finds the row created under it.
@@ -245,12 +259,19 @@ export class SqlPreviewStore implements PreviewStore, DiagnosisStore, PreviewCou
     return rows.map(toRecord);
   }
 
-  async expireMany(writes: readonly ExpireWrite[], claim: string): Promise<ExpireResult[]> {
+  async expireMany(writes: readonly ExpireWrite[], claim: string, audit?: { runId: string }): Promise<ExpireResult[]> {
     if (writes.length === 0) return [];
     const rows = await this.run<{ project_id: string; applied: boolean; status: PreviewStatus | null }>(
       `expire ${writes.length} previews (${writes.slice(0, 3).map((w) => JSON.stringify(w.projectId)).join(", ")}${writes.length > 3 ? ", ..." : ""})`,
       EXPIRE_MANY_SQL,
-      [writes.map((w) => w.projectId), writes.map((w) => w.reason), writes.map((w) => w.readUpdatedAt.getTime()), claim],
+      [
+        writes.map((w) => w.projectId),
+        writes.map((w) => w.reason),
+        writes.map((w) => w.readUpdatedAt.getTime()),
+        claim,
+        audit?.runId ?? null,
+        writes.map((w) => w.auditReason ?? w.reason),
+      ],
       true,
     );
     const byId = new Map(rows.map((r) => [r.project_id, r]));

@@ -10,6 +10,9 @@ export interface RecordedDecision extends SweepDecision {
 /** Rows per insert statement: bounded parameter arrays, whatever the number of decisions. */
 const CHUNK = 1_000;
 
+/** What an item did (see `SweepLog`: a `skip` is not recorded after one of them). */
+export const OUTCOMES = ["removed", "corrected", "adopted", "failed"] as const;
+
 /**
  * One statement per chunk (arrays unnested server-side), so recording 10,000 decisions is ten
  * round trips. `on conflict do nothing`: the unique index on (run, pass, action, project) makes a
@@ -17,7 +20,10 @@ const CHUNK = 1_000;
  */
 const INSERT_SQL = `
 insert into sweep_decisions (run_id, pass, action, project_id, reason)
-select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) as d(run_id, pass, action, project_id, reason)
+where not (d.action = 'skip' and exists (
+  select 1 from sweep_decisions o
+  where o.run_id = d.run_id and o.pass = d.pass and o.project_id = d.project_id and o.action in (${OUTCOMES.map((a) => `'${a}'`).join(", ")})))
 on conflict do nothing`;
 
 export class SqlSweepLog implements SweepLog {

@@ -77,7 +77,9 @@ export class MemorySweepLog implements SweepLog {
   async record(decisions: readonly SweepDecision[]): Promise<void> {
     for (const d of decisions) {
       const dup = this.entries.some((e) => e.runId === d.runId && e.pass === d.pass && e.action === d.action && e.projectId === d.projectId);
-      if (!dup) this.entries.push({ ...d });
+      // As the SQL log: a skip is not recorded after an outcome of the same run, pass and project.
+      const afterOutcome = d.action === "skip" && this.entries.some((e) => e.runId === d.runId && e.pass === d.pass && e.projectId === d.projectId && ["removed", "corrected", "adopted", "failed"].includes(e.action));
+      if (!dup && !afterOutcome) this.entries.push({ ...d });
     }
   }
 }

@@ -4,7 +4,7 @@
  * an audit event only when the status moves). The integration tier proves the SQL store agrees.
  */
 import { LIFECYCLE, allows, matchesClaim, takesClaim, type LifecycleAction, type PreviewStatus } from "../../functions/lifecycle.js";
-import type { ApplyResult, ExpireResult, ExpireWrite, PreviewCounts, PreviewRecord, PreviewStore, ProjectId, TransitionFields } from "../../functions/ports.js";
+import type { ApplyResult, ExpireResult, ExpireWrite, PreviewCounts, PreviewRecord, PreviewStore, ProjectId, SweepLog, TransitionFields } from "../../functions/ports.js";
 import { failureKey, type DiagnosisState, type DiagnosisStore, type FailureOf } from "../../functions/ports.js";
 
 export class MemoryPreviewStore implements PreviewStore, DiagnosisStore, PreviewCounts {
@@ -31,8 +31,11 @@ export class MemoryPreviewStore implements PreviewStore, DiagnosisStore, Preview
     return [...new Set(projectIds)].sort().flatMap((id) => (this.rows.has(id) ? [{ ...this.rows.get(id)! }] : []));
   }
 
+  /** Where `expireMany` records its audit entries (the SQL store: the same database). */
+  auditLog: SweepLog | null = null;
+
   /** As the SQL statement: `expire` where the row is still stopped with the `updatedAt` read. */
-  async expireMany(writes: readonly ExpireWrite[], claim: string): Promise<ExpireResult[]> {
+  async expireMany(writes: readonly ExpireWrite[], claim: string, audit?: { runId: string }): Promise<ExpireResult[]> {
     this.check();
     const before = new Map(writes.map((w) => [w.projectId, this.rows.get(w.projectId)?.status ?? null]));
     const results: ExpireResult[] = [];
@@ -42,6 +45,17 @@ export class MemoryPreviewStore implements PreviewStore, DiagnosisStore, Preview
       if (unchanged) await this.apply(w.projectId, "expire", { reason: w.reason, claim, containerId: null, url: null });
       else this.applied.push({ projectId: w.projectId, action: "expire", applied: false });
       results.push({ projectId: w.projectId, applied: unchanged, status: before.get(w.projectId) ?? null });
+    }
+    if (audit && this.auditLog) {
+      await this.auditLog.record(
+        results.map((r, k) => ({
+          runId: audit.runId,
+          pass: "expired" as const,
+          action: "removed",
+          projectId: r.projectId,
+          reason: r.applied ? (writes[k]!.auditReason ?? writes[k]!.reason) : `${writes[k]!.reason}; row not recorded (now ${r.status ?? "gone"})`,
+        })),
+      );
     }
     return results;
   }

@@ -10,7 +10,7 @@ import { pino } from "pino";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { FailureContext } from "../../functions/failure.js";
 import { createFunctions, createSweepFunctions, type PreviewDeps, type SweepDeps } from "../../functions/index.js";
-import { EXPIRE_CHUNK, expirePreviews } from "../../functions/sweep-expire.js";
+import { EXPIRE_CHUNK, expireBatch, expirePreviews } from "../../functions/sweep-expire.js";
 import { recordSweepItemFailure } from "../../functions/sweep-item.js";
 import { MAX_ITEMS_PER_RUN, planSweep } from "../../functions/sweep-plan.js";
 import { PermanentError } from "../../functions/ports.js";
@@ -46,6 +46,7 @@ function world(opts: { projects?: boolean } = {}): World {
   const inventory = new FakeInventory(runtime);
   const projects = new FakeProjects();
   const log = new MemorySweepLog();
+  store.auditLog = log;
   return {
     store,
     runtime,
@@ -290,7 +291,7 @@ describe("expire batches (sweep-expire.ts, unit): no per-project key, so every r
     let reads = 0;
     const getMany = w.store.getMany.bind(w.store);
     w.store.getMany = async (ids) => (reads++, getMany(ids));
-    const outcomes = await expirePreviews(w.deps, w.sweep, items, "sweep-run");
+    const outcomes = (await expirePreviews(w.deps, w.sweep, items, "sweep-run")).outcomes;
     expect(outcomes).toEqual(items.map(() => expect.objectContaining({ done: true, action: "removed", reason: expect.stringMatching(/\(container removed\)$/) })));
     expect(reads).toBe(1);
     expect(w.runtime.containers.size).toBe(0);
@@ -308,7 +309,7 @@ describe("expire batches (sweep-expire.ts, unit): no per-project key, so every r
       if (projectId === "raced") expect((await w.store.apply("raced", "launch", { reason: "launch", claim: "launch-run" })).applied).toBe(true);
       return remove(projectId, containerId, opts);
     };
-    const [raced, calm] = await expirePreviews(w.deps, w.sweep, items, "sweep-run");
+    const [raced, calm] = (await expirePreviews(w.deps, w.sweep, items, "sweep-run")).outcomes;
     // The stopped container went (the launch's start-container creates it again: launch tests).
     expect(raced).toEqual({ done: true, action: "removed", reason: expect.stringMatching(/; row not recorded \(now starting\)$/) });
     expect(w.store.rows.get("raced")).toMatchObject({ status: "starting", claim: "launch-run", containerId: cid("raced") });
@@ -321,7 +322,7 @@ describe("expire batches (sweep-expire.ts, unit): no per-project key, so every r
     const items = expired(w, "launched", "restarted");
     await w.store.apply("launched", "launch", { reason: "launch", claim: "launch-run" });
     w.runtime.containers.get("restarted")!.running = true; // started by hand, row still stopped
-    const outcomes = await expirePreviews(w.deps, w.sweep, items, "sweep-run");
+    const outcomes = (await expirePreviews(w.deps, w.sweep, items, "sweep-run")).outcomes;
     expect(outcomes).toEqual([
       { done: false, reason: "row is starting now" },
       { done: false, reason: "container runs again; left alone" },
@@ -338,7 +339,7 @@ describe("expire batches (sweep-expire.ts, unit): no per-project key, so every r
       if (projectId === "bad") throw new Error("docker: remove container preview-bad failed: 500 driver failed");
       return remove(projectId, containerId, opts);
     };
-    const outcomes = await expirePreviews(w.deps, w.sweep, items, "sweep-run");
+    const outcomes = (await expirePreviews(w.deps, w.sweep, items, "sweep-run")).outcomes;
     expect(outcomes.map((o) => (o.done ? o.action : "skip"))).toEqual(["removed", "failed", "removed"]);
     expect(outcomes[1]).toMatchObject({ reason: "sweep expire failed: docker: remove container preview-bad failed: 500 driver failed" });
     expect(w.store.rows.get("bad")).toMatchObject({ status: "stopped", containerId: cid("bad") });
@@ -355,9 +356,30 @@ describe("expire batches (sweep-expire.ts, unit): no per-project key, so every r
     await expect(expirePreviews(w.deps, w.sweep, items, "sweep-run")).rejects.toThrow(/connection terminated/);
     expect(w.runtime.containers.size).toBe(0); // removed, not recorded
     w.store.expireMany = expireMany;
-    const outcomes = await expirePreviews(w.deps, w.sweep, items, "sweep-run");
+    const outcomes = (await expirePreviews(w.deps, w.sweep, items, "sweep-run")).outcomes;
     expect(outcomes).toEqual(items.map(() => expect.objectContaining({ done: true, action: "removed", reason: expect.stringMatching(/\(container absent\)$/) })));
     for (const id of ["a", "b"]) expect(w.store.rows.get(id)).toMatchObject({ status: "stopped", containerId: null });
+  });
+});
+
+describe("expire batches: the audit stays true when a step is retried", () => {
+  it("a step that fails after its write (the rest of the audit), then a launch, then the retry: the removal stays recorded, no skip over it", async () => {
+    const w = world();
+    preview(w, "p", { stoppedAgoMs: 25 * HOUR });
+    const item = { projectId: "p", containerId: cid("p") };
+    // Attempt 1: the row and its audit entry are written together; then the step fails
+    // (recording the rest: a database blip, or the process killed).
+    const record = w.log.record.bind(w.log);
+    w.sweep.decisions = { record: async () => Promise.reject(new Error("database: connection terminated")) };
+    await expect(expireBatch(w.deps, w.sweep, [item], "sweep-run")).rejects.toThrow(/connection terminated/);
+    expect(w.log.entries).toEqual([expect.objectContaining({ runId: "sweep-run", pass: "expired", action: "removed", projectId: "p" })]);
+    // During the retry's backoff the user opens the preview.
+    await w.store.apply("p", "launch", { reason: "launch", claim: "launch-run" });
+    // Attempt 2 of the same step: the row says starting now (a skip), which is not recorded over the removal.
+    w.sweep.decisions = { record };
+    const again = await expireBatch(w.deps, w.sweep, [item], "sweep-run");
+    expect(again).toMatchObject({ removed: 0, left: 1 });
+    expect(w.log.entries.map((e) => `${e.action}: ${e.reason}`)).toEqual([expect.stringMatching(/^removed: sweep: container removed, .*\(container removed\)$/)]);
   });
 });
 
@@ -467,6 +489,20 @@ describe("sweep-item re-checks and failures (unit)", () => {
     expect(result).toMatchObject({ done: true, action: "removed", reason: expect.stringContaining(`last log archived to projects/p/logs/${cid("p")}.log`) });
     expect(objects.calls).toEqual([expect.objectContaining({ method: "archiveLog", projectId: "p", args: [cid("p"), "log of p\n"] })]);
     expect(w.runtime.containers.has("p")).toBe(false);
+  });
+
+  it("expire with object storage, retried after the removal: the first archived log is not overwritten (the container is gone)", async () => {
+    const objects = new FakeProjectObjects(w.site);
+    w.deps.objects = objects;
+    preview(w, "p", { stoppedAgoMs: 25 * HOUR });
+    const item = { projectId: "p", containerId: cid("p") };
+    const expireMany = w.store.expireMany.bind(w.store);
+    w.store.expireMany = async () => Promise.reject(new Error("database: connection terminated"));
+    await expect(expireBatch(w.deps, w.sweep, [item], "sweep-run")).rejects.toThrow(/connection terminated/);
+    w.store.expireMany = expireMany;
+    const again = await expireBatch(w.deps, w.sweep, [item], "sweep-run");
+    expect(again.outcomes).toEqual([expect.objectContaining({ done: true, reason: expect.stringMatching(/no log archived \(the container is no longer there\).*\(container absent\)$/) })]);
+    expect(objects.calls.filter((c) => c.method === "archiveLog")).toEqual([expect.objectContaining({ args: [cid("p"), "log of p\n"] })]);
   });
 
   it("expire with object storage down: the container still goes, the audit says the log was not archived", async () => {

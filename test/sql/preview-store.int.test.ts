@@ -5,6 +5,7 @@ import { allows, LIFECYCLE, LIFECYCLE_ACTIONS, PREVIEW_STATUSES, type LifecycleA
 import type { ApplyResult } from "../../functions/ports.js";
 import { PermanentDatabaseError } from "../../sql/errors.js";
 import { SqlPreviewStore } from "../../sql/preview-store.js";
+import { SqlSweepLog } from "../../sql/sweep-log.js";
 import { drivers, openTestDatabase, type TestDatabase } from "../helpers/postgres.js";
 
 // PGlite's first open takes ~2-3 s (initdb in WASM), more when test files run in parallel.
@@ -99,6 +100,36 @@ describe.each(drivers)("SqlPreviewStore on %s", (driver) => {
     expect(await store.get(a)).toEqual(rowA);
     expect(await store.expireMany([], "sweep-run")).toEqual([]);
     expect(await store.getMany([])).toEqual([]);
+  });
+
+  it("expireMany with an audit run: each outcome goes to sweep_decisions in the same statement; a later skip is not recorded over it", async () => {
+    const [a, b] = [newId("audit"), newId("audit")];
+    for (const id of [a, b]) await walk(id, ["launch", "ready", "stop", "stopped"]);
+    const read = new Map((await store.getMany([a, b])).map((r) => [r.projectId, r]));
+    await store.apply(b, "launch", { reason: "relaunch", claim: "launch-run" });
+    const runId = `sweep-${newId("run")}`;
+    const writes = [a, b].map((id) => ({ projectId: id, reason: `expired ${id}`, readUpdatedAt: read.get(id)!.updatedAt, auditReason: `expired ${id} (container removed)` }));
+    expect((await store.expireMany(writes, "sweep-run", { runId })).map((r) => r.applied)).toEqual([true, false]);
+    const log = new SqlSweepLog(t.db);
+    const entries = async () => (await log.list({ runId })).map((d) => [d.pass, d.action, d.projectId, d.reason]);
+    expect(await entries()).toEqual([
+      ["expired", "removed", a, `expired ${a} (container removed)`],
+      ["expired", "removed", b, `expired ${b}; row not recorded (now starting)`],
+    ]);
+    // A retried step: the same write again records nothing new; its skip is not recorded after
+    // the outcome; a skip of another project (or another run) is.
+    await store.expireMany(writes.slice(0, 1), "sweep-run", { runId });
+    await log.record([
+      { runId, pass: "expired", action: "skip", projectId: a, reason: "row is starting now" },
+      { runId, pass: "expired", action: "skip", projectId: "other-project", reason: "row is running now" },
+      { runId: `${runId}-next`, pass: "expired", action: "skip", projectId: a, reason: "row is starting now" },
+    ]);
+    expect(await entries()).toEqual([
+      ["expired", "removed", a, `expired ${a} (container removed)`],
+      ["expired", "removed", b, `expired ${b}; row not recorded (now starting)`],
+      ["expired", "skip", "other-project", "row is running now"],
+    ]);
+    expect((await log.list({ runId: `${runId}-next` })).map((d) => d.action)).toEqual(["skip"]);
   });
 
   it("an action that cannot create a row leaves a missing project missing", async () => {
