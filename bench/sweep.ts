@@ -3,7 +3,7 @@
  * cleanup, same engine, same container spec, same run.
  *
  *   1. a sweep of 1,000 expired stopped previews (sweep-previews plans, then removes them in its
- *      expire steps, 100 per step, SWEEP_CONCURRENCY at a time) vs `docker container prune
+ *      expire steps, 250 per step, SWEEP_CONCURRENCY at a time) vs `docker container prune
  *      --filter label=...` on an identical set of 1,000 stopped containers     (target <= 0.70)
  *   2. a sweep with nothing to do over 1,000 previews (rows, containers, projects)  (target < 1 s)
  * Also the floor: the same containers removed through the API, as many at once as the sweep,
@@ -17,7 +17,7 @@
  * `sitebuilder.bench-run=<id>` and an owner of its own, and is removed at the end.
  *
  * BENCH_SWEEP_RUNS (default 5) samples per measure; BENCH_SWEEP_PREVIEWS (default 1000) the set;
- * BENCH_SWEEP_CONCURRENCY (default 8, as SWEEP_CONCURRENCY) items at once.
+ * BENCH_SWEEP_CONCURRENCY (default 16, as SWEEP_CONCURRENCY) removals at once.
  */
 import { randomBytes } from "node:crypto";
 import { execFile } from "node:child_process";
@@ -80,7 +80,7 @@ const sweepDeps: SweepDeps = {
   projects: new SqlProjectDirectory(db, "projects", `bench ${DB}`),
   decisions: new SqlSweepLog(db),
   // Grace 0: the bench's containers are seconds old; the retention is the production default.
-  settings: { cron: "*/15 * * * *", retentionMs: 24 * HOUR, graceMs: 0, maxOrphanFraction: 0.5, concurrency: Number(process.env.BENCH_SWEEP_CONCURRENCY ?? 8) },
+  settings: { cron: "*/15 * * * *", retentionMs: 24 * HOUR, graceMs: 0, maxOrphanFraction: 0.5, concurrency: Number(process.env.BENCH_SWEEP_CONCURRENCY ?? 16) },
 };
 const [sweepFn, itemFn] = createSweepFunctions(inngest, { runtime, store, site: new LocalSiteFiles(storageRoot), readyTimeoutMs: 30_000 }, sweepDeps) as unknown as [
   InngestFunction.Any,

@@ -78,7 +78,7 @@ export async function createSweepTestEnv(
     inventory: new DockerPreviewInventory(docker, env.docker.options),
     projects: new SqlProjectDirectory(db, "projects", "test database"),
     decisions,
-    settings: { cron: "*/15 * * * *", retentionMs: 24 * HOUR, graceMs: 10 * 60_000, maxOrphanFraction: 0.5, concurrency: 8, ...opts.settings },
+    settings: { cron: "*/15 * * * *", retentionMs: 24 * HOUR, graceMs: 10 * 60_000, maxOrphanFraction: 0.5, concurrency: 16, ...opts.settings },
     now: () => Date.now() + clock.offsetMs,
   };
   const [sweepFn, itemFn] = createSweepFunctions(env.inngest, env.deps, sweepDeps);

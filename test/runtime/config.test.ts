@@ -571,13 +571,13 @@ describe("trusted peers (PREVIEW_TRUSTED_PEERS)", () => {
 });
 
 describe("sweep settings", () => {
-  it("defaults: every 15 minutes, 24h retention, 10m grace, half the previews at most, 8 at once, no project source with PGlite", () => {
+  it("defaults: every 15 minutes, 24h retention, 10m grace, half the previews at most, 16 at once, no project source with PGlite", () => {
     expect(loadConfig(DEV, CWD).sweep).toEqual({
       cron: "*/15 * * * *",
       retentionMs: 24 * 3_600_000,
       graceMs: 10 * 60_000,
       maxOrphanFraction: 0.5,
-      concurrency: 8,
+      concurrency: 16,
       projects: null,
     });
   });

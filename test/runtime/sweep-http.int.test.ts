@@ -64,7 +64,7 @@ describe("sync", () => {
     });
     expect(byId["previews-sweep-item"]).toMatchObject({
       triggers: [{ event: "previews.sweep.item" }],
-      concurrency: [PER_PROJECT, { limit: 8 }],
+      concurrency: [PER_PROJECT, { limit: 16 }],
       singleton: { key: "event.data.projectId", mode: "skip" },
     });
     expect(byId["previews-sweep-item-failure"]).toMatchObject({
