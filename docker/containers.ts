@@ -32,8 +32,8 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 const ensured = (info: ContainerInspectInfo): EnsuredContainer => ({ containerId: info.Id, running: info.State.Running });
 /**
  * Being removed: it will never start again, and its name is freed once the removal ends. While a
- * removal without force is in progress the engine answers a start with 409 "marked for removal"
- * (or 404 "network not found", once its endpoint is gone), not 404 "no such container".
+ * removal is in progress the engine answers a start with 409 "marked for removal" (Docker 20.10;
+ * a 404 once its endpoint is gone is handled the same way), not 404 "no such container".
  */
 const dying = (info: ContainerInspectInfo): boolean => info.State.Status === "removing";
 
@@ -91,6 +91,12 @@ export class PreviewContainers {
       // Being removed (a sweep's expiry, a remove): wait for the name to be free, then create.
       await this.untilGone(projectId, existing.Id, "create");
       existing = await this.find(projectId, "create");
+    }
+    if (existing && existing.State.Status === "dead") {
+      // Left dead by a removal that failed half-way: it can never start; ours, so removed.
+      this.log?.warn({ projectId, containerId: existing.Id }, "removing a dead preview container before creating it again");
+      await this.remove(projectId);
+      existing = null;
     }
     if (existing) {
       // A container of an earlier version (or other settings) is not started with a weaker spec.

@@ -61,6 +61,8 @@ interface Acted {
   write?: ExpireWrite;
   /** Added to the audit reason once the write is recorded. */
   suffix?: string;
+  /** Its audit entry is recorded already (a removal without a row). */
+  audited?: boolean;
 }
 
 /**
@@ -121,7 +123,9 @@ export async function expirePreviews(
     let removed: string;
     if (!c) {
       // Gone already (by hand, or an earlier attempt removed it and failed to record).
-      if (!row || row.containerId === null) return { outcome: skip("no container any more") };
+      // Without a row nothing says who removed it: an earlier attempt of this step (whose audit
+      // entry, recorded at once, then stands: a skip is not recorded over it) or someone else.
+      if (!row || row.containerId === null) return { outcome: skip("no container any more (removed since the plan)") };
       removed = "absent";
     } else {
       if (c.running) return { outcome: skip(`container is ${c.state} again`) };
@@ -130,6 +134,13 @@ export async function expirePreviews(
       reason += await archiveLog(projectId, c.containerId);
       removed = await sweep.inventory.removeStopped(projectId, c.containerId);
       if (removed === "running" || removed === "replaced") return { outcome: skip(`container ${removed === "running" ? "runs again" : "replaced meanwhile"}; left alone`) };
+      if (!row && opts.audit) {
+        // No row to write the audit entry with: recorded at once, so that a retried step (which
+        // finds neither row nor container) never leaves this removal out of the audit.
+        const outcome: Outcome = { done: true, action: "removed", reason: `${reason} (container ${removed})` };
+        await sweep.decisions.record([{ runId: opts.audit.runId, pass: "expired", action: "removed", projectId, reason: outcome.reason }]);
+        return { outcome, audited: true };
+      }
     }
     return { outcome: { done: true, action: "removed", reason }, write: write(reason, ` (container ${removed})`), suffix: ` (container ${removed})` };
   }
@@ -150,7 +161,7 @@ export async function expirePreviews(
     if (r?.applied) return { ...outcome, reason: outcome.reason + suffix };
     return { ...outcome, reason: `${outcome.reason}; row not recorded (now ${r?.status ?? "gone"})` };
   });
-  return { outcomes, audited: acted.map((a) => opts.audit !== undefined && a.write !== undefined) };
+  return { outcomes, audited: acted.map((a) => a.audited === true || (opts.audit !== undefined && a.write !== undefined)) };
 }
 
 /** What an expire step did: counts, and the first NOTES_SHOWN previews left alone or failed. */

@@ -144,8 +144,9 @@ where not exists (select 1 from saved)`;
  * run to audit under (null: no audit), $6 the audit reasons when applied.
  * Applied to a row still `stopped` whose `updated_at` is the one read (a JS Date has ms, the
  * column µs: within that millisecond). The same columns move as `apply("expire")` moves them;
- * the status does not change, so no event is appended (as `apply` would not). The last SELECT
- * reads the rows as they were when the statement began: the status that refused a write.
+ * the status does not change, so no event is appended (as `apply` would not). Each write's
+ * outcome goes to `sweep_decisions` in the same statement when $5 is given; a refused one names
+ * the row's status as it is once the statement could read it (see `outcome`).
  */
 const EXPIRE_MANY_SQL = `
 with input as (
@@ -166,10 +167,17 @@ updated as (
     and p.updated_at <  timestamptz 'epoch' + (i.read_ms + 1) * interval '1 millisecond'
   returning p.project_id
 ),
+applied as (
+  select i.*, exists (select 1 from updated u where u.project_id = i.project_id) as applied from input i
+),
 outcome as (
-  select i.project_id, i.reason, i.audit_reason, p.status,
-         exists (select 1 from updated u where u.project_id = i.project_id) as applied
-  from input i left join previews p on p.project_id = i.project_id
+  -- A refused row's status as it is now, not as this statement's snapshot saw it: FOR SHARE
+  -- waits for a launch that holds the row and reads what it committed (an applied row, which
+  -- this statement wrote, is skipped by that scan; it is stopped).
+  select a.project_id, a.reason, a.audit_reason, a.applied,
+         case when a.applied then 'stopped' else cur.status end as status
+  from applied a
+  left join lateral (select p.status from previews p where p.project_id = a.project_id for share) cur on true
 ),
 audited as (
   insert into sweep_decisions (run_id, pass, action, project_id, reason)

@@ -37,6 +37,8 @@ export class MemoryPreviewStore implements PreviewStore, DiagnosisStore, Preview
   /** As the SQL statement: `expire` where the row is still stopped with the `updatedAt` read. */
   async expireMany(writes: readonly ExpireWrite[], claim: string, audit?: { runId: string }): Promise<ExpireResult[]> {
     this.check();
+    // The SQL store always writes the audit entries it is asked for: never drop them silently.
+    if (audit && writes.length > 0 && !this.auditLog) throw new Error("MemoryPreviewStore.expireMany: an audit was asked for but no auditLog is set (set store.auditLog)");
     const before = new Map(writes.map((w) => [w.projectId, this.rows.get(w.projectId)?.status ?? null]));
     const results: ExpireResult[] = [];
     for (const w of writes) {

@@ -156,6 +156,7 @@ describe("sweep outcomes are counted once per run (unit)", () => {
       settings: { cron: "*/15 * * * *", retentionMs: 24 * HOUR, graceMs: 10 * 60_000, maxOrphanFraction: 1, concurrency: 8 },
       now: () => NOW,
     };
+    unit.store.auditLog = sweep.decisions; // as the SQL store: expiries audited with their write
     const inngest = createInngest(inngestSettings({ dev: standIn.url }), pino({ level: "silent" }));
     [sweepFn, item] = createSweepFunctions(inngest, unit.deps, sweep) as unknown as [InngestFunction.Any, InngestFunction.Any];
     itemFailure = inngest.createFunction({ id: "sweep-item-failure", triggers: [{ event: "inngest/function.failed" }] }, (ctx) =>

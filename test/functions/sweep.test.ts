@@ -363,6 +363,24 @@ describe("expire batches (sweep-expire.ts, unit): no per-project key, so every r
 });
 
 describe("expire batches: the audit stays true when a step is retried", () => {
+  it("a container without a row: its removal is audited at once, so the retry (no row, no container) records no skip over it", async () => {
+    const w = world();
+    preview(w, "rowless", { row: false, stoppedAgoMs: 25 * HOUR, finishedAgoMs: 25 * HOUR });
+    preview(w, "other", { stoppedAgoMs: 25 * HOUR });
+    w.runtime.containers.get("other")!.running = true; // a skip: recorded with the rest
+    const items = [{ projectId: "rowless" }, { projectId: "other", containerId: cid("other") }];
+    const record = w.log.record.bind(w.log);
+    let calls = 0;
+    // The first recording (the rowless removal's own) succeeds, the rest fails: the step fails.
+    w.sweep.decisions = { record: async (d) => (++calls === 1 ? record(d) : Promise.reject(new Error("database: connection terminated"))) };
+    await expect(expireBatch(w.deps, w.sweep, items, "sweep-run")).rejects.toThrow(/connection terminated/);
+    expect(w.runtime.containers.has("rowless")).toBe(false);
+    w.sweep.decisions = { record };
+    const again = await expireBatch(w.deps, w.sweep, items, "sweep-run");
+    expect(again.outcomes[0]).toEqual({ done: false, reason: "no container any more (removed since the plan)" });
+    expect(w.log.entries.map((e) => `${e.projectId} ${e.action}`)).toEqual(["rowless removed", "other skip"]);
+  });
+
   it("a step that fails after its write (the rest of the audit), then a launch, then the retry: the removal stays recorded, no skip over it", async () => {
     const w = world();
     preview(w, "p", { stoppedAgoMs: 25 * HOUR });

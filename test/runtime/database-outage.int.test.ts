@@ -129,8 +129,15 @@ describe.each(["pg", "neon"] as const)("a hung server (SIGSTOP) on %s", (driver)
     expect((fresh.error as Error).message).toMatch(/no connection within 1s \(DATABASE_TIMEOUT\)$/);
 
     await cluster.resume();
-    const after = await timed(() => store.get(`${driver}-hang`));
+    let after = await timed(() => store.get(`${driver}-hang`));
     measured.push(`${driver}: first query after SIGCONT ${after.ms}ms`);
+    // It serves again. On a loaded machine the first new WebSocket connection (neon) can take
+    // longer than the short timeout under test, as in `openDriver`: a connection timeout is tried
+    // again, a few times; any other error, or still none after that, fails.
+    for (let attempt = 1; after.error instanceof DatabaseUnavailableError && /no connection within/.test(after.error.message) && attempt < 5; attempt++) {
+      after = await timed(() => store.get(`${driver}-hang`));
+      measured.push(`${driver}: query ${attempt + 1} after SIGCONT ${after.ms}ms`);
+    }
     expect(after.error).toBeUndefined();
     expect(after.value).toMatchObject({ status: "starting" }); // the write during the hang did not happen
   });

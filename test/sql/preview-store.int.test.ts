@@ -367,3 +367,36 @@ describe.each(["pg", "neon"] as const)("a launch racing the creation of its row 
     expect((await store.events(id)).map((e) => e.type)).toEqual(["starting"]);
   });
 });
+
+describe.each(["pg", "neon"] as const)("expireMany while a launch holds the row on %s (review finding: the audit's status)", (driver) => {
+  let t: TestDatabase;
+  beforeAll(async () => {
+    t = await openTestDatabase(driver);
+  }, OPEN_TIMEOUT);
+  afterAll(async () => {
+    await t?.cleanup();
+  });
+
+  it("waits for the launch's commit and names the status it committed, in the result and the audit", async () => {
+    const store = new SqlPreviewStore(t.db);
+    const id = `held-${driver}`;
+    for (const action of ["launch", "ready", "stop", "stopped"] as const) await store.apply(id, action, { reason: action });
+    const [read] = await store.getMany([id]);
+    // A launch's claim, uncommitted while the sweep's write arrives, committed 300 ms later.
+    const launch = new pg.Client({ connectionString: t.url! });
+    await launch.connect();
+    try {
+      await launch.query("begin");
+      await launch.query("update previews set status = 'starting', stopped_at = null, updated_at = now() where project_id = $1", [id]);
+      const writing = store.expireMany([{ projectId: id, reason: "expired", readUpdatedAt: read!.updatedAt }], "sweep-run", { runId: `run-${driver}` });
+      await new Promise((r) => setTimeout(r, 300));
+      await launch.query("commit");
+      expect(await writing).toEqual([{ projectId: id, applied: false, status: "starting" }]);
+    } finally {
+      await launch.end();
+    }
+    const log = new SqlSweepLog(t.db);
+    expect((await log.list({ runId: `run-${driver}` })).map((d) => d.reason)).toEqual(["expired; row not recorded (now starting)"]);
+    expect(await store.get(id)).toMatchObject({ status: "starting" });
+  });
+});
