@@ -134,13 +134,7 @@ describe("launch-preview: the container vanishes between ensure-container and st
     let foreignId: string | null = null;
     afterEnsure.set(id, async (containerId) => {
       await env.docker.docker.getContainer(containerId).remove({ v: true });
-      const foreign = await env.docker.docker.createContainer({
-        name: `preview-${id}`,
-        Image: env.docker.image,
-        Cmd: ["/bin/busybox", "sleep", "3600"],
-        Labels: { [TEST_LABEL]: env.docker.runId },
-        HostConfig: { NetworkMode: env.docker.options.network, Init: true },
-      });
+      const foreign = await env.docker.createForeign(id);
       foreignId = foreign.id;
     });
     try {

@@ -172,13 +172,7 @@ describe("launch-preview", () => {
     const id = env.docker.projectId("hostile");
     await env.docker.writeSite(id);
     await env.docker.runtime.ensureNetwork();
-    const foreign = await env.docker.docker.createContainer({
-      name: `preview-${id}`,
-      Image: env.docker.image,
-      Cmd: ["/bin/busybox", "sleep", "3600"],
-      Labels: { [TEST_LABEL]: env.docker.runId },
-      HostConfig: { NetworkMode: env.docker.options.network, Init: true },
-    });
+    const foreign = await env.docker.createForeign(id);
     await foreign.start();
 
     expect((await launch(id)).error).toBeDefined();

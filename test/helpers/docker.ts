@@ -64,6 +64,11 @@ export interface DockerTestEnv {
   folderOf(projectId: string): Promise<string>;
   /** `runtime.start` with the site folder as it is now (what a launch's check would pass). */
   start(projectId: string): Promise<StartResult>;
+  /**
+   * A container under the project's preview name that is not ours (only the test label: no
+   * managed or owner label), created, not started, on this env's network.
+   */
+  createForeign(projectId: string): Promise<Docker.Container>;
   cleanup(): Promise<void>;
 }
 
@@ -114,6 +119,15 @@ export async function createDockerTestEnv(overrides: Partial<PreviewSettings> = 
     },
     async start(projectId) {
       return env.runtime.start(projectId, await env.folderOf(projectId));
+    },
+    createForeign(projectId) {
+      return docker.createContainer({
+        name: `preview-${projectId}`,
+        Image: stubImage(runId),
+        Cmd: ["/bin/busybox", "sleep", "3600"],
+        Labels: { [TEST_LABEL]: runId },
+        HostConfig: { NetworkMode: options.network, Init: true },
+      });
     },
     async cleanup() {
       await removeEnv(docker, runId, options);

@@ -20,7 +20,6 @@ import { createFunctions, type PreviewDeps } from "../../functions/index.js";
 import type { PreviewRuntime } from "../../functions/ports.js";
 import { createApp } from "../../runtime/app.js";
 import { createInngest, type InngestSettings } from "../../runtime/inngest-client.js";
-import { TEST_LABEL } from "../helpers/docker.js";
 import { listen } from "../helpers/http.js";
 import {
   inngestSettings,
@@ -274,13 +273,7 @@ describe.each([{ checkpointing: false }, { checkpointing: true }])("/api/inngest
           onStep: async (step) => {
             if (step.name !== "ensure-container") return;
             await container(id).remove({ v: true });
-            const foreign = await env.docker.docker.createContainer({
-              name: `preview-${id}`,
-              Image: env.docker.image,
-              Cmd: ["/bin/busybox", "sleep", "3600"],
-              Labels: { [TEST_LABEL]: env.docker.runId },
-              HostConfig: { NetworkMode: env.docker.options.network, Init: true },
-            });
+            const foreign = await env.docker.createForeign(id);
             foreignId = foreign.id;
           },
         });
