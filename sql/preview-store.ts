@@ -172,12 +172,13 @@ applied as (
 ),
 outcome as (
   -- A refused row's status as it is now, not as this statement's snapshot saw it: FOR SHARE
-  -- waits for a launch that holds the row and reads what it committed (an applied row, which
-  -- this statement wrote, is skipped by that scan; it is stopped).
+  -- waits for a launch that holds the row and reads what it committed. Only refused rows are
+  -- read so ("not a.applied" gates the scan): an applied row is the one this statement wrote
+  -- (stopped), and locking it too would cost a multixact per row.
   select a.project_id, a.reason, a.audit_reason, a.applied,
          case when a.applied then 'stopped' else cur.status end as status
   from applied a
-  left join lateral (select p.status from previews p where p.project_id = a.project_id for share) cur on true
+  left join lateral (select p.status from previews p where not a.applied and p.project_id = a.project_id for share) cur on true
 ),
 audited as (
   insert into sweep_decisions (run_id, pass, action, project_id, reason)
