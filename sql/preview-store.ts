@@ -5,7 +5,7 @@ import type { ApplyResult, ExpireResult, ExpireWrite, PreviewCounts, PreviewReco
 import { failureKey, type DiagnosisState, type DiagnosisStore, type FailureOf } from "../functions/ports.js";
 import type { ProjectId } from "../functions/project-id.js";
 import type { Database } from "./database.js";
-import { queryAs } from "./errors.js";
+import { queryAs, sqlState } from "./errors.js";
 
 export interface PreviewEvent {
   /** The status the preview moved to, or a diagnosis outcome (diagnose-preview). */
@@ -326,7 +326,17 @@ export class SqlPreviewStore implements PreviewStore, DiagnosisStore, PreviewCou
     const label = `apply ${JSON.stringify(action)} to project ${JSON.stringify(projectId)}`;
     for (let run = 1; ; run++) {
       // Prepared: the one statement every action runs (its columns are listed, never `*`).
-      const [row] = await this.run<ApplyRow>(label, APPLY_SQL, params, true);
+      let row: ApplyRow | undefined;
+      try {
+        [row] = await this.run<ApplyRow>(label, APPLY_SQL, params, true);
+      } catch (err) {
+        // Chosen as a deadlock's victim (40P01: seen against the capacity admission, which
+        // releases stale slots of other rows in the same statement): aborted, so it wrote
+        // nothing, and the other statement has gone on. Run it again at once rather than fail
+        // the step (a launch's record-running) and wait for Inngest's retry.
+        if (sqlState(err instanceof Error ? err.cause : undefined) === "40P01" && run < MAX_APPLY_RUNS) continue;
+        throw err;
+      }
       if (row) return row.applied ? { applied: true, changed: row.changed, row: toRecord(row) } : { applied: false, row: toRecord(row) };
       // No row and nothing written. Without `createsRow` that is the answer; with it, the
       // insert lost a creation race (see above) and the next run compares against the winner.

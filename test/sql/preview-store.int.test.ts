@@ -400,3 +400,45 @@ describe.each(["pg", "neon"] as const)("expireMany while a launch holds the row 
     expect(await store.get(id)).toMatchObject({ status: "starting" });
   });
 });
+
+describe.each(["pg", "neon"] as const)("apply chosen as a deadlock's victim on %s", (driver) => {
+  let t: TestDatabase;
+  beforeAll(async () => {
+    t = await openTestDatabase(driver);
+  }, OPEN_TIMEOUT);
+  afterAll(async () => {
+    await t?.cleanup();
+  });
+
+  it("runs again at once (it wrote nothing) and applies, instead of failing the step", async () => {
+    const store = new SqlPreviewStore(t.db);
+    const [id, other] = [`deadlock-${driver}`, `deadlock-other-${driver}`];
+    await store.apply(id, "launch", { reason: "launch" });
+    await store.apply(id, "ready", { reason: "ready" });
+    await store.apply(other, "launch", { reason: "launch" });
+    await t.db.query("update previews set slot = 7 where project_id = $1", [id]);
+    const tx = new pg.Client({ connectionString: t.url! });
+    await tx.connect();
+    try {
+      // The cycle the capacity admission can make: another transaction gives slot 7 to another
+      // row (the unique slot constraint is checked at commit); apply moves `id` (which holds 7;
+      // the status is indexed, so the slot's index entry is written again) and, at its commit,
+      // waits for that transaction; which then waits for `id`'s row. Apply waited first, so its
+      // deadlock check runs first and it is the victim.
+      await tx.query("begin");
+      await tx.query("update previews set slot = 7 where project_id = $1", [other]);
+      const applying = store.apply(id, "stop", { reason: "closed" });
+      await new Promise((r) => setTimeout(r, 200));
+      const txUpdate = await tx.query("update previews set log_tail = 'tx' where project_id = $1", [id]).then(
+        () => "updated",
+        (err: { code?: string }) => `failed ${err.code}`,
+      );
+      expect(txUpdate, "the other transaction went on: apply was the deadlock's victim").toBe("updated");
+      await tx.query("rollback");
+      expect(await applying).toMatchObject({ applied: true, changed: true, row: { status: "stopping", logTail: null } });
+    } finally {
+      await tx.end();
+    }
+    expect((await store.events(id)).map((e) => e.type)).toEqual(["starting", "running", "stopping"]);
+  }, 30_000);
+});
