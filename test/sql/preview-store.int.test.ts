@@ -368,7 +368,7 @@ describe.each(["pg", "neon"] as const)("a launch racing the creation of its row 
   });
 });
 
-describe.each(["pg", "neon"] as const)("expireMany while a launch holds the row on %s (review finding: the audit's status)", (driver) => {
+describe.each(["pg", "neon"] as const)("another transaction holding a row, on %s", (driver) => {
   let t: TestDatabase;
   beforeAll(async () => {
     t = await openTestDatabase(driver);
@@ -377,7 +377,7 @@ describe.each(["pg", "neon"] as const)("expireMany while a launch holds the row 
     await t?.cleanup();
   });
 
-  it("waits for the launch's commit and names the status it committed, in the result and the audit", async () => {
+  it("expireMany waits for a launch's commit and names the status it committed, in the result and the audit (review finding)", async () => {
     const store = new SqlPreviewStore(t.db);
     const id = `held-${driver}`;
     for (const action of ["launch", "ready", "stop", "stopped"] as const) await store.apply(id, action, { reason: action });
@@ -399,18 +399,8 @@ describe.each(["pg", "neon"] as const)("expireMany while a launch holds the row 
     expect((await log.list({ runId: `run-${driver}` })).map((d) => d.reason)).toEqual(["expired; row not recorded (now starting)"]);
     expect(await store.get(id)).toMatchObject({ status: "starting" });
   });
-});
 
-describe.each(["pg", "neon"] as const)("apply chosen as a deadlock's victim on %s", (driver) => {
-  let t: TestDatabase;
-  beforeAll(async () => {
-    t = await openTestDatabase(driver);
-  }, OPEN_TIMEOUT);
-  afterAll(async () => {
-    await t?.cleanup();
-  });
-
-  it("runs again at once (it wrote nothing) and applies, instead of failing the step", async () => {
+  it("apply chosen as a deadlock's victim runs again at once (it wrote nothing) and applies, instead of failing the step", async () => {
     const store = new SqlPreviewStore(t.db);
     const [id, other] = [`deadlock-${driver}`, `deadlock-other-${driver}`];
     await store.apply(id, "launch", { reason: "launch" });
