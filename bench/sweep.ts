@@ -82,7 +82,8 @@ const sweepDeps: SweepDeps = {
   // Grace 0: the bench's containers are seconds old; the retention is the production default.
   settings: { cron: "*/15 * * * *", retentionMs: 24 * HOUR, graceMs: 0, maxOrphanFraction: 0.5, concurrency: Number(process.env.BENCH_SWEEP_CONCURRENCY ?? 16) },
 };
-const [sweepFn, itemFn] = createSweepFunctions(inngest, { runtime, store, site: new LocalSiteFiles(storageRoot), readyTimeoutMs: 30_000 }, sweepDeps) as unknown as [
+const previewDeps = { runtime, store, site: new LocalSiteFiles(storageRoot), readyTimeoutMs: 30_000 };
+const [sweepFn, itemFn] = createSweepFunctions(inngest, previewDeps, sweepDeps) as unknown as [
   InngestFunction.Any,
   InngestFunction.Any,
 ];
@@ -115,7 +116,6 @@ async function sweepOnce(): Promise<{ items: number; failed: number; summary: un
  * directly (what this service does per step; `@inngest/test` adds CPU per step that neither
  * this service nor the Inngest server spends in production).
  */
-const previewDeps = { runtime, store, site: new LocalSiteFiles(storageRoot), readyTimeoutMs: 30_000 };
 async function sweepDirect(): Promise<{ items: number; failed: number; summary: unknown }> {
   const runId = `bench-${randomBytes(6).toString("hex")}`;
   const t0 = performance.now();

@@ -46,6 +46,8 @@ export const EXPIRE_CHUNK = 250;
 /** What one action on one preview did: `done` (with the audit action) or `skip` (with why). */
 export type Outcome = { done: false; reason: string } | { done: true; action: string; reason: string; changed?: boolean };
 export const skip = (reason: string): Outcome => ({ done: false, reason });
+/** The audit action (and metric outcome) of an outcome. */
+export const actionOf = (o: Outcome): string => (o.done ? o.action : "skip");
 
 /** One preview to expire, as the plan decided it. */
 export interface ExpireItem {
@@ -107,7 +109,12 @@ export async function expirePreviews(
   async function act({ projectId, containerId: planned }: ExpireItem, row: PreviewRecord | null): Promise<Acted> {
     const rowExpired = row?.status === "stopped" && row.stoppedAt !== null && at - row.stoppedAt.getTime() >= retentionMs;
     if (row && !rowExpired) return { outcome: skip(`row is ${row.status}${row.stoppedAt ? ` since ${row.stoppedAt.toISOString()}` : ""} now`) };
-    const write = (reason: string, suffix: string): ExpireWrite | undefined => (row ? { projectId, reason, readUpdatedAt: row.updatedAt, auditReason: reason + suffix } : undefined);
+    /** Removed: the row's `expire` to write (with the reason its audit entry gets), if it has one. */
+    const removedAs = (reason: string, removed: string): Acted => {
+      const suffix = ` (container ${removed})`;
+      const write = row ? { write: { projectId, reason, readUpdatedAt: row.updatedAt, auditReason: reason + suffix } } : {};
+      return { outcome: { done: true, action: "removed", reason }, suffix, ...write };
+    };
     if (row?.stoppedAt && planned) {
       const reason = `sweep: container removed, stopped since ${row.stoppedAt.toISOString()} (${retention}); site files kept${await archiveLog(projectId, planned)}`;
       // The row's own container id is ours by construction: removed by id (one engine call).
@@ -115,7 +122,7 @@ export async function expirePreviews(
       const removed = await sweep.inventory.removeStopped(projectId, planned, { recorded: row.containerId === planned });
       if (removed === "running") return { outcome: skip("container runs again; left alone") };
       if (removed === "replaced") return { outcome: skip(`container ${planned.slice(0, 12)} is not the project's preview (replaced, or not ours); left alone`) };
-      return { outcome: { done: true, action: "removed", reason }, write: write(reason, ` (container ${removed})`), suffix: ` (container ${removed})` };
+      return removedAs(reason, removed);
     }
     const c = await sweep.inventory.inspect(projectId);
     const since = row?.stoppedAt ? `stopped since ${row.stoppedAt.toISOString()}` : `exited ${c?.finishedAt ? new Date(c.finishedAt).toISOString() : "?"}`;
@@ -142,7 +149,7 @@ export async function expirePreviews(
         return { outcome, audited: true };
       }
     }
-    return { outcome: { done: true, action: "removed", reason }, write: write(reason, ` (container ${removed})`), suffix: ` (container ${removed})` };
+    return removedAs(reason, removed);
   }
 
   const acted = await mapBounded(items, sweep.settings.concurrency, (item) =>
@@ -183,7 +190,6 @@ export interface ExpireBatchResult extends ExpiryCounts {
  */
 export async function expireBatch(deps: PreviewDeps, sweep: SweepDeps, items: readonly ExpireItem[], runId: string): Promise<ExpireBatchResult> {
   const { outcomes, audited } = await expirePreviews(deps, sweep, items, runId, { audit: { runId } });
-  const actionOf = (o: Outcome) => (o.done ? o.action : "skip");
   // The rows written were audited with their write; the rest (skips, failures, containers
   // without a row) here. A skip after this run's own earlier outcome is not recorded (SweepLog).
   const rest = items.flatMap((item, k) => (audited[k] ? [] : [{ runId, pass: "expired" as const, action: actionOf(outcomes[k]!), projectId: item.projectId, reason: outcomes[k]!.reason }]));

@@ -34,7 +34,7 @@ import { ONE_RUN_PER_PROJECT, PER_PROJECT, RETRIES, parseEventData, permanent, t
 import { failedRunOf, recordFailure, type FailureContext } from "./failure.js";
 import { countOnce } from "./metrics.js";
 import type { ProjectId } from "./ports.js";
-import { expirePreviews, skip, type Outcome } from "./sweep-expire.js";
+import { actionOf, expirePreviews, skip, type Outcome } from "./sweep-expire.js";
 import { PASS_OF, formatAge, type SweepAction, type SweepDeps } from "./sweep-plan.js";
 
 type Item = v.InferOutput<typeof SweepItemData>;
@@ -44,14 +44,13 @@ export function parseSweepItem(event: { name: string; data?: unknown }): Item {
   return parseEventData(SweepItemData, event.name, event.data);
 }
 
-
 /** Records an outcome of an item under its sweep run (idempotent). */
 function recordOutcome(sweep: SweepDeps, item: Item, outcome: Outcome): Promise<void> {
   return sweep.decisions.record([
     {
       runId: item.sweepRunId,
       pass: PASS_OF[item.action],
-      action: outcome.done ? outcome.action : "skip",
+      action: actionOf(outcome),
       projectId: item.projectId,
       reason: outcome.reason,
     },
@@ -184,7 +183,7 @@ export function createSweepItem(inngest: Inngest, deps: PreviewDeps, sweep: Swee
         );
         if (outcome.done && action === "correct" && outcome.changed) await step.sendEvent("emit-stopped", previewStopped.create({ projectId }));
         logger.info({ ...log, outcome }, outcome.done ? `sweep: ${outcome.action}` : "sweep: skipped");
-        return ended(outcome.done ? outcome.action : "skip", { projectId, action, ...outcome });
+        return ended(actionOf(outcome), { projectId, action, ...outcome });
       }
 
       // orphan: as remove-preview, after checking again that the project is gone.

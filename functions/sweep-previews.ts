@@ -51,13 +51,14 @@ import { previewIdle, previewsSweepItem, previewsSweepRequested, SweepRequestDat
 import { RETRIES, parseEventData, permanent, type PreviewDeps } from "./deps.js";
 import { countOnce } from "./metrics.js";
 import { strangerWarning, type SweepRunCounts } from "./ports.js";
-import { EXPIRE_CHUNK, expireBatch, type ExpiryCounts } from "./sweep-expire.js";
+import { EXPIRE_CHUNK, actionOf, expireBatch, type ExpiryCounts } from "./sweep-expire.js";
 import { planDecisions, planSweep, summarize, type SweepDeps, type SweepPlan, type SweepSummary } from "./sweep-plan.js";
 
 /** Events per dispatch step (one send request). */
 export const DISPATCH_CHUNK = 500;
 /** Skips listed in the plan step's output and a dry run's answer (all are in the audit log). */
 export const SKIPS_SHOWN = 100;
+
 /** The request's `dryRun`; a cron tick is never a dry run. Invalid data fails before any step. */
 export function parseSweepRequest(event: { name: string; data?: unknown }): { dryRun: boolean } {
   if (event.name !== previewsSweepRequested.name) return { dryRun: false };
@@ -139,10 +140,10 @@ export function createSweepPreviews(inngest: Inngest, deps: PreviewDeps, sweep: 
             const chunk = expiring.slice(i, i + EXPIRE_CHUNK);
             const { outcomes, ...counts } = await expireBatch(deps, sweep, chunk, runId);
             outcomes.forEach((o, k) => {
-              if (o.done && o.action === "failed") logger.warn({ projectId: chunk[k]!.projectId, sweepRunId: runId, reason: o.reason }, "sweep: expiry failed");
+              if (actionOf(o) === "failed") logger.warn({ projectId: chunk[k]!.projectId, sweepRunId: runId, reason: o.reason }, "sweep: expiry failed");
             });
             // Counted where the step's work ends: once per preview (a replayed step is memoized).
-            countOnce(deps.metrics, `sweep-expire:${runId}:${n}`, (m) => outcomes.forEach((o) => m.sweepItemFinished("expire", o.done ? o.action : "skip")));
+            countOnce(deps.metrics, `sweep-expire:${runId}:${n}`, (m) => outcomes.forEach((o) => m.sweepItemFinished("expire", actionOf(o))));
             return counts;
           }),
         );
