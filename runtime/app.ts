@@ -13,6 +13,7 @@ import { FORWARD_AUTH_PATH, type PreviewRoutes } from "./preview-routes.js";
 import { summarize, type SweepPlan } from "../functions/sweep-plan.js";
 import { previewsSweepRequested } from "../inngest.config.js";
 import { sendEvents } from "./inngest-client.js";
+import { within } from "./timeout.js";
 
 export interface AppDeps {
   inngest: Inngest;
@@ -65,17 +66,11 @@ export function previewJson(r: PreviewRecord) {
 }
 
 async function check(name: string, probe: () => Promise<void>, timeoutMs: number): Promise<[string, string | null]> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs}ms`)), timeoutMs);
-  });
   try {
-    await Promise.race([probe(), timeout]);
+    await within(probe(), timeoutMs, `no answer within ${timeoutMs}ms`);
     return [name, null];
   } catch (err) {
     return [name, err instanceof Error ? err.message : String(err)];
-  } finally {
-    clearTimeout(timer);
   }
 }
 

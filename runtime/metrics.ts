@@ -27,6 +27,7 @@ import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry } from 
 import type { Logger } from "pino";
 import type { ActionOutcome, LaunchOutcome, Metrics, PreviewCounts, SweepRunCounts } from "../functions/ports.js";
 import { PREVIEW_STATUSES } from "../functions/lifecycle.js";
+import { within } from "./timeout.js";
 
 /** Launch durations: from a cached site's seconds to a first `npm install`'s minutes. */
 export const LAUNCH_BUCKETS = [0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600];
@@ -178,14 +179,8 @@ export class PromMetrics implements Metrics {
     this.#reading ??= status.counts.countByStatus().finally(() => {
       this.#reading = null;
     });
-    let timer: NodeJS.Timeout | undefined;
     try {
-      const byStatus = await Promise.race([
-        this.#reading,
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`no answer within ${status.timeoutMs}ms (METRICS_QUERY_TIMEOUT)`)), status.timeoutMs);
-        }),
-      ]);
+      const byStatus = await within(this.#reading, status.timeoutMs, `no answer within ${status.timeoutMs}ms (METRICS_QUERY_TIMEOUT)`);
       status.byStatus.reset();
       for (const s of PREVIEW_STATUSES) status.byStatus.set({ status: s }, byStatus[s] ?? 0);
       status.up.set(1);
@@ -193,8 +188,6 @@ export class PromMetrics implements Metrics {
       status.byStatus.reset();
       status.up.set(0);
       status.log?.warn({ err }, "metrics: previews per status could not be read; previews_by_status left out of this scrape");
-    } finally {
-      clearTimeout(timer);
     }
   }
 }
