@@ -84,10 +84,7 @@ export class DockerPreviewRuntime implements PreviewRuntime, ContainerSecrets {
    */
   async logTail(projectId: ProjectId): Promise<string> {
     const id = assertProjectId(projectId);
-    const info = await this.containers.find(id, "read logs of").catch((err: unknown) => {
-      if (err instanceof ForeignContainerError) return null;
-      throw err;
-    });
+    const info = await this.findOwn(id, "read logs of");
     return info ? this.containers.logTail(id, info) : "";
   }
 
@@ -99,11 +96,16 @@ export class DockerPreviewRuntime implements PreviewRuntime, ContainerSecrets {
    */
   async environmentValues(projectId: ProjectId): Promise<string[]> {
     const id = assertProjectId(projectId);
-    const info = await this.containers.find(id, "read the environment of").catch((err: unknown) => {
+    const info = await this.findOwn(id, "read the environment of");
+    return (info?.Config.Env ?? []).map((entry) => entry.slice(entry.indexOf("=") + 1)).filter((value) => value !== "");
+  }
+
+  /** The project's container, or null when there is none or it is not ours (left as it is). */
+  private findOwn(id: ProjectId, action: string): ReturnType<PreviewContainers["find"]> {
+    return this.containers.find(id, action).catch((err: unknown) => {
       if (err instanceof ForeignContainerError) return null;
       throw err;
     });
-    return (info?.Config.Env ?? []).map((entry) => entry.slice(entry.indexOf("=") + 1)).filter((value) => value !== "");
   }
 
   async stop(projectId: ProjectId): Promise<StopOutcome> {

@@ -65,7 +65,9 @@ export function bridgeName(settings: Pick<PreviewSettings, "network" | "bridgeNa
   return name;
 }
 
-const CIDR_RE = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}\/(3[0-2]|[12]?\d)$/;
+/** One dotted-quad IPv4 address (no anchors): the shared part of IPV4_RE and CIDR_RE. */
+const IPV4 = String.raw`(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}`;
+const CIDR_RE = new RegExp(String.raw`^${IPV4}\/(3[0-2]|[12]?\d)$`);
 
 /** The IPv4 destinations denied to previews, validated (no IPv6: previews have none). */
 export function egressDeny(settings: Pick<PreviewSettings, "egressDeny">): string[] {
@@ -76,7 +78,7 @@ export function egressDeny(settings: Pick<PreviewSettings, "egressDeny">): strin
   return list;
 }
 
-const IPV4_RE = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
+const IPV4_RE = new RegExp(`^${IPV4}$`);
 
 /** The trusted peers (IPv4 addresses on the preview network), validated; empty when none. */
 export function trustedPeers(settings: Pick<PreviewSettings, "trustedPeers">): string[] {
